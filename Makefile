@@ -1,0 +1,46 @@
+# Capstan — every target installs what it needs into the checkout (.venv/, .tools/).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+LISTEN_GRPC ?= 127.0.0.1:50051
+LISTEN_HTTP ?= 127.0.0.1:8080
+DATA_DIR    ?= .data
+
+.PHONY: setup run test protos protos-check lint unit bench clean
+
+setup: $(STAMP) .tools/.installed
+
+$(STAMP): pyproject.toml kubesim/pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ./kubesim -e ".[dev]"
+	touch $@
+
+.tools/.installed: scripts/install_tools.py | $(STAMP)
+	$(BIN)/python scripts/install_tools.py --dest .tools
+	touch $@
+
+run: setup
+	$(BIN)/capstan-server --dev --grpc-listen $(LISTEN_GRPC) --http-listen $(LISTEN_HTTP) --data-dir $(DATA_DIR)
+
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+protos-check: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py --check
+
+lint: $(STAMP)
+	$(BIN)/ruff check client server kubesim tests scripts bench
+	$(BIN)/mypy server client/capstan/client client/capstan/cli
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: setup protos-check lint unit
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .tools .data

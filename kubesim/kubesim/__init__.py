@@ -1,0 +1,1 @@
+"""kubesim: a Kubernetes API server simulator for tests and first runs."""
