@@ -1,0 +1,1 @@
+"""Capstan client side: generated stubs (capstan.v1), client library and CLI."""

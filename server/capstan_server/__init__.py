@@ -1,0 +1,1 @@
+"""Capstan server: gRPC services, REST gateway, registry and helm drivers."""
