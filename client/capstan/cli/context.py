@@ -1,0 +1,50 @@
+"""What every command handler gets: the parsed global options, the streams and the client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, TextIO
+
+from capstan.client import CapstanClient
+from capstan.client.sync import Interceptor
+
+__all__ = ["Context", "UsageError"]
+
+
+class UsageError(Exception):
+    """A mistake found on the client before anything is sent (exit code 2, like argparse's)."""
+
+
+@dataclass
+class Context:
+    """The global options of one `capstan` invocation and the client it talks through."""
+
+    endpoint: str
+    output: Literal["json", "table"]
+    #: `--timeout`: the deadline of each call in seconds; None for the client's default.
+    call_timeout: float | None
+    stdout: TextIO
+    stderr: TextIO
+    interceptors: tuple[Interceptor, ...] = ()
+    _client: CapstanClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+    @property
+    def client(self) -> CapstanClient:
+        """The client, connected on first use (so usage errors never open a channel)."""
+        if self._client is None:
+            if self.call_timeout is None:
+                self._client = CapstanClient(self.endpoint, interceptors=self.interceptors)
+            else:
+                self._client = CapstanClient(
+                    self.endpoint, timeout=self.call_timeout, interceptors=self.interceptors
+                )
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

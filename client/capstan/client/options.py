@@ -1,0 +1,53 @@
+"""Settings shared by the sync and the asyncio client: default deadline, retries, metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from capstan.client.calls import Call, call_timeout
+from capstan.client.retry import Attempts, RetryPolicy
+
+__all__ = ["DEFAULT_TIMEOUT_S", "ClientOptions", "Metadata"]
+
+#: Metadata sent with every call, e.g. `{"authorization": "Bearer ..."}` (keys lower-case).
+Metadata: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str | bytes]]
+
+#: Default deadline of a call, in seconds. Calls that start an operation on the server (create,
+#: upgrade, rollback, delete, watch) wait at least as long as that operation may take.
+DEFAULT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """What a client applies to every call it makes."""
+
+    timeout: float | None
+    retry: RetryPolicy
+    metadata: tuple[tuple[str, str | bytes], ...]
+
+    @classmethod
+    def create(
+        cls, *, timeout: float | None, retries: int | RetryPolicy, metadata: Metadata | None
+    ) -> ClientOptions:
+        policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=retries)
+        if metadata is None:
+            pairs: tuple[tuple[str, str | bytes], ...] = ()
+        elif isinstance(metadata, Mapping):
+            pairs = tuple(metadata.items())
+        else:
+            pairs = tuple(metadata)
+        return cls(timeout=timeout, retry=policy, metadata=pairs)
+
+    def attempts(self, call: Call[Any]) -> Attempts:
+        """Fresh retry bookkeeping for one call."""
+        return Attempts(
+            self.retry,
+            idempotent=call.rpc.idempotent,
+            timeout=call_timeout(call, self.timeout),
+        )
+
+    @property
+    def grpc_metadata(self) -> tuple[tuple[str, str | bytes], ...] | None:
+        return self.metadata or None

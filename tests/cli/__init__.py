@@ -1,0 +1,1 @@
+"""Tests of the `capstan` command line (`capstan.cli`)."""

@@ -1,0 +1,1 @@
+"""Tests of the Capstan client library (`capstan.client`)."""
