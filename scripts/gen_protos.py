@@ -4,6 +4,8 @@
     python scripts/gen_protos.py --check  # exit 1 when the checked-in stubs are stale
 
 Messages get `_pb2.py` and `_pb2.pyi` (mypy-protobuf), services `_pb2_grpc.py` and `_pb2_grpc.pyi`.
+`descriptor_set.binpb` is a FileDescriptorSet of capstan.v1 *with source info*: the generated
+`_pb2.py` files drop the proto comments, and the REST gateway's OpenAPI document wants them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = Path("capstan") / "v1"
 OUT_ROOT = ROOT / "client"
+DESCRIPTOR_SET = "descriptor_set.binpb"
 INIT_TEXT = '"""Generated protobuf and gRPC stubs for capstan.v1 (scripts/gen_protos.py; do not edit)."""\n'
 
 
@@ -46,8 +49,11 @@ def _generate(out_root: Path) -> None:
         f"--mypy_out={out_root}",
         f"--grpc_python_out={out_root}",
         f"--mypy_grpc_out={out_root}",
+        f"--descriptor_set_out={out_root / PACKAGE_DIR / DESCRIPTOR_SET}",
+        "--include_source_info",
         *protos,
     ]
+    (out_root / PACKAGE_DIR).mkdir(parents=True, exist_ok=True)
     subprocess.run(args, check=True, cwd=PROTO_ROOT)
     (out_root / PACKAGE_DIR / "__init__.py").write_text(INIT_TEXT)
     (out_root / PACKAGE_DIR / "py.typed").write_text("")
@@ -55,7 +61,7 @@ def _generate(out_root: Path) -> None:
 
 def _stale_files(fresh: Path, current: Path) -> list[str]:
     names = {p.name for p in fresh.iterdir()} | {
-        p.name for p in current.iterdir() if p.suffix in {".py", ".pyi", ".typed"}
+        p.name for p in current.iterdir() if p.suffix in {".py", ".pyi", ".typed", ".binpb"}
     } if current.exists() else {p.name for p in fresh.iterdir()}
     stale = []
     for name in sorted(names):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from capstan_server.app import ServerHandle, start_server
 from capstan_server.dev.chart_repo import SAMPLE_CHARTS_DIR, ChartRepoServer
+from capstan_server.drivers.base import Driver
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
@@ -36,3 +40,64 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepoSe
     out = tmp_path_factory.mktemp("chart-repo")
     with ChartRepoServer(SAMPLE_CHARTS_DIR, helm, out_dir=out).serve_in_thread() as server:
         yield server
+
+
+# -- Capstan server -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def capstan_server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerHandle]]:
+    """Start Capstan servers: ``capstan_server_factory(driver="memory", **start_server_kwargs)``.
+
+    Each server gets free ports on 127.0.0.1 and its own data dir under ``tmp_path`` (unless
+    ``data_dir=`` is given); all of them stop when the test ends. See
+    `capstan_server.app.start_server` for the keyword arguments (``interceptors``, ``grace``...).
+    """
+    handles: list[ServerHandle] = []
+
+    def start(driver: str | Driver = "memory", **kwargs: Any) -> ServerHandle:
+        kwargs.setdefault("data_dir", tmp_path / f"capstan-data-{len(handles)}")
+        # Tests finish their calls before teardown; a long grace would only hide a hang.
+        kwargs.setdefault("grace", 5.0)
+        handle = start_server(driver=driver, **kwargs)
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in reversed(handles):
+        handle.stop()
+
+
+@pytest.fixture
+def capstan_server(capstan_server_factory: Callable[..., ServerHandle]) -> ServerHandle:
+    """A running Capstan server on the memory driver, with a tmp data dir and free ports.
+
+    ``.grpc_target`` is "127.0.0.1:PORT", ``.http_url`` "http://127.0.0.1:PORT", ``.data_dir``
+    the data dir. It runs on a thread of its own, so sync tests, async tests and CLI tests can
+    all use it; it stops by itself at the end of the test.
+    """
+    return capstan_server_factory()
+
+
+#: A kubeconfig that parses; the memory driver never dials it.
+FAKE_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: test122
+  cluster: {server: "https://test122.invalid:6443"}
+users:
+- name: admin
+  user: {token: not-a-secret}
+contexts:
+- name: test122
+  context: {cluster: test122, user: admin, namespace: default}
+current-context: test122
+"""
+
+
+@pytest.fixture
+def fake_kubeconfig() -> str:
+    """A kubeconfig for a cluster `test122` that parses; for the memory driver, which never
+    dials it (register it with ``POST /api/clusters`` or ``CreateCluster``)."""
+    return FAKE_KUBECONFIG

@@ -1,0 +1,458 @@
+"""Builds and runs the Capstan server: the gRPC services, health, reflection and the REST gateway,
+all in one process and one event loop.
+
+`CapstanServer` runs on the caller's event loop (the `capstan-server` script uses it through
+`serve`); `start_server` runs one on a thread of its own and returns a `ServerHandle`, which is
+what tests use: it works the same from synchronous tests, async tests and CLI tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import grpc.aio
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
+from capstan_server.errors import CapstanError
+from capstan_server.gateway import build_gateway, capstan_services
+from capstan_server.interceptors import RpcInterceptor
+
+if TYPE_CHECKING:
+    from capstan_server.dev.environment import DevEnvironment
+    from capstan_server.drivers.base import Driver
+    from capstan_server.services import Services
+
+log = logging.getLogger("capstan.server")
+
+DEFAULT_GRACE = 30.0
+#: Release objects with many resources outgrow gRPC's default 4 MiB message limit.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+# gRPC sets SO_REUSEPORT by default, which lets a second server bind a taken port silently.
+_SERVER_OPTIONS = [*_GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class StartupError(RuntimeError):
+    """The server could not start (a port is taken, the data dir is unusable, ...)."""
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything the server is started with; `capstan-server`'s flags map onto it."""
+
+    data_dir: Path
+    grpc_listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:8080"
+    #: A driver name for `drivers.create_driver`, or a driver instance (the server then owns it
+    #: and closes it when it stops).
+    driver: str | Driver = "helm"
+    helm_bin: Path | None = None
+    #: Start the embedded kubesim cluster and sample chart repository (capstan_server.dev).
+    dev: bool = False
+    #: Seconds in-flight calls get to finish on shutdown.
+    grace: float = DEFAULT_GRACE
+    #: Extra gRPC server interceptors, run after Capstan's own (tests use this to spy on calls).
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
+
+
+def split_host_port(listen: str) -> tuple[str, int]:
+    """`H:P`, `[v6]:P` or `:P` (all interfaces) into host and port."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise StartupError(f"expected HOST:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def _client_host(host: str) -> str:
+    """Where a client on this machine reaches a server listening on `host`."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class CapstanServer:
+    """The server, running on the current event loop: `await start()`, later `await stop()`."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.grpc_port = 0
+        self.http_port = 0
+        self._interceptor = RpcInterceptor()
+        self._driver: Driver | None = None
+        self._services: Services | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._health: health_aio.HealthServicer | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._http: web.AppRunner | None = None
+        self._dev: DevEnvironment | None = None
+        self._ready = False
+        self._stopping = False
+        self._stopped = asyncio.Event()
+
+    @property
+    def grpc_target(self) -> str:
+        """`host:port` for a gRPC client on this machine."""
+        host, _ = split_host_port(self.options.grpc_listen)
+        return f"{_client_host(host)}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        host, _ = split_host_port(self.options.http_listen)
+        return f"http://{_client_host(host)}:{self.http_port}"
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("the server is not started")
+        return self._services
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        """Open the services, serve gRPC, set up the dev environment if asked, serve HTTP; the
+        health service says SERVING only once all of that is done."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        options = self.options
+        options.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._driver = _open_driver(options)
+        from capstan_server.services import open_services
+
+        self._services = await open_services(data_dir=options.data_dir, driver=self._driver)
+        await self._start_grpc()
+        self._channel = grpc.aio.insecure_channel(self.grpc_target, options=_GRPC_OPTIONS)
+        if options.dev:
+            await self._start_dev()
+        await self._start_http()
+        await self._set_health(_SERVING)
+        self._ready = True
+        log.info(
+            "serving",
+            extra={
+                "fields": {
+                    "grpc": self.grpc_target,
+                    "http": self.http_url,
+                    "driver": getattr(self._driver, "name", "?"),
+                    "data_dir": str(options.data_dir),
+                    "dev": options.dev,
+                }
+            },
+        )
+
+    async def _start_grpc(self) -> None:
+        services = self.services
+        server = grpc.aio.server(
+            interceptors=[self._interceptor, *self.options.interceptors], options=_SERVER_OPTIONS
+        )
+        self._grpc = server
+        release_pb2_grpc.add_ReleaseServiceServicer_to_server(services.release, server)
+        chart_pb2_grpc.add_ChartServiceServicer_to_server(services.chart, server)
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(services.cluster, server)
+        self._health = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        # The health servicer starts out saying SERVING for "": not true until start() is done.
+        await self._set_health(_NOT_SERVING)
+        names = [service.full_name for service in capstan_services()]
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
+        listen = self.options.grpc_listen
+        host, port = split_host_port(listen)
+        try:
+            self.grpc_port = server.add_insecure_port(f"{_bind_host(host)}:{port}")
+        except RuntimeError as exc:
+            raise StartupError(f"cannot listen for gRPC on {listen}: {exc}") from None
+        if not self.grpc_port:
+            raise StartupError(f"cannot listen for gRPC on {listen}")
+        await server.start()
+
+    async def _start_dev(self) -> None:
+        from capstan_server.dev.chart_repo import ChartRepoError
+        from capstan_server.dev.environment import DevEnvironment
+
+        try:
+            self._dev = await DevEnvironment.start(
+                self.services,
+                data_dir=self.options.data_dir,
+                helm_bin=self.options.helm_bin,
+                grpc_target=self.grpc_target,
+            )
+        except (CapstanError, ChartRepoError, OSError, grpc.aio.AioRpcError) as exc:
+            message = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            raise StartupError(f"--dev: {message}") from exc
+
+    async def _start_http(self) -> None:
+        assert self._channel is not None
+        app = build_gateway(self._channel, is_ready=self.is_ready)
+        # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.options.grace)
+        await runner.setup()
+        self._http = runner
+        host, port = split_host_port(self.options.http_listen)
+        try:
+            sock = socket.create_server(
+                (host or "0.0.0.0", port),
+                family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+            )
+        except OSError as exc:
+            listen = self.options.http_listen
+            raise StartupError(f"cannot listen for HTTP on {listen}: {exc}") from None
+        self.http_port = sock.getsockname()[1]
+        await web.SockSite(runner, sock).start()
+
+    async def _set_health(self, status: Any) -> None:
+        if self._health is None:
+            return
+        for name in ("", *(service.full_name for service in capstan_services())):
+            await self._health.set(name, status)
+
+    async def stop(self) -> None:
+        """Stop serving: health says NOT_SERVING, no new calls are accepted, calls in flight
+        get `options.grace` seconds to finish, streams (watches) end with UNAVAILABLE."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        self._ready = False
+        try:
+            if self._health is not None:
+                await self._health.enter_graceful_shutdown()
+                # Let health watchers receive NOT_SERVING before their streams are drained.
+                await asyncio.sleep(0.05)
+            self._interceptor.drain_streams()
+            await asyncio.gather(self._stop_http(), self._stop_grpc(), return_exceptions=False)
+        finally:
+            await self._close_resources()
+            self._stopped.set()
+            log.info("stopped")
+
+    async def hurry(self) -> None:
+        """During `stop()`: cancel the calls still in flight instead of waiting for them."""
+        if self._grpc is not None:
+            # A later stop() with a shorter grace takes effect; the first stop() then returns.
+            await self._grpc.stop(0)
+
+    async def _stop_http(self) -> None:
+        if self._http is not None:
+            await self._http.cleanup()
+
+    async def _stop_grpc(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(self.options.grace)
+
+    async def _close_resources(self) -> None:
+        # Each step runs even if an earlier one failed; the first failure is logged.
+        steps: list[tuple[str, Any]] = []
+        if self._channel is not None:
+            steps.append(("loopback channel", self._channel.close()))
+        if self._dev is not None:
+            steps.append(("dev environment", self._dev.stop()))
+        if self._services is not None:
+            steps.append(("services", self._services.close()))
+        if self._driver is not None:
+            steps.append(("driver", self._driver.close()))
+        for what, step in steps:
+            try:
+                await step
+            except Exception:
+                log.exception("error while closing the %s", what)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+
+def _bind_host(host: str) -> str:
+    if host == "":
+        return "[::]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _open_driver(options: ServerOptions) -> Driver:
+    if not isinstance(options.driver, str):
+        return options.driver
+    from capstan_server.drivers import create_driver
+
+    driver: Driver = create_driver(
+        options.driver, data_dir=options.data_dir, helm_bin=options.helm_bin
+    )
+    return driver
+
+
+#: A signal this soon after the first is the same request delivered twice (to the process group
+#: and again by a wrapper such as `timeout` or `make`), not an impatient operator.
+_DUPLICATE_SIGNAL_WINDOW = 1.0
+
+
+async def serve(options: ServerOptions) -> None:
+    """Run a server until SIGTERM or SIGINT, then shut it down gracefully (for the script).
+
+    A second signal during the grace period stops waiting for calls in flight (they are
+    cancelled); the rest of the shutdown (closing, saving the dev cluster) still happens.
+    """
+    server = CapstanServer(options)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    first_signal: float | None = None
+    hurrying: set[asyncio.Task[None]] = set()
+
+    def on_signal(signum: int) -> None:
+        nonlocal first_signal
+        name = signal.Signals(signum).name
+        if first_signal is None:
+            first_signal = loop.time()
+            log.info("shutting down", extra={"fields": {"signal": name}})
+            stop_requested.set()
+        elif loop.time() - first_signal > _DUPLICATE_SIGNAL_WINDOW and not hurrying:
+            log.warning("second %s: cancelling the calls still in flight", name)
+            task = loop.create_task(server.hurry())
+            hurrying.add(task)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        await server.start()
+        await stop_requested.wait()
+    finally:
+        await server.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+class ServerHandle:
+    """A server running on a thread of its own, for tests and embedding."""
+
+    def __init__(
+        self,
+        server: CapstanServer,
+        loop: asyncio.AbstractEventLoop,
+        thread: threading.Thread,
+        temp_dir: Path | None,
+    ) -> None:
+        self._server = server
+        self._loop = loop
+        self._thread = thread
+        self._temp_dir = temp_dir
+
+    @property
+    def grpc_target(self) -> str:
+        """`127.0.0.1:PORT` of the gRPC server."""
+        return self._server.grpc_target
+
+    @property
+    def http_url(self) -> str:
+        """`http://127.0.0.1:PORT` of the REST gateway."""
+        return self._server.http_url
+
+    @property
+    def data_dir(self) -> Path:
+        return self._server.options.data_dir
+
+    @property
+    def server(self) -> CapstanServer:
+        """The server itself; use it only through `call_soon` (it lives on another loop)."""
+        return self._server
+
+    def run(self, coro: Any, timeout: float | None = 60.0) -> Any:
+        """Run a coroutine on the server's event loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self) -> None:
+        """Stop the server (gracefully, as on SIGTERM) and its thread; idempotent."""
+        if self._thread.is_alive():
+            with contextlib.suppress(RuntimeError):
+                self.run(self._server.stop(), timeout=self._server.options.grace + 30)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            if not self._thread.is_alive():
+                self._loop.close()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def start_server(
+    *,
+    data_dir: Path | None = None,
+    driver: str | Driver = "memory",
+    grpc_listen: str = "127.0.0.1:0",
+    http_listen: str = "127.0.0.1:0",
+    helm_bin: Path | None = None,
+    dev: bool = False,
+    grace: float = DEFAULT_GRACE,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+) -> ServerHandle:
+    """Start a server on its own thread and event loop; returns once it is SERVING.
+
+    Defaults suit tests: the memory driver, free ports on 127.0.0.1, and a temporary data dir
+    (removed by `stop()`) when `data_dir` is None.
+    """
+    temp_dir = Path(tempfile.mkdtemp(prefix="capstan-")) if data_dir is None else None
+    options = ServerOptions(
+        data_dir=data_dir or temp_dir or Path("."),
+        grpc_listen=grpc_listen,
+        http_listen=http_listen,
+        driver=driver,
+        helm_bin=helm_bin,
+        dev=dev,
+        grace=grace,
+        interceptors=interceptors,
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)
+    thread.start()
+    server = asyncio.run_coroutine_threadsafe(_construct(options), loop).result()
+    handle = ServerHandle(server, loop, thread, temp_dir)
+    try:
+        handle.run(server.start(), timeout=120)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=30)
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return handle
+
+
+async def _construct(options: ServerOptions) -> CapstanServer:
+    # Built on the server's own loop: its asyncio primitives must belong to that loop.
+    return CapstanServer(options)

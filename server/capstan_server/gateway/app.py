@@ -1,0 +1,243 @@
+"""The REST gateway: an aiohttp application that forwards each routed request to the gRPC server.
+
+Every call goes over a loopback `grpc.aio` channel to the server's own gRPC port, so REST and
+gRPC take exactly one path (interceptor, logging, error mapping). Errors come back as the JSON
+body `{code, status, message, details}` with the HTTP status of `errors.http_status`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from aiohttp import web
+from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from capstan_server.errors import http_status
+from capstan_server.gateway.routes import Route
+from capstan_server.gateway.transcode import (
+    TranscodeError,
+    build_request,
+    message_class,
+    response_json,
+)
+from capstan_server.interceptors import FORWARDED_FOR
+
+log = logging.getLogger("capstan.gateway")
+
+#: HTTP headers passed through to the gRPC call as metadata (HTTP name -> metadata key).
+FORWARDED_HEADERS = {"Authorization": "authorization", "X-Auth-Token": "x-auth-token"}
+NDJSON = "application/x-ndjson"
+_DETAILS_KEY = "grpc-status-details-bin"
+#: Values files can be large; aiohttp's default 1 MiB limit would refuse some of them.
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_body(http_code: int, status: str, message: str, details: Sequence[Any] = ()) -> Any:
+    """The JSON body of every error answer."""
+    return {"code": http_code, "status": status, "message": message, "details": list(details)}
+
+
+def error_response(
+    http_code: int, status: str, message: str, details: Sequence[Any] = ()
+) -> web.Response:
+    body = error_body(http_code, status, message, details)
+    return web.json_response(body, status=http_code, dumps=_dumps)
+
+
+def rpc_error_body(error: grpc.aio.AioRpcError) -> Any:
+    """The error body for a failed gRPC call, with its rich details decoded."""
+    code = error.code()
+    return error_body(http_status(code), code.name, error.details() or "", _rich_details(error))
+
+
+def _rich_details(error: grpc.aio.AioRpcError) -> list[Any]:
+    for key, value in error.trailing_metadata() or ():
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            status = status_pb2.Status.FromString(value)
+            return [_detail_json(detail) for detail in status.details]
+    return []
+
+
+def _detail_json(detail: Any) -> Any:
+    struct = struct_pb2.Struct()
+    if detail.Unpack(struct):
+        return json_format.MessageToDict(struct)
+    try:
+        return json_format.MessageToDict(detail, preserving_proto_field_name=True)
+    except (TypeError, KeyError, json_format.Error):
+        return {"@type": detail.type_url}
+
+
+class Gateway:
+    """Builds the aiohttp application for a route table and a loopback channel."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        routes: Sequence[Route],
+        *,
+        is_ready: Callable[[], bool],
+        openapi: dict[str, Any],
+    ) -> None:
+        self._channel = channel
+        self._routes = list(routes)
+        self._is_ready = is_ready
+        self._openapi = openapi
+
+    def application(self) -> web.Application:
+        app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
+        app.router.add_get("/healthz", self._healthz, allow_head=False)
+        app.router.add_get("/openapi.json", self._openapi_json, allow_head=False)
+        for route in self._routes:
+            app.router.add_route(route.http_method, route.router_path, self._handler(route))
+        return app
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        if self._is_ready():
+            return web.json_response({"status": "SERVING"})
+        return web.json_response({"status": "NOT_SERVING"}, status=503)
+
+    async def _openapi_json(self, _request: web.Request) -> web.Response:
+        return web.json_response(self._openapi)
+
+    def _handler(self, route: Route) -> _Handler:
+        response_type = message_class(route.method.output_type)
+        serialize: Callable[[Message], bytes] = _serialize
+        if route.server_streaming:
+            stream_call = self._channel.unary_stream(
+                route.grpc_path,
+                request_serializer=serialize,
+                response_deserializer=response_type.FromString,
+            )
+
+            async def stream(request: web.Request) -> web.StreamResponse:
+                message = await _request_message(route, request)
+                call = stream_call(message, metadata=_metadata(request))
+                return await _forward_stream(route, request, call)
+
+            return stream
+
+        unary_call = self._channel.unary_unary(
+            route.grpc_path,
+            request_serializer=serialize,
+            response_deserializer=response_type.FromString,
+        )
+
+        async def unary(request: web.Request) -> web.StreamResponse:
+            message = await _request_message(route, request)
+            try:
+                answer = await unary_call(message, metadata=_metadata(request))
+            except grpc.aio.AioRpcError as exc:
+                body = rpc_error_body(exc)
+                return web.json_response(body, status=body["code"], dumps=_dumps)
+            return web.json_response(response_json(route, answer), dumps=_dumps)
+
+        return unary
+
+
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+def _dumps(data: Any) -> str:
+    # Sorted keys, as the documented kubeserver API (a Go service) answers.
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+async def _request_message(route: Route, request: web.Request) -> Message:
+    body = await request.read() if route.body else b""
+    try:
+        return build_request(route, request.match_info, request.query.items(), body)
+    except TranscodeError as exc:
+        raise _BadRequest(str(exc)) from None
+
+
+def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
+    metadata = [
+        (key, request.headers[header])
+        for header, key in FORWARDED_HEADERS.items()
+        if header in request.headers
+    ]
+    if request.remote:
+        metadata.append((FORWARDED_FOR, request.remote))
+    return tuple(metadata)
+
+
+async def _forward_stream(
+    route: Route, request: web.Request, call: grpc.aio.UnaryStreamCall[Any, Any]
+) -> web.StreamResponse:
+    """Newline-delimited JSON, one message per line.
+
+    The first message is awaited before answering, so that an error at the start (an unknown
+    release, say) still gets its proper HTTP status; an error later in the stream can only be
+    reported in-band, as a last line `{"error": {...}}`.
+    """
+    try:
+        first = await call.read()
+    except grpc.aio.AioRpcError as exc:
+        body = rpc_error_body(exc)
+        return web.json_response(body, status=body["code"], dumps=_dumps)
+    response = web.StreamResponse(headers={"Content-Type": NDJSON})
+    await response.prepare(request)
+    message: Any = first
+    try:
+        while message is not grpc.aio.EOF:
+            line = _dumps(response_json(route, message)) + "\n"
+            await response.write(line.encode())
+            message = await call.read()
+        await response.write_eof()
+    except grpc.aio.AioRpcError as exc:
+        await response.write((_dumps({"error": rpc_error_body(exc)}) + "\n").encode())
+        await response.write_eof()
+    except ConnectionResetError:
+        # The HTTP client went away; ending the gRPC call (below) is all there is to do.
+        pass
+    finally:
+        call.cancel()
+    return response
+
+
+#: gRPC code names for the gateway's own HTTP errors (no route, wrong method, body too large).
+_HTTP_ERROR_CODES = {
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+class _BadRequest(Exception):
+    """A request the gateway refuses before calling gRPC (answered 400 INVALID_ARGUMENT)."""
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
+    """Give the gateway's own refusals (bad JSON, no such route, ...) the common error body."""
+    try:
+        return await handler(request)
+    except _BadRequest as exc:
+        return error_response(400, grpc.StatusCode.INVALID_ARGUMENT.name, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        status = _HTTP_ERROR_CODES.get(exc.status) or (
+            grpc.StatusCode.INVALID_ARGUMENT if exc.status < 500 else grpc.StatusCode.INTERNAL
+        )
+        message = f"{exc.reason}: {request.method} {request.path}"
+        response = error_response(exc.status, status.name, message)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unexpected error in the gateway for %s %s", request.method, request.path)
+        message = "internal error in the REST gateway"
+        return error_response(500, grpc.StatusCode.INTERNAL.name, message)
+

@@ -1,0 +1,253 @@
+"""HTTP request <-> protobuf message, following google.api.http's mapping rules.
+
+A request message is filled from, in order of increasing precedence: query parameters, the
+JSON body (the whole message for `body: "*"`, one field otherwise) and path variables. Query
+parameters are accepted with `body: "*"` too (google.api.http would not), so that a `PUT` can
+still be narrowed with `?cluster=`. JSON names are the proto field names (snake_case); the
+camelCase JSON names are accepted as well because `json_format` accepts them.
+
+Responses are rendered as TEAM-NOTES fixes it (proto field names, fields with default values
+included) and, in addition, singular message fields that are unset appear as `null` (`{}` for a
+Struct), so that a client always sees the same set of keys for a message type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, cast
+
+from google.protobuf import json_format, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from capstan_server.gateway.routes import Route
+
+#: Well-known types whose JSON form is a string, so they may come from a query parameter.
+_STRING_JSON_TYPES = frozenset(
+    {
+        "google.protobuf.Timestamp",
+        "google.protobuf.Duration",
+        "google.protobuf.FieldMask",
+        "google.protobuf.StringValue",
+        "google.protobuf.BytesValue",
+        "google.protobuf.Int64Value",
+        "google.protobuf.UInt64Value",
+    }
+)
+#: The JSON an unset singular message field renders as (any other type: null).
+_UNSET_JSON: dict[str, Any] = {"google.protobuf.Struct": {}, "google.protobuf.Empty": {}}
+
+_INT_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED32,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+class TranscodeError(ValueError):
+    """The HTTP request cannot be turned into the RPC's request message (answered with 400)."""
+
+
+def message_class(descriptor: Descriptor) -> type[Message]:
+    """The generated class of a message type."""
+    cls: type[Message] = message_factory.GetMessageClass(descriptor)
+    return cls
+
+
+def build_request(
+    route: Route,
+    path_params: Mapping[str, str],
+    query: Iterable[tuple[str, str]],
+    body: bytes,
+) -> Message:
+    """The request message for `route` from the parts of an HTTP request."""
+    descriptor = route.method.input_type
+    request = message_class(descriptor)()
+
+    from_query: dict[str, Any] = {}
+    for key, value in query:
+        _assign(descriptor, from_query, key, value, source="query parameter")
+    unbindable = route.bound_fields & from_query.keys()
+    if unbindable:
+        raise TranscodeError(f"{sorted(unbindable)[0]!r} is given by the path, not the query")
+    _parse(from_query, request)
+
+    if route.body and body.strip():
+        _parse(_body_json(route, descriptor, body), request)
+
+    from_path: dict[str, Any] = {}
+    for variable in route.variables:
+        _assign(
+            descriptor,
+            from_path,
+            variable.field_path,
+            path_params[variable.match_name],
+            source="path variable",
+        )
+    _parse(from_path, request)
+    return request
+
+
+def _body_json(route: Route, descriptor: Descriptor, body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TranscodeError(f"malformed JSON body: {exc}") from None
+    if route.body != "*":
+        data = {route.body: data}
+    if not isinstance(data, dict):
+        raise TranscodeError(f"the JSON body must be an object, not {type(data).__name__}")
+    unknown = _unknown_field(descriptor, data, "")
+    if unknown:
+        raise TranscodeError(unknown)
+    for field in route.bound_fields & data.keys():
+        # The path decides; a body repeating it is fine, a body contradicting it is ignored.
+        del data[field]
+    return data
+
+
+def _parse(data: dict[str, Any], request: Message) -> None:
+    if not data:
+        return
+    try:
+        json_format.ParseDict(data, request)
+    except json_format.ParseError as exc:
+        # json_format's messages say which field failed; drop its trailing hint about camelCase.
+        raise TranscodeError(str(exc).split("\n", 1)[0]) from None
+
+
+def _unknown_field(descriptor: Descriptor, data: Mapping[str, Any], prefix: str) -> str:
+    """A message naming the first key of `data` that `descriptor` has no field for, or ""."""
+    for key, value in data.items():
+        field = _field(descriptor, key)
+        path = f"{prefix}{key}"
+        if field is None:
+            known = ", ".join(f.name for f in descriptor.fields)
+            where = f" in {prefix.rstrip('.')!r}" if prefix else ""
+            return f"unknown field {path!r}{where} of {descriptor.name}; known fields: {known}"
+        sub = field.message_type
+        if sub is None or _is_well_known(sub) or sub.GetOptions().map_entry:
+            continue
+        items = value if field.is_repeated and isinstance(value, list) else [value]
+        for item in items:
+            if isinstance(item, dict):
+                found = _unknown_field(sub, item, f"{path}.")
+                if found:
+                    return found
+    return ""
+
+
+def _field(descriptor: Descriptor, name: str) -> FieldDescriptor | None:
+    field = descriptor.fields_by_name.get(name)
+    if field is None:
+        field = next((f for f in descriptor.fields if f.json_name == name), None)
+    return field
+
+
+def _assign(
+    descriptor: Descriptor, data: dict[str, Any], field_path: str, raw: str, *, source: str
+) -> None:
+    """Set `field_path` (dotted) in the JSON dict `data` from the text `raw`."""
+    names = field_path.split(".")
+    target = data
+    for depth, name in enumerate(names):
+        field = _field(descriptor, name)
+        if field is None:
+            raise TranscodeError(f"unknown {source} {field_path!r} for {descriptor.name}")
+        last = depth == len(names) - 1
+        sub = field.message_type
+        if not last:
+            if sub is None or field.is_repeated or sub.full_name.startswith("google.protobuf."):
+                raise TranscodeError(f"{source} {field_path!r}: {name!r} is not a message")
+            target = target.setdefault(field.name, {})
+            descriptor = sub
+            continue
+        value = _scalar(field, raw, f"{source} {field_path!r}")
+        if field.is_repeated:
+            target.setdefault(field.name, []).append(value)
+        else:
+            target[field.name] = value
+
+
+def _scalar(field: FieldDescriptor, raw: str, what: str) -> Any:
+    """The JSON value for `raw` text given for `field` (bools true/false/1/0, ints, ...)."""
+    kind = field.type
+    if kind == FieldDescriptor.TYPE_BOOL:
+        try:
+            return _BOOLS[raw.strip().lower()]
+        except KeyError:
+            raise TranscodeError(f"{what}: expected true/false/1/0, got {raw!r}") from None
+    if kind in _INT_TYPES:
+        try:
+            return int(raw)
+        except ValueError:
+            raise TranscodeError(f"{what}: expected an integer, got {raw!r}") from None
+    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        try:
+            return float(raw)
+        except ValueError:
+            raise TranscodeError(f"{what}: expected a number, got {raw!r}") from None
+    if kind == FieldDescriptor.TYPE_ENUM:
+        return int(raw) if raw.lstrip("-").isdigit() else raw
+    message = field.message_type
+    if message is not None and message.full_name not in _STRING_JSON_TYPES:
+        raise TranscodeError(f"{what}: a {message.name} cannot be given as text")
+    return raw
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    """A message as the REST API shows it: proto field names, every field present."""
+    data: dict[str, Any] = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    _fill_unset(cast(Descriptor, message.DESCRIPTOR), data)
+    return data
+
+
+def response_json(route: Route, message: Message) -> Any:
+    """The JSON answer of `route`: the whole message, or its `response_body` field."""
+    data = message_json(message)
+    return data[route.response_body] if route.response_body else data
+
+
+def _is_well_known(message: Descriptor) -> bool:
+    return message.full_name.startswith("google.protobuf.")
+
+
+def _fill_unset(descriptor: Descriptor, data: dict[str, Any]) -> None:
+    for field in descriptor.fields:
+        sub = field.message_type
+        if sub is None:
+            continue
+        if field.containing_oneof is not None:
+            # Only the member that is set belongs in the JSON of a oneof.
+            continue
+        is_map = sub.GetOptions().map_entry
+        if field.name not in data:
+            if not field.is_repeated:
+                data[field.name] = _UNSET_JSON.get(sub.full_name)
+            continue
+        if sub.full_name.startswith("google.protobuf."):
+            continue
+        value = data[field.name]
+        if is_map:
+            value_type = sub.fields_by_name["value"].message_type
+            if value_type is not None and not value_type.full_name.startswith("google.protobuf."):
+                for item in value.values():
+                    _fill_unset(value_type, item)
+        elif field.is_repeated:
+            for item in value:
+                _fill_unset(sub, item)
+        elif isinstance(value, dict):
+            _fill_unset(sub, value)

@@ -1,0 +1,112 @@
+"""The `capstan-server` command: parse flags, set up logging, run the server until SIGTERM/SIGINT.
+
+    capstan-server --dev                  # what `make run` does
+    capstan-server --grpc-listen 0.0.0.0:50051 --http-listen 0.0.0.0:8080 --data-dir /srv/capstan
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
+from capstan_server.logs import LogFormat, configure_logging
+
+if TYPE_CHECKING:
+    from capstan_server.drivers.base import Driver
+
+log = logging.getLogger("capstan.server")
+
+#: The pinned helm that `make setup` installs into the checkout (scripts/install_tools.py).
+CHECKOUT_HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
+
+
+def default_helm_bin() -> Path | None:
+    """The checkout's pinned helm when it is installed; otherwise the driver decides."""
+    return CHECKOUT_HELM if CHECKOUT_HELM.exists() else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="capstan-server",
+        description="Capstan: the Helm release lifecycle on many Kubernetes clusters, over gRPC "
+        "and REST.",
+    )
+    parser.add_argument("--grpc-listen", default="127.0.0.1:50051", metavar="HOST:PORT",
+                        help="gRPC address (default %(default)s; port 0 picks a free one)")
+    parser.add_argument("--http-listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                        help="REST gateway address (default %(default)s)")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("CAPSTAN_DATA_DIR", ".data")),
+                        help="registry, kubeconfigs and caches (default $CAPSTAN_DATA_DIR or "
+                        "./.data)")
+    parser.add_argument("--driver", choices=("helm", "memory"), default="helm",
+                        help="release driver (default %(default)s; memory keeps releases in "
+                        "memory, for tests)")
+    parser.add_argument("--helm-bin", type=Path, default=None,
+                        help=f"helm binary (default {CHECKOUT_HELM} when installed)")
+    parser.add_argument("--dev", action="store_true",
+                        help="also run an embedded kubesim cluster 'default' and a repository "
+                        "'samples' of the sample charts")
+    parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
+                        help="time calls in flight get to finish on SIGTERM (default %(default)s)")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
+    parser.add_argument("--log-format", default="text", choices=("text", "json"))
+    return parser
+
+
+def open_driver(name: str, *, data_dir: Path, helm_bin: Path | None) -> Driver:
+    """The named driver; `helm` falls back to `memory`, loudly, while it is not available."""
+    from capstan_server.drivers import create_driver
+
+    if name == "helm":
+        try:
+            driver: Driver = create_driver("helm", data_dir=data_dir, helm_bin=helm_bin)
+            return driver
+        except (NotImplementedError, KeyError, ImportError) as exc:
+            log.warning(
+                "the helm driver is not available (%s); FALLING BACK TO THE MEMORY DRIVER: "
+                "releases are simulated and lost on restart",
+                exc,
+            )
+    driver = create_driver("memory", data_dir=data_dir, helm_bin=helm_bin)
+    return driver
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, cast(LogFormat, args.log_format))
+    data_dir: Path = args.data_dir.expanduser().resolve()
+    helm_bin: Path | None = args.helm_bin or default_helm_bin()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        log.error("cannot use the data dir %s: %s", data_dir, exc)
+        return 1
+    try:
+        driver = open_driver(args.driver, data_dir=data_dir, helm_bin=helm_bin)
+        options = ServerOptions(
+            data_dir=data_dir,
+            grpc_listen=args.grpc_listen,
+            http_listen=args.http_listen,
+            driver=driver,
+            helm_bin=helm_bin,
+            dev=args.dev,
+            grace=args.shutdown_grace,
+        )
+        asyncio.run(serve(options))
+    except StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

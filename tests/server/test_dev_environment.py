@@ -1,0 +1,118 @@
+"""`capstan-server --dev`: an embedded kubesim registered as cluster `default` and the sample
+charts as repositories `samples` and `bitnami-new`, kept across restarts of one data dir."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from capstan_server.app import ServerHandle
+
+HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
+
+pytestmark = pytest.mark.helm
+
+
+@pytest.fixture
+def helm() -> Path:
+    if not HELM.exists():
+        pytest.skip(".tools/bin/helm is missing; run `make setup`")
+    return HELM
+
+
+def _get(handle: ServerHandle, path: str) -> Any:
+    with urllib.request.urlopen(handle.http_url + path, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _post(handle: ServerHandle, path: str, body: dict[str, Any]) -> Any:
+    request = urllib.request.Request(handle.http_url + path, data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
+def _registrations(handle: ServerHandle) -> dict[str, Any]:
+    clusters = _get(handle, "/api/clusters")["clusters"]
+    repos = _get(handle, "/api/repos")["repos"]
+    return {
+        "clusters": {c["name"]: (c["id"], c["server"]) for c in clusters},
+        "repos": {r["name"]: (r["id"], r["url"]) for r in repos},
+    }
+
+
+@pytest.fixture
+def occupy() -> Iterator[Callable[[int], None]]:
+    """Hold a port busy until the test ends (to force the dev environment onto another)."""
+    held: list[socket.socket] = []
+
+    def take(port: int) -> None:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        held.append(sock)
+
+    yield take
+    for sock in held:
+        sock.close()
+
+
+def test_dev_mode_registers_the_cluster_and_repos_once_and_updates_them_in_place(
+    capstan_server_factory: Callable[..., ServerHandle],
+    helm: Path,
+    tmp_path: Path,
+    occupy: Callable[[int], None],
+) -> None:
+    data_dir = tmp_path / "data"
+    first = capstan_server_factory(driver="memory", dev=True, helm_bin=helm, data_dir=data_dir)
+    before = _registrations(first)
+    assert set(before["clusters"]) == {"default"}
+    assert set(before["repos"]) == {"samples", "bitnami-new"}
+    charts = _get(first, "/api/charts?repo=bitnami-new&all_version=true")["charts"]
+    assert {(c["name"], c["version"]) for c in charts} >= {("etcd", "8.11.1"), ("etcd", "8.11.2")}
+    first.stop()
+
+    # Same data dir, same ports when they are free: nothing changes, nothing is duplicated.
+    second = capstan_server_factory(driver="memory", dev=True, helm_bin=helm, data_dir=data_dir)
+    assert _registrations(second) == before
+    second.stop()
+
+    # The old ports are taken: new ones, registered under the same UUIDs.
+    settings = json.loads((data_dir / "dev" / "settings.json").read_text())
+    occupy(settings["kubesim_port"])
+    occupy(settings["chart_repo_port"])
+    third = capstan_server_factory(driver="memory", dev=True, helm_bin=helm, data_dir=data_dir)
+    after = _registrations(third)
+    cluster_id, old_server = before["clusters"]["default"]
+    assert after["clusters"]["default"][0] == cluster_id
+    assert after["clusters"]["default"][1] != old_server
+    for name, (repo_id, old_url) in before["repos"].items():
+        assert after["repos"][name][0] == repo_id
+        assert after["repos"][name][1] != old_url
+    # The repository index was refreshed: its charts resolve at the new address.
+    chart = _get(third, "/api/charts/etcd?repo=samples&version=8.11.2")
+    assert chart["chart"]["version"] == "8.11.2"
+
+
+def test_dev_mode_keeps_helm_releases_across_restarts(
+    capstan_server_factory: Callable[..., ServerHandle], helm: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    first = capstan_server_factory(driver="helm", dev=True, helm_bin=helm, data_dir=data_dir)
+    created = _post(first, "/api/releases", {"chart_name": "bitnami-new/etcd",
+                                              "cluster": "default", "namespace": "default",
+                                              "release_name": "etcd-release"})
+    assert created["status"] == "deployed"
+    first.stop()
+
+    second = capstan_server_factory(driver="helm", dev=True, helm_bin=helm, data_dir=data_dir)
+    shown = _get(second, "/api/releases/etcd-release")
+    assert (shown["id"], shown["status"], shown["version"]) == (created["id"], "deployed", 1)
+    assert {"k8s_service", "secret", "statefulset"} <= shown["resources"].keys()

@@ -1,0 +1,62 @@
+"""`capstan-server`'s flags and its start-up failures."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from capstan_server.app import ServerHandle, split_host_port
+from capstan_server.main import build_parser
+
+SERVER_SCRIPT = Path(sys.executable).with_name("capstan-server")
+
+
+def test_flag_defaults_match_the_documented_ones() -> None:
+    args = build_parser().parse_args([])
+    assert (args.grpc_listen, args.http_listen) == ("127.0.0.1:50051", "127.0.0.1:8080")
+    assert (args.driver, args.dev, args.log_format, args.shutdown_grace) == (
+        "helm", False, "text", 30.0)
+
+
+@pytest.mark.parametrize(
+    ("listen", "host", "port"),
+    [("127.0.0.1:50051", "127.0.0.1", 50051), ("[::1]:0", "::1", 0), (":8080", "", 8080)],
+)
+def test_listen_addresses(listen: str, host: str, port: int) -> None:
+    assert split_host_port(listen) == (host, port)
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("which", ["grpc", "http"])
+def test_a_taken_port_is_a_clear_error_and_exit_status_1(
+    which: str, taken_port: int, tmp_path: Path
+) -> None:
+    listen = {"grpc": "127.0.0.1:0", "http": "127.0.0.1:0"}
+    listen[which] = f"127.0.0.1:{taken_port}"
+    done = subprocess.run(
+        [str(SERVER_SCRIPT), "--driver", "memory", "--data-dir", str(tmp_path),
+         "--grpc-listen", listen["grpc"], "--http-listen", listen["http"]],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    label = "gRPC" if which == "grpc" else "HTTP"
+    assert f"cannot start: cannot listen for {label} on 127.0.0.1:{taken_port}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_fixture_server_reports_its_addresses(capstan_server: ServerHandle) -> None:
+    assert capstan_server.grpc_target.startswith("127.0.0.1:")
+    assert capstan_server.http_url.startswith("http://127.0.0.1:")
+    assert capstan_server.data_dir.is_dir()
