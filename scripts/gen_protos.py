@@ -26,7 +26,10 @@ PROTO_ROOT = ROOT / "protos"
 PACKAGE_DIR = Path("capstan") / "v1"
 OUT_ROOT = ROOT / "client"
 DESCRIPTOR_SET = "descriptor_set.binpb"
-INIT_TEXT = '"""Generated protobuf and gRPC stubs for capstan.v1 (scripts/gen_protos.py; do not edit)."""\n'
+INIT_TEXT = (
+    '"""Generated protobuf and gRPC stubs for capstan.v1 '
+    '(scripts/gen_protos.py; do not edit)."""\n'
+)
 
 
 def _generate(out_root: Path) -> None:
@@ -37,7 +40,9 @@ def _generate(out_root: Path) -> None:
         # google/api/*.proto ship with googleapis-common-protos.
         Path(annotations_pb2.__file__).parent.parent.parent,
     ]
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PACKAGE_DIR).glob("*.proto")
+    )
     args = [
         sys.executable,
         "-m",

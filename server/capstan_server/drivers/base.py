@@ -14,8 +14,9 @@ pass the contract suite in tests/drivers/.
 
 from __future__ import annotations
 
+import builtins
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,12 @@ from typing import Any, Protocol
 LABEL_RELEASE_ID = "capstan.io/release-id"
 LABEL_REPO_ID = "capstan.io/repo-id"
 LABEL_TYPE = "capstan.io/type"
+
+
+def kind_key(kind: str) -> str:
+    """The key a kind is grouped under in `Release.resources` (and workload snapshots), as the
+    seed document shows it: `k8s_service` for Services, else the lower-case kind."""
+    return "k8s_service" if kind == "Service" else kind.lower()
 
 
 class Status(enum.StrEnum):
@@ -160,6 +167,21 @@ class ReleaseRecord:
     labels: Mapping[str, str]
 
 
+def upgrade_base(history: Sequence[ReleaseRecord]) -> ReleaseRecord | None:
+    """The revision an upgrade starts from, as Helm's prepareUpgrade picks it from a history
+    (oldest first): the latest if deployed, else the last deployed one, else the latest if it
+    failed or was superseded; None when there is none (e.g. the latest is pending)."""
+    if not history:
+        return None
+    last = history[-1]
+    if last.status is Status.DEPLOYED:
+        return last
+    deployed = [r for r in history if r.status is Status.DEPLOYED]
+    if deployed:
+        return deployed[-1]
+    return last if last.status in (Status.FAILED, Status.SUPERSEDED) else None
+
+
 @dataclass(frozen=True)
 class LiveObject:
     """An object of a release manifest, read live from the cluster (or missing from it)."""
@@ -189,6 +211,9 @@ class ReadinessSnapshot:
     record: ReleaseRecord
     #: (kind key, name, ready, message) of each workload of the release.
     workloads: list[tuple[str, str, bool, str]]
+    #: True on the last snapshot when the release has settled (not pending, and failed or
+    #: every workload ready); False on a last snapshot cut short by the timeout.
+    settled: bool = False
 
 
 class Driver(Protocol):
@@ -197,23 +222,47 @@ class Driver(Protocol):
     name: str
 
     async def install(self, opts: InstallOptions) -> ReleaseRecord:
-        """Install a new release; AlreadyExists when the name is taken in the namespace."""
+        """Install a new release (revision 1: `pending-install`, then `deployed` described
+        `Install complete`, or `failed` described `Release "<name>" failed: ...`).
+
+        AlreadyExists when the name is taken in the namespace (whatever its status); NotFound
+        when the namespace does not exist and `create_namespace` is not set; DeadlineExceeded
+        when `wait` ran out of time (the release is left `failed`); with `atomic`, a failure
+        uninstalls the release and raises OperationFailed. A dry run changes nothing and
+        returns the would-be record (`pending-install`, `Dry run complete`)."""
         ...
 
     async def upgrade(self, opts: UpgradeOptions) -> ReleaseRecord:
-        """Upgrade an existing release; Aborted when it has an operation in flight."""
+        """Upgrade an existing release to a new revision (`pending-upgrade`, then `deployed`
+        described `Upgrade complete` with the revision it started from `superseded`; or
+        `failed` described `Upgrade "<name>" failed: ...`, the previous one left as it was).
+
+        NotFound for an unknown release; Aborted when it has an operation in flight (in this
+        server, or a latest revision `pending-*`/`uninstalling`); DeadlineExceeded when `wait`
+        ran out of time; with `atomic`, a failure rolls back to the last successful revision
+        (a new revision `Rollback to N`) and raises OperationFailed. History beyond
+        `history_max` is pruned (never the last deployed revision). A dry run changes
+        nothing (`pending-upgrade`, `Dry run complete`)."""
         ...
 
     async def rollback(self, opts: RollbackOptions) -> ReleaseRecord:
-        """Roll back to an earlier revision, creating a new one described `Rollback to N`."""
+        """Roll back to an earlier revision, creating a new one (config, chart and labels of
+        revision N) described `Rollback to N` (or `description`); every deployed revision
+        becomes `superseded`. NotFound for an unknown release or revision (revision 0 means
+        the previous one, so a release with one revision has nothing to roll back to);
+        Aborted when an operation is in flight."""
         ...
 
-    async def uninstall(self, ref: ReleaseRef, *, timeout: float = 300.0) -> ReleaseRecord:
-        """Uninstall a release and remove its history; returns its last record."""
+    async def uninstall(
+        self, ref: ReleaseRef, *, timeout: float = 300.0  # noqa: ASYNC109 (helm's --timeout)
+    ) -> ReleaseRecord:
+        """Uninstall a release and remove its whole history; returns its latest record as it
+        was before. NotFound for an unknown release; Aborted when an operation is in flight."""
         ...
 
     async def get(self, ref: ReleaseRef, revision: int = 0) -> ReleaseRecord:
-        """One revision of a release (0: the latest)."""
+        """One revision of a release (0: the latest); NotFound for an unknown release or
+        revision."""
         ...
 
     async def history(self, ref: ReleaseRef) -> list[ReleaseRecord]:
@@ -232,11 +281,13 @@ class Driver(Protocol):
         optionally only those with an exact name or carrying the given labels."""
         ...
 
-    async def resources(self, record: ReleaseRecord, cluster: ClusterTarget) -> list[LiveObject]:
+    async def resources(
+        self, record: ReleaseRecord, cluster: ClusterTarget
+    ) -> builtins.list[LiveObject]:
         """The objects of a release's manifest, read live from the cluster."""
         ...
 
-    async def namespaces(self, cluster: ClusterTarget) -> list[NamespaceInfo]:
+    async def namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
         """The namespaces of a cluster; Unavailable when it cannot be reached."""
         ...
 
@@ -246,11 +297,15 @@ class Driver(Protocol):
         ...
 
     def watch(self, ref: ReleaseRef, *, timeout: float) -> AsyncIterator[ReadinessSnapshot]:
-        """Snapshots of a release as it settles, ending when it has settled or at timeout."""
+        """Snapshots of a release as it settles, ending when it has settled (the last one has
+        `settled=True`) or at timeout; NotFound (on iteration) for an unknown release."""
         ...
 
     async def mark_failed(self, ref: ReleaseRef, description: str) -> ReleaseRecord:
-        """Mark the latest revision of a release stuck in `pending-*` as failed."""
+        """Mark the latest revision of a release stuck in `pending-*` as `failed` with
+        `description`, so that new operations may run. NotFound for an unknown release;
+        FailedPrecondition when it is not pending; Aborted when this server has an operation
+        on it in flight (then it is not stuck)."""
         ...
 
     async def close(self) -> None:
