@@ -1,0 +1,89 @@
+"""``kubesim``: run the simulator standalone and write a kubeconfig for it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .server import KubeSim
+from .store import Store
+
+
+def _parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubesim", description="A Kubernetes API server simulator for helm and kubectl."
+    )
+    parser.add_argument("--listen", type=_parse_listen, default=("127.0.0.1", 0),
+                        metavar="HOST:PORT", help="address to serve on (port 0: any free port)")
+    parser.add_argument("--kubeconfig-out", type=Path, metavar="FILE",
+                        help="write a kubeconfig for this server here")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve HTTPS with a generated CA (its cert goes in the kubeconfig)")
+    parser.add_argument("--token", help="bearer token to require (default: random)")
+    parser.add_argument("--require-token", action="store_true",
+                        help="refuse requests without a token even over plain HTTP (helm and "
+                             "kubectl send tokens only over TLS, so use it with --tls)")
+    parser.add_argument("--state", type=Path, metavar="FILE",
+                        help="load objects from FILE at start (if present), save them at exit")
+    parser.add_argument("--no-controllers", action="store_true",
+                        help="do not run the simulated controllers")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    store = Store()
+    if args.state and args.state.exists():
+        store.restore(json.loads(args.state.read_text()))
+    host, port = args.listen
+    sim = KubeSim(store, host=host, port=port, token=args.token, tls=args.tls,
+                  controllers=not args.no_controllers,
+                  anonymous=False if args.require_token else None)
+    await sim.start()
+    if args.kubeconfig_out:
+        sim.write_kubeconfig(args.kubeconfig_out)
+    print(f"kubesim serving {sim.url}", flush=True)
+    if args.kubeconfig_out:
+        print(f"kubeconfig written to {args.kubeconfig_out}", flush=True)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stopped.set)
+    try:
+        await stopped.wait()
+    finally:
+        await sim.stop()
+        if args.state:
+            args.state.write_bytes(store.dump_json())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        print(f"kubesim: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
