@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+
 from capstan_server.dev.chart_repo import SAMPLE_CHARTS_DIR, ChartRepoError, ChartRepoServer
 
 pytestmark = pytest.mark.helm

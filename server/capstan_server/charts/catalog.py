@@ -1,0 +1,214 @@
+"""The chart catalog: the charts of the registered repositories, and the resolution of a chart
+reference (`<repo>/<chart>` plus a version or constraint) to a downloaded, digest-checked
+archive (`ChartSource`) that drivers install from.
+
+Only charts of registered repositories can be resolved: a local path, a `file://`, `oci://` or
+`http(s)://` reference, or anything else that is not `<registered repo>/<chart>`, is refused,
+so a caller can never make the server read its own files or fetch from an arbitrary place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from capstan_server.charts.archive import ChartFiles, fetch_archive, read_chart_files
+from capstan_server.charts.repo_index import IndexCache, IndexEntry, RepoIndex, fetch_index
+from capstan_server.charts.semver import SemverError, latest
+from capstan_server.drivers.base import ChartSource
+from capstan_server.errors import FailedPrecondition, InvalidArgument, NotFound
+from capstan_server.names import validate_repo_name
+from capstan_server.registry import Registry, RepoRow
+
+__all__ = ["Catalog", "ResolvedChart", "parse_chart_reference", "validate_chart_name"]
+
+_CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: Shown in a NOT_FOUND for an unknown version.
+_VERSIONS_SHOWN = 20
+
+
+def validate_chart_name(chart: str) -> str:
+    """Return `chart` if it can be a chart name in an index, else raise InvalidArgument."""
+    if not _CHART_NAME.fullmatch(chart):
+        raise InvalidArgument(
+            f"invalid chart name {chart!r}", details=[{"field": "chart", "value": chart}]
+        )
+    return chart
+
+
+def parse_chart_reference(reference: str) -> tuple[str, str]:
+    """Split `<repo>/<chart>` into its parts; InvalidArgument for anything else."""
+    refusal = (
+        f"chart {reference!r} is not a chart of a registered repository: give it as "
+        "<repo>/<chart> (e.g. bitnami-new/etcd); local paths and URLs are not accepted"
+    )
+    if not reference:
+        raise InvalidArgument("chart_name is required (<repo>/<chart>, e.g. bitnami-new/etcd)")
+    if "://" in reference or reference.startswith(("/", ".", "~", "file:", "oci:")):
+        raise InvalidArgument(refusal, details=[{"field": "chart_name", "value": reference}])
+    repo, slash, chart = reference.partition("/")
+    if not slash or not _CHART_NAME.fullmatch(chart):
+        raise InvalidArgument(refusal, details=[{"field": "chart_name", "value": reference}])
+    try:
+        validate_repo_name(repo)
+    except InvalidArgument:
+        raise InvalidArgument(
+            refusal, details=[{"field": "chart_name", "value": reference}]
+        ) from None
+    return repo, chart
+
+
+@dataclass(frozen=True)
+class ResolvedChart:
+    """A chart version picked from a registered repository, with its files read."""
+
+    repo: RepoRow
+    entry: IndexEntry
+    #: Every version of the chart in the repository, newest first.
+    versions: tuple[IndexEntry, ...]
+    files: ChartFiles
+    #: What a driver installs from.
+    source: ChartSource
+
+
+class Catalog:
+    """Repository indexes and chart archives, cached under `<data_dir>/repos` and `/charts`."""
+
+    def __init__(self, data_dir: Path, registry: Registry) -> None:
+        self.registry = registry
+        self.indexes = IndexCache(data_dir / "repos")
+        self.archives_dir = data_dir / "charts"
+        self._session: aiohttp.ClientSession | None = None
+        self._files: dict[Path, ChartFiles] = {}
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            # Chart archives must arrive byte for byte (their digest is checked), so nothing is
+            # decompressed behind our back; `download` handles a gzipped index itself.
+            self._session = aiohttp.ClientSession(auto_decompress=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- indexes --------------------------------------------------------------------------------
+
+    async def probe(
+        self, name: str, url: str, auth: tuple[str, str] | None
+    ) -> tuple[bytes, RepoIndex]:
+        """Fetch a repository's index before it is registered (bad URL or credentials ->
+        InvalidArgument, unreachable -> Unavailable)."""
+        return await fetch_index(self._http(), url, auth=auth, name=name, refused=InvalidArgument)
+
+    async def adopt(self, repo: RepoRow, raw: bytes, index: RepoIndex) -> None:
+        """Cache an index fetched by `probe` for the repository just registered."""
+        await self.indexes.store(repo.id, raw, index)
+
+    async def sync(self, repo: RepoRow) -> RepoIndex:
+        """Fetch a registered repository's index again (`helm repo update`)."""
+        raw, index = await fetch_index(
+            self._http(), repo.url, auth=repo.auth, name=repo.name, refused=FailedPrecondition
+        )
+        await self.indexes.store(repo.id, raw, index)
+        await self.registry.mark_repo_synced(repo.id)
+        return index
+
+    async def index(self, repo: RepoRow) -> RepoIndex:
+        """A repository's index: the cached one, fetched on first use."""
+        cached = await self.indexes.load(repo.id, name=repo.name)
+        return cached if cached is not None else await self.sync(repo)
+
+    async def forget(self, repo: RepoRow) -> None:
+        await self.indexes.forget(repo.id)
+
+    # -- resolution -----------------------------------------------------------------------------
+
+    async def find(
+        self, repo: RepoRow, chart: str, version: str
+    ) -> tuple[IndexEntry, tuple[IndexEntry, ...]]:
+        """The index entry helm would pick for `chart` and `version` (exact version, semver
+        constraint, or "" for the latest stable), and all versions of the chart."""
+        versions = (await self.index(repo)).versions(chart)
+        if not versions:
+            raise NotFound(
+                f"chart {chart!r} not found in repository {repo.name!r}",
+                details=[{"resource": "chart", "repo": repo.name, "name": chart}],
+            )
+        try:
+            picked = latest((e.version for e in versions), version.strip())
+        except SemverError as err:
+            raise InvalidArgument(f"invalid chart version {version!r}: {err}") from None
+        if picked is None:
+            shown = [e.version for e in versions[:_VERSIONS_SHOWN]]
+            wanted = f"version {version!r}" if version else "a stable version"
+            raise NotFound(
+                f"chart {repo.name}/{chart} has no {wanted}; available: {', '.join(shown)}",
+                details=[
+                    {
+                        "resource": "chart version",
+                        "repo": repo.name,
+                        "name": chart,
+                        "version": version,
+                        "available": shown,
+                    }
+                ],
+            )
+        entry = next(e for e in versions if e.version == picked)
+        return entry, versions
+
+    async def resolve(self, reference: str, version: str = "") -> ResolvedChart:
+        """Resolve `<repo>/<chart>` and a version: NotFound for an unknown repository, chart
+        or version; InvalidArgument for a reference outside the registered repositories."""
+        repo_name, chart = parse_chart_reference(reference)
+        repo = await self.registry.find_repo(repo_name)
+        if repo is None:
+            raise NotFound(
+                f"repository {repo_name!r} is not registered (chart {reference!r})",
+                details=[{"resource": "repository", "name": repo_name}],
+            )
+        return await self.resolve_in(repo, chart, version)
+
+    async def resolve_in(self, repo: RepoRow, chart: str, version: str = "") -> ResolvedChart:
+        """Resolve a chart of a known repository and download its archive."""
+        entry, versions = await self.find(repo, chart, version)
+        archive = await fetch_archive(
+            self._http(),
+            entry,
+            repo_url=repo.url,
+            auth=repo.auth,
+            cache_dir=self.archives_dir,
+            repo_name=repo.name,
+        )
+        files = await self.files(archive, entry)
+        source = ChartSource(
+            repo_id=repo.id,
+            repo_name=repo.name,
+            repo_url=repo.url,
+            name=entry.name,
+            version=entry.version,
+            app_version=str(files.metadata.get("appVersion") or entry.app_version),
+            archive=archive,
+            default_values=files.values,
+        )
+        return ResolvedChart(repo, entry, versions, files, source)
+
+    async def files(self, archive: Path, entry: IndexEntry) -> ChartFiles:
+        """The files of a cached archive, read once and checked against its index entry."""
+        files = self._files.get(archive)
+        if files is None:
+            label = f"{entry.name}-{entry.version}"
+            files = await asyncio.to_thread(read_chart_files, archive, chart=label)
+            meta = files.metadata
+            if (meta.get("name"), str(meta.get("version"))) != (entry.name, entry.version):
+                raise FailedPrecondition(
+                    f"chart archive {label} holds Chart.yaml of "
+                    f"{meta.get('name')!r} {meta.get('version')!r}, not what the index says"
+                )
+            self._files[archive] = files
+        return files

@@ -1,0 +1,193 @@
+"""ChartService: chart repositories (register, list, show, sync, unregister) and their charts.
+
+A repository is registered only after its index was fetched once, so a bad URL or bad
+credentials are reported at once and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc.aio
+
+from capstan.v1 import chart_pb2, chart_pb2_grpc
+from capstan_server.charts.catalog import Catalog, parse_chart_reference, validate_chart_name
+from capstan_server.charts.repo_index import IndexEntry
+from capstan_server.charts.semver import Constraint, SemverError, Version
+from capstan_server.drivers.base import LABEL_REPO_ID
+from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from capstan_server.names import validate_repo_name
+from capstan_server.registry import Registry, RepoRow
+from capstan_server.services import messages as msg
+from capstan_server.services.addressing import Resolver
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _validate_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidArgument(
+            f"repository url must be an http:// or https:// URL, not {url!r}",
+            details=[{"field": "url", "value": url}],
+        )
+    if parts.username or parts.password:
+        raise InvalidArgument("put repository credentials in username/password, not in the url")
+    return url
+
+
+def _matches(entry: IndexEntry, keyword: str) -> bool:
+    keyword = keyword.lower()
+    return (
+        keyword in entry.name.lower()
+        or keyword in entry.description.lower()
+        or any(keyword in k.lower() for k in entry.keywords)
+    )
+
+
+class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
+    """See chart.proto for the contract of each call."""
+
+    def __init__(self, registry: Registry, catalog: Catalog, resolver: Resolver) -> None:
+        self.registry = registry
+        self.catalog = catalog
+        self.resolver = resolver
+
+    async def _count(self, repo: RepoRow) -> int:
+        index = await self.catalog.indexes.load(repo.id, name=repo.name)
+        return len(index.entries) if index else 0
+
+    async def CreateRepository(
+        self, request: chart_pb2.CreateRepositoryRequest, context: Context
+    ) -> chart_pb2.Repository:
+        name = validate_repo_name(request.name)
+        url = _validate_url(request.url)
+        kind = msg.release_type(request.type)
+        if request.password and not request.username:
+            raise InvalidArgument("a repository password needs a username")
+        if await self.registry.find_repo(name) is not None:
+            raise AlreadyExists(f"repository {name!r} is already registered")
+        auth = (request.username, request.password) if request.username else None
+        raw, index = await self.catalog.probe(name, url, auth)
+        repo = await self.registry.add_repo(
+            name,
+            url,
+            "internal" if kind == "internal" else "external",
+            request.username,
+            request.password,
+        )
+        await self.catalog.adopt(repo, raw, index)
+        repo = await self.registry.mark_repo_synced(repo.id)
+        return msg.repo_message(repo, len(index.entries))
+
+    async def ListRepositories(
+        self, request: chart_pb2.ListRepositoriesRequest, context: Context
+    ) -> chart_pb2.ListRepositoriesResponse:
+        limit, offset = msg.page(request.limit, request.offset)
+        kind = msg.release_type(request.type) if request.type else ""
+        rows, total = await self.registry.list_repos(limit, offset, kind)
+        repos = [msg.repo_message(r, await self._count(r)) for r in rows]
+        return chart_pb2.ListRepositoriesResponse(
+            repos=repos, total=total, limit=limit, offset=offset
+        )
+
+    async def GetRepository(
+        self, request: chart_pb2.GetRepositoryRequest, context: Context
+    ) -> chart_pb2.Repository:
+        repo = await self.registry.get_repo(request.id)
+        return msg.repo_message(repo, await self._count(repo))
+
+    async def DeleteRepository(
+        self, request: chart_pb2.DeleteRepositoryRequest, context: Context
+    ) -> chart_pb2.DeleteRepositoryResponse:
+        repo = await self.registry.get_repo(request.id)
+        clusters = await self.resolver.clusters("")
+        users = await self.resolver.releases(clusters, labels={LABEL_REPO_ID: repo.id})
+        if users:
+            names = [f"{u.cluster.name}/{u.record.namespace}/{u.record.name}" for u in users]
+            raise FailedPrecondition(
+                f"repository {repo.name!r} is still used by {len(users)} release(s): "
+                f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}",
+                details=[{"release": n} for n in names],
+            )
+        count = await self._count(repo)
+        await self.registry.delete_repo(repo.id)
+        await self.catalog.forget(repo)
+        return chart_pb2.DeleteRepositoryResponse(repo=msg.repo_message(repo, count))
+
+    async def SyncRepository(
+        self, request: chart_pb2.SyncRepositoryRequest, context: Context
+    ) -> chart_pb2.Repository:
+        repo = await self.registry.get_repo(request.id)
+        index = await self.catalog.sync(repo)
+        return msg.repo_message(await self.registry.get_repo(repo.id), len(index.entries))
+
+    async def ListCharts(
+        self, request: chart_pb2.ListChartsRequest, context: Context
+    ) -> chart_pb2.ListChartsResponse:
+        limit, offset = msg.page(request.limit, request.offset)
+        try:
+            constraint = Constraint(request.version or "*")
+        except SemverError as err:
+            raise InvalidArgument(
+                f"invalid version constraint {request.version!r}: {err}"
+            ) from None
+        if request.repo:
+            repos = [await self.registry.get_repo(request.repo)]
+        else:
+            repos, _ = await self.registry.list_repos()
+        rows: list[chart_pb2.ChartVersion] = []
+        for repo in repos:
+            index = await self.catalog.index(repo)
+            for chart in sorted(index.entries):
+                chosen = [
+                    e
+                    for e in index.versions(chart)
+                    if (e.version == request.version or constraint.allows(Version.parse(e.version)))
+                    and (not request.keyword or _matches(e, request.keyword))
+                ]
+                if not request.all_version:
+                    chosen = chosen[:1]  # versions are newest first
+                rows += [msg.chart_version_message(e, repo) for e in chosen]
+        return chart_pb2.ListChartsResponse(
+            charts=rows[offset : offset + limit], total=len(rows), limit=limit, offset=offset
+        )
+
+    async def _repo_for_chart(self, request: chart_pb2.GetChartRequest) -> tuple[RepoRow, str]:
+        if "/" in request.name:
+            repo_name, chart = parse_chart_reference(request.name)
+            if request.repo and request.repo != repo_name:
+                repo = await self.registry.get_repo(request.repo)
+                if repo.name != repo_name:
+                    raise InvalidArgument(
+                        f"chart {request.name!r} names repository {repo_name!r}, "
+                        f"but repo is {request.repo!r}"
+                    )
+            return await self.registry.get_repo(repo_name), chart
+        if not request.name:
+            raise InvalidArgument("chart name is required")
+        if request.repo:
+            return await self.registry.get_repo(request.repo), validate_chart_name(request.name)
+        repos, _ = await self.registry.list_repos()
+        holders = [r for r in repos if (await self.catalog.index(r)).versions(request.name)]
+        if not holders:
+            raise NotFound(
+                f"chart {request.name!r} not found in any registered repository",
+                details=[{"resource": "chart", "name": request.name}],
+            )
+        if len(holders) > 1:
+            raise InvalidArgument(
+                f"chart {request.name!r} is in several repositories "
+                f"({', '.join(r.name for r in holders)}): give repo",
+                details=[{"repo": r.name, "repo_id": r.id} for r in holders],
+            )
+        return holders[0], request.name
+
+    async def GetChart(
+        self, request: chart_pb2.GetChartRequest, context: Context
+    ) -> chart_pb2.GetChartResponse:
+        repo, chart = await self._repo_for_chart(request)
+        resolved = await self.catalog.resolve_in(repo, chart, request.version)
+        detail = msg.chart_detail(resolved.files, resolved.entry, resolved.versions, repo)
+        return chart_pb2.GetChartResponse(chart=detail)

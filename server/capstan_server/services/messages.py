@@ -1,0 +1,296 @@
+"""Building the API's messages from what the registry, catalog and drivers return, and the
+small request conversions every servicer shares (paging, timeouts, Struct <-> dict)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
+from capstan_server.charts.archive import ChartFiles
+from capstan_server.charts.repo_index import IndexEntry
+from capstan_server.drivers.base import (
+    LABEL_RELEASE_ID,
+    LABEL_REPO_ID,
+    LABEL_TYPE,
+    LiveObject,
+    NamespaceInfo,
+    ReleaseRecord,
+    kind_key,
+)
+from capstan_server.errors import InvalidArgument
+from capstan_server.registry import ClusterRow, RepoRow
+
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 1000
+DEFAULT_TIMEOUT = 300
+DEFAULT_HISTORY_MAX = 10
+RELEASE_TYPES = ("external", "internal")
+#: uuid5 namespace of the stable ids of releases installed outside Capstan.
+_EXTERNAL_RELEASE_NS = uuid.uuid5(uuid.NAMESPACE_DNS, "releases.capstan.io")
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+def page(limit: int, offset: int) -> tuple[int, int]:
+    """A validated (limit, offset): limit 20 when 0, at most 1000."""
+    if limit < 0 or limit > MAX_LIMIT:
+        raise InvalidArgument(f"limit must be between 0 and {MAX_LIMIT}, got {limit}")
+    if offset < 0:
+        raise InvalidArgument(f"offset must not be negative, got {offset}")
+    return (limit or DEFAULT_LIMIT), offset
+
+
+def timeout_seconds(value: int) -> float:
+    """A request's `timeout` in seconds: 300 when 0."""
+    if value < 0:
+        raise InvalidArgument(f"timeout must not be negative, got {value}")
+    return float(value or DEFAULT_TIMEOUT)
+
+
+def history_max(value: int) -> int:
+    """A request's `history_max`: 10 when 0."""
+    if value < 0:
+        raise InvalidArgument(f"history_max must not be negative, got {value}")
+    return value or DEFAULT_HISTORY_MAX
+
+
+def release_type(value: str) -> str:
+    """A validated release or repository type; `external` when empty."""
+    if value and value not in RELEASE_TYPES:
+        raise InvalidArgument(f"type must be 'internal' or 'external', not {value!r}")
+    return value or "external"
+
+
+def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain JSON types; whole numbers come back as ints (Struct holds doubles)."""
+    return _whole(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
+
+
+def _whole(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def to_struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(dict(values))
+    return struct
+
+
+def timestamp(when: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if when is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when)
+    return stamp
+
+
+# -- releases -------------------------------------------------------------------------------
+
+
+def external_id(cluster_id: str, namespace: str, name: str) -> str:
+    return f"{cluster_id}/{namespace}/{name}"
+
+
+def release_id(record: ReleaseRecord, cluster_id: str) -> str:
+    """The stable UUID of a release: Capstan's label, or for a release installed outside
+    Capstan a UUID derived from where it lives (so it is the same on every replica)."""
+    label = record.labels.get(LABEL_RELEASE_ID)
+    if label:
+        return label
+    where = external_id(cluster_id, record.namespace, record.name)
+    return str(uuid.uuid5(_EXTERNAL_RELEASE_NS, where))
+
+
+def release_type_of(record: ReleaseRecord) -> str:
+    return record.labels.get(LABEL_TYPE) or "external"
+
+
+def _live_object(obj: LiveObject) -> dict[str, Any]:
+    if obj.object is None:
+        metadata = {"name": obj.name, **({"namespace": obj.namespace} if obj.namespace else {})}
+        return {
+            "apiVersion": obj.api_version,
+            "kind": obj.kind,
+            "metadata": metadata,
+            "missing": True,
+        }
+    shown = dict(obj.object)
+    metadata = dict(shown.get("metadata") or {})
+    # Field-manager bookkeeping is large and says nothing about the release.
+    metadata.pop("managedFields", None)
+    shown["metadata"] = metadata
+    return shown
+
+
+def group_resources(objects: Iterable[LiveObject]) -> dict[str, list[dict[str, Any]]]:
+    """Live objects grouped by kind key (`k8s_service`, `secret`, ...), missing ones marked."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for obj in objects:
+        grouped.setdefault(kind_key(obj.kind), []).append(_live_object(obj))
+    return grouped
+
+
+def release_message(
+    record: ReleaseRecord,
+    cluster: ClusterRow,
+    *,
+    namespace_uid: str = "",
+    resources: Iterable[LiveObject] | None = None,
+    details: bool = False,
+    dry_run: bool = False,
+    progress: int = 0,
+) -> release_pb2.Release:
+    """The API's Release for a driver's record (resources only when given)."""
+    message = release_pb2.Release(
+        id=release_id(record, cluster.id),
+        name=record.name,
+        cluster=cluster.name,
+        cluster_id=cluster.id,
+        clusterID=cluster.id,
+        namespace=record.namespace,
+        namespace_id=namespace_uid,
+        external_id=external_id(cluster.id, record.namespace, record.name),
+        chart=record.chart_name,
+        chart_version=record.chart_version,
+        app_version=record.app_version,
+        repo_id=record.labels.get(LABEL_REPO_ID, ""),
+        version=record.revision,
+        status=record.status.value,
+        type=release_type_of(record),
+        config=to_struct(record.config),
+        created_at=timestamp(record.first_deployed),
+        updated_at=timestamp(record.last_deployed),
+        description=record.description,
+        progress=progress,
+        is_emulated=False,
+        project_domain="Default",
+        dry_run=dry_run,
+    )
+    if details or dry_run:
+        message.notes = record.notes
+        message.manifest = record.manifest
+    if resources is not None:
+        for key, items in group_resources(resources).items():
+            message.resources[key].extend(to_struct(item) for item in items)
+    return message
+
+
+def revision_message(record: ReleaseRecord) -> release_pb2.ReleaseRevision:
+    return release_pb2.ReleaseRevision(
+        revision=record.revision,
+        status=record.status.value,
+        chart=f"{record.chart_name}-{record.chart_version}",
+        app_version=record.app_version,
+        description=record.description,
+        updated=timestamp(record.last_deployed),
+    )
+
+
+# -- clusters -------------------------------------------------------------------------------
+
+
+def cluster_message(row: ClusterRow) -> cluster_pb2.Cluster:
+    return cluster_pb2.Cluster(
+        id=row.id, name=row.name, server=row.server, created_at=timestamp(row.created_at)
+    )
+
+
+def namespace_message(info: NamespaceInfo, cluster: ClusterRow) -> cluster_pb2.Namespace:
+    return cluster_pb2.Namespace(
+        id=info.uid,
+        name=info.name,
+        cluster=cluster.name,
+        cluster_id=cluster.id,
+        status=info.phase,
+        created_at=timestamp(info.created),
+    )
+
+
+# -- charts ---------------------------------------------------------------------------------
+
+
+def repo_message(row: RepoRow, chart_count: int = 0) -> chart_pb2.Repository:
+    return chart_pb2.Repository(
+        id=row.id,
+        name=row.name,
+        url=row.url,
+        type=row.type,
+        username=row.username,
+        has_password=bool(row.password),
+        created_at=timestamp(row.created_at),
+        synced_at=timestamp(row.synced_at),
+        chart_count=chart_count,
+    )
+
+
+def chart_version_message(entry: IndexEntry, repo: RepoRow) -> chart_pb2.ChartVersion:
+    return chart_pb2.ChartVersion(
+        name=entry.name,
+        version=entry.version,
+        app_version=entry.app_version,
+        description=entry.description,
+        icon=entry.icon,
+        keywords=list(entry.keywords),
+        deprecated=entry.deprecated,
+        created=timestamp(entry.created),
+        digest=entry.digest,
+        repo=repo.name,
+        repo_id=repo.id,
+    )
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def chart_metadata(meta: Mapping[str, Any]) -> chart_pb2.ChartMetadata:
+    """Chart.yaml as the API shows it."""
+    annotations = meta.get("annotations")
+    return chart_pb2.ChartMetadata(
+        name=str(meta.get("name") or ""),
+        version=str(meta.get("version") or ""),
+        app_version=str(meta.get("appVersion") or ""),
+        description=str(meta.get("description") or ""),
+        type=str(meta.get("type") or "application"),
+        api_version=str(meta.get("apiVersion") or ""),
+        kube_version=str(meta.get("kubeVersion") or ""),
+        home=str(meta.get("home") or ""),
+        icon=str(meta.get("icon") or ""),
+        keywords=_strings(meta.get("keywords")),
+        sources=_strings(meta.get("sources")),
+        deprecated=bool(meta.get("deprecated")),
+        annotations={str(k): str(v) for k, v in annotations.items()}
+        if isinstance(annotations, dict)
+        else {},
+    )
+
+
+def chart_detail(
+    files: ChartFiles, entry: IndexEntry, versions: Iterable[IndexEntry], repo: RepoRow
+) -> chart_pb2.ChartDetail:
+    content = chart_pb2.ChartContent(
+        metadata=chart_metadata(files.metadata), values=to_struct(files.values)
+    )
+    if files.schema is not None:
+        content.schema.CopyFrom(to_struct(files.schema))
+    return chart_pb2.ChartDetail(
+        name=entry.name,
+        version=entry.version,
+        repo=repo.name,
+        repo_id=repo.id,
+        chart=content,
+        readme=files.readme,
+        versions=[chart_version_message(v, repo) for v in versions],
+    )

@@ -1,0 +1,429 @@
+"""ReleaseService: the Helm release lifecycle over gRPC.
+
+Each call validates its input, resolves what it names (cluster, namespace, chart, values,
+release address) and only then calls the driver, so that a bad request changes nothing.
+Writes to one release are guarded in this server (`ReleaseLocks`): a second concurrent write
+is ABORTED at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc.aio
+
+from capstan.v1 import release_pb2, release_pb2_grpc
+from capstan_server import values as helm_values
+from capstan_server.charts.catalog import Catalog, ResolvedChart, parse_chart_reference
+from capstan_server.drivers.base import (
+    LABEL_RELEASE_ID,
+    LABEL_REPO_ID,
+    LABEL_TYPE,
+    Driver,
+    InstallOptions,
+    ReleaseRecord,
+    ReleaseRef,
+    RollbackOptions,
+    Status,
+    UpgradeOptions,
+    upgrade_base,
+)
+from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from capstan_server.names import generate_release_name, validate_namespace, validate_release_name
+from capstan_server.registry import ClusterRow, Registry
+from capstan_server.services import messages as msg
+from capstan_server.services.addressing import (
+    LocatedRelease,
+    ReleaseLocks,
+    Resolver,
+    is_uuid,
+    target,
+)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+DEFAULT_STUCK_AFTER = 300
+_GENERATE_ATTEMPTS = 5
+
+#: ListReleases status flags (OR-ed): `deleting` is `uninstalling`, `pending` any `pending-*`.
+_STATUS_FLAGS: dict[str, Callable[[Status], bool]] = {
+    "deployed": lambda s: s is Status.DEPLOYED,
+    "deleting": lambda s: s is Status.UNINSTALLING,
+    "failed": lambda s: s is Status.FAILED,
+    "superseded": lambda s: s is Status.SUPERSEDED,
+    "pending": lambda s: s.is_pending,
+}
+
+
+def _user_values(text: str, request: Any) -> dict[str, Any]:
+    json_values = (
+        msg.struct_to_dict(request.values_json) if request.HasField("values_json") else None
+    )
+    return helm_values.user_values(text, json_values)
+
+
+def _check_schema(resolved: ResolvedChart, config: dict[str, Any]) -> None:
+    """Validate the values helm would render with against the chart's values.schema.json."""
+    coalesced = helm_values.coalesce(resolved.files.values, config)
+    label = f"{resolved.entry.name}-{resolved.entry.version}"
+    helm_values.validate_schema(coalesced, resolved.files.schema, chart=label)
+
+
+class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
+    """See release.proto for the contract of each call."""
+
+    def __init__(
+        self, registry: Registry, catalog: Catalog, driver: Driver, resolver: Resolver
+    ) -> None:
+        self.registry = registry
+        self.catalog = catalog
+        self.driver = driver
+        self.resolver = resolver
+        self.locks = ReleaseLocks()
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _message(
+        self,
+        cluster: ClusterRow,
+        record: ReleaseRecord,
+        *,
+        details: bool = False,
+        resources: bool = False,
+        dry_run: bool = False,
+        namespace_uids: dict[str, str] | None = None,
+    ) -> release_pb2.Release:
+        """The Release message of a record; live resources with `resources` or `details`
+        (never for a dry run: nothing was created). Pass `namespace_uids` when building many
+        messages for one cluster, to read its namespaces once."""
+        live = None
+        if (resources or details) and not dry_run:
+            live = await self.driver.resources(record, target(cluster))
+        if namespace_uids is None:
+            namespace_uids = await self.resolver.namespace_uids(cluster)
+        return msg.release_message(
+            record,
+            cluster,
+            namespace_uid=namespace_uids.get(record.namespace, ""),
+            resources=live,
+            details=details,
+            dry_run=dry_run,
+        )
+
+    async def _generated_name(self, cluster: ClusterRow, namespace: str, chart: str) -> str:
+        for attempt in range(_GENERATE_ATTEMPTS):
+            name = generate_release_name(chart, attempt=attempt)
+            if not await self.driver.list(target(cluster), namespace, name=name):
+                return name
+        raise AlreadyExists(f"could not generate a free release name for chart {chart!r}")
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    async def CreateRelease(
+        self, request: release_pb2.CreateReleaseRequest, context: Context
+    ) -> release_pb2.Release:
+        parse_chart_reference(request.chart_name)
+        namespace = validate_namespace(request.namespace or "default")
+        if request.release_name:
+            validate_release_name(request.release_name)
+        kind = msg.release_type(request.type)
+        timeout = msg.timeout_seconds(request.timeout)
+        user = _user_values(request.values, request)
+        cluster = await self.resolver.cluster(request.cluster)
+        resolved = await self.catalog.resolve(request.chart_name, request.version)
+        if not request.create_namespace:
+            await self.resolver.require_namespace(cluster, namespace)
+        name = request.release_name or await self._generated_name(
+            cluster, namespace, resolved.entry.name
+        )
+        _check_schema(resolved, user)
+        labels = {
+            LABEL_RELEASE_ID: str(uuid.uuid4()),
+            LABEL_REPO_ID: resolved.repo.id,
+            LABEL_TYPE: kind,
+        }
+        with self.locks.hold(cluster.id, namespace, name, "install"):
+            record = await self.driver.install(
+                InstallOptions(
+                    ref=ReleaseRef(target(cluster), namespace, name),
+                    chart=resolved.source,
+                    values=user,
+                    labels=labels,
+                    dry_run=request.dry_run,
+                    wait=request.wait or request.atomic,
+                    atomic=request.atomic,
+                    timeout=timeout,
+                    description=request.description,
+                    create_namespace=request.create_namespace,
+                )
+            )
+        return await self._message(
+            cluster, record, details=request.details, dry_run=request.dry_run
+        )
+
+    async def ListReleases(
+        self, request: release_pb2.ListReleasesRequest, context: Context
+    ) -> release_pb2.ListReleasesResponse:
+        limit, offset = msg.page(request.limit, request.offset)
+        if request.namespace:
+            validate_namespace(request.namespace)
+        kind = msg.release_type(request.type) if request.type else ""
+        flags = [check for flag, check in _STATUS_FLAGS.items() if getattr(request, flag)]
+        search = request.search.lower()
+        clusters = await self.resolver.clusters(request.cluster)
+        found = await self.resolver.releases(clusters, request.namespace, name=request.name)
+        rows = [
+            r
+            for r in found
+            if (not kind or msg.release_type_of(r.record) == kind)
+            and (not flags or any(check(r.record.status) for check in flags))
+            and (
+                not search
+                or search in r.record.name.lower()
+                or search in r.record.chart_name.lower()
+            )
+        ]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        rows.sort(
+            key=lambda r: (
+                r.record.last_deployed or r.record.first_deployed or epoch,
+                r.record.name,
+                r.cluster.name,
+                r.record.namespace,
+            ),
+            reverse=True,
+        )
+        shown = rows[offset : offset + limit]
+        in_use = {r.cluster.id: r.cluster for r in shown}
+        uid_maps = await asyncio.gather(*(self.resolver.namespace_uids(c) for c in in_use.values()))
+        uids = dict(zip(in_use, uid_maps, strict=True))
+        releases = await asyncio.gather(
+            *(
+                self._message(
+                    r.cluster, r.record, details=request.details, namespace_uids=uids[r.cluster.id]
+                )
+                for r in shown
+            )
+        )
+        return release_pb2.ListReleasesResponse(
+            releases=releases, total=len(rows), limit=limit, offset=offset
+        )
+
+    async def GetRelease(
+        self, request: release_pb2.GetReleaseRequest, context: Context
+    ) -> release_pb2.Release:
+        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        return await self._message(found.cluster, found.record, resources=True)
+
+    async def _locate_for_upgrade(
+        self, request: release_pb2.UpgradeReleaseRequest
+    ) -> LocatedRelease:
+        address = request.id or request.release_name
+        if request.release_name:
+            validate_release_name(request.release_name)
+            if request.id and not is_uuid(request.id) and request.id != request.release_name:
+                raise InvalidArgument(
+                    f"release_name {request.release_name!r} does not match the release "
+                    f"{request.id!r} being upgraded"
+                )
+        found = await self.resolver.release(address, request.cluster, request.namespace)
+        if request.release_name and found.record.name != request.release_name:
+            raise InvalidArgument(
+                f"release_name {request.release_name!r} does not match release {request.id!r}, "
+                f"which is named {found.record.name!r}"
+            )
+        return found
+
+    async def _upgrade_chart(
+        self, request: release_pb2.UpgradeReleaseRequest, current: ReleaseRecord
+    ) -> ResolvedChart:
+        if request.chart_name:
+            return await self.catalog.resolve(request.chart_name, request.version)
+        repo_id = current.labels.get(LABEL_REPO_ID)
+        if not repo_id:
+            raise InvalidArgument(
+                f"release {current.name!r} was not installed from a registered repository: "
+                "give chart_name (<repo>/<chart>)"
+            )
+        repo = await self.registry.find_repo(repo_id)
+        if repo is None:
+            raise FailedPrecondition(
+                f"the repository release {current.name!r} was installed from is no longer "
+                "registered: give chart_name (<repo>/<chart>)"
+            )
+        return await self.catalog.resolve_in(repo, current.chart_name, request.version)
+
+    async def UpgradeRelease(
+        self, request: release_pb2.UpgradeReleaseRequest, context: Context
+    ) -> release_pb2.Release:
+        if request.chart_name:
+            parse_chart_reference(request.chart_name)
+        timeout = msg.timeout_seconds(request.timeout)
+        keep = msg.history_max(request.history_max)
+        user = _user_values(request.values, request)
+        found = await self._locate_for_upgrade(request)
+        ref = found.ref
+        with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "upgrade"):
+            history = await self.driver.history(ref)
+            current = history[-1]
+            resolved = await self._upgrade_chart(request, current)
+            base = upgrade_base(history)
+            config = helm_values.upgrade_config(
+                base.config if base else {},
+                user,
+                reuse=request.reuse_values,
+                reset=request.reset_values,
+            )
+            _check_schema(resolved, config)
+            labels = {
+                LABEL_RELEASE_ID: found.id,
+                LABEL_REPO_ID: resolved.repo.id,
+                LABEL_TYPE: msg.release_type_of(current),
+            }
+            record = await self.driver.upgrade(
+                UpgradeOptions(
+                    ref=ref,
+                    chart=resolved.source,
+                    values=user,
+                    labels=labels,
+                    reuse_values=request.reuse_values,
+                    reset_values=request.reset_values,
+                    dry_run=request.dry_run,
+                    wait=request.wait or request.atomic,
+                    atomic=request.atomic,
+                    timeout=timeout,
+                    description=request.description,
+                    history_max=keep,
+                )
+            )
+        return await self._message(
+            found.cluster, record, details=request.details, dry_run=request.dry_run
+        )
+
+    async def GetReleaseHistory(
+        self, request: release_pb2.GetReleaseHistoryRequest, context: Context
+    ) -> release_pb2.GetReleaseHistoryResponse:
+        if request.max < 0:
+            raise InvalidArgument(f"max must not be negative, got {request.max}")
+        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        history = await self.driver.history(found.ref)
+        if request.max:
+            history = history[-request.max :]
+        return release_pb2.GetReleaseHistoryResponse(
+            revisions=[msg.revision_message(r) for r in history]
+        )
+
+    async def RollbackRelease(
+        self, request: release_pb2.RollbackReleaseRequest, context: Context
+    ) -> release_pb2.Release:
+        if request.revision < 0:
+            raise InvalidArgument(f"revision must not be negative, got {request.revision}")
+        timeout = msg.timeout_seconds(request.timeout)
+        keep = msg.history_max(request.history_max)
+        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        ref = found.ref
+        with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "rollback"):
+            record = await self.driver.rollback(
+                RollbackOptions(
+                    ref=ref,
+                    revision=request.revision,
+                    description=request.description,
+                    wait=request.wait,
+                    timeout=timeout,
+                    history_max=keep,
+                )
+            )
+        return await self._message(found.cluster, record)
+
+    async def DeleteRelease(
+        self, request: release_pb2.DeleteReleaseRequest, context: Context
+    ) -> release_pb2.DeleteReleaseResponse:
+        timeout = msg.timeout_seconds(request.timeout)
+        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        ref = found.ref
+        uids = await self.resolver.namespace_uids(found.cluster)
+        with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "uninstall"):
+            record = await self.driver.uninstall(ref, timeout=timeout)
+        release = msg.release_message(
+            record, found.cluster, namespace_uid=uids.get(record.namespace, "")
+        )
+        return release_pb2.DeleteReleaseResponse(release=release)
+
+    async def WatchRelease(
+        self, request: release_pb2.WatchReleaseRequest, context: Context
+    ) -> AsyncIterator[release_pb2.ReleaseEvent]:
+        timeout = msg.timeout_seconds(request.timeout)
+        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        uids = await self.resolver.namespace_uids(found.cluster)
+        async for snapshot in self.driver.watch(found.ref, timeout=timeout):
+            workloads = snapshot.workloads
+            ready = sum(1 for _, _, ok, _ in workloads if ok)
+            pending = snapshot.record.status.is_pending
+            progress = (
+                100 if snapshot.settled else (ready * 100 // len(workloads) if workloads else 0)
+            )
+            release = msg.release_message(
+                snapshot.record,
+                found.cluster,
+                namespace_uid=uids.get(snapshot.record.namespace, ""),
+                progress=progress if pending else 0,
+            )
+            yield release_pb2.ReleaseEvent(
+                release=release,
+                resources=[
+                    release_pb2.ResourceReadiness(kind=k, name=n, ready=ok, message=m)
+                    for k, n, ok, m in workloads
+                ],
+                settled=snapshot.settled,
+            )
+
+    async def RecoverRelease(
+        self, request: release_pb2.RecoverReleaseRequest, context: Context
+    ) -> release_pb2.Release:
+        action = request.action
+        if action == release_pb2.RECOVERY_ACTION_UNSPECIFIED:
+            raise InvalidArgument(
+                "action is required: RECOVERY_ACTION_ROLLBACK or RECOVERY_ACTION_MARK_FAILED"
+            )
+        if request.stuck_after_seconds < 0:
+            raise InvalidArgument("stuck_after_seconds must not be negative")
+        stuck_after = request.stuck_after_seconds or DEFAULT_STUCK_AFTER
+        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        ref = found.ref
+        with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "recover"):
+            history = await self.driver.history(ref)
+            stuck = history[-1]
+            if not stuck.status.is_pending:
+                raise FailedPrecondition(
+                    f"release {ref.name!r} is {stuck.status.value}, not pending: nothing to recover"
+                )
+            since = stuck.last_deployed or stuck.first_deployed
+            age = (datetime.now(UTC) - since).total_seconds() if since else float("inf")
+            stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ") if since else "an unknown time"
+            if age < stuck_after:
+                raise FailedPrecondition(
+                    f"release {ref.name!r} has been {stuck.status.value} for {int(age)}s "
+                    f"(since {stamp}); it counts as stuck after {stuck_after}s, as its "
+                    "operation may still be running"
+                )
+            good = [r for r in history[:-1] if r.status in (Status.DEPLOYED, Status.SUPERSEDED)]
+            rollback = action == release_pb2.RECOVERY_ACTION_ROLLBACK
+            if rollback and not good:
+                raise FailedPrecondition(
+                    f"release {ref.name!r} has no deployed revision to roll back to; recover it "
+                    "with RECOVERY_ACTION_MARK_FAILED (or delete it)"
+                )
+            # Helm refuses to roll back a pending release, so a rollback starts by failing it.
+            record = await self.driver.mark_failed(
+                ref,
+                f"Marked failed by Capstan: {stuck.status.value} since {stamp}, stuck for more "
+                f"than {stuck_after}s",
+            )
+            if rollback:
+                record = await self.driver.rollback(
+                    RollbackOptions(ref=ref, revision=good[-1].revision)
+                )
+        return await self._message(found.cluster, record)
