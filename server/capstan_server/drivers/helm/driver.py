@@ -1,0 +1,467 @@
+"""The helm driver: writes through the official helm binary, reads from Helm's own records.
+
+Writes (install, upgrade, rollback, uninstall) run helm through `command.HelmCommand`; they are
+serialised per release inside the server, and a release whose latest revision is `pending-*`
+(an operation in flight, possibly from another replica or a helm run outside Capstan) is
+refused with Aborted before helm is started. Reads (get, history, list) decode the release
+records over the Kubernetes API (`kube.py`, `records.py`) without spawning helm; resources
+are read live and concurrently.
+
+Two writes Capstan makes to Helm's records itself, both through the API with optimistic
+concurrency (a concurrent change makes them fail with Aborted, never overwrite it):
+
+- `mark_failed` rewrites a stuck `pending-*` record to `failed` (status label and JSON), the
+  same change helm makes when an operation fails, so a new operation may run;
+- a rollback with a custom description rewrites the new revision's description, because
+  `helm rollback` has no `--description` flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from capstan_server.drivers.base import (
+    ClusterTarget,
+    InstallOptions,
+    LiveObject,
+    NamespaceInfo,
+    ReadinessSnapshot,
+    ReleaseRecord,
+    ReleaseRef,
+    RollbackOptions,
+    Status,
+    UpgradeOptions,
+)
+from capstan_server.drivers.helm import records
+from capstan_server.drivers.helm.command import (
+    DEFAULT_TERM_GRACE,
+    HelmCommand,
+    HelmStopped,
+    validate_labels,
+)
+from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
+from capstan_server.drivers.helm.manifest import (
+    WORKLOAD_KINDS,
+    kind_key,
+    parse_manifest,
+    readiness,
+)
+from capstan_server.drivers.helm.records import Storage, StoredRecord
+from capstan_server.errors import (
+    Aborted,
+    AlreadyExists,
+    CapstanError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from capstan_server.names import validate_release_name
+
+#: The helm the driver runs when none is given: the pinned one in the checkout's `.tools/`.
+DEFAULT_HELM_BIN = Path(__file__).resolve().parents[4] / ".tools" / "bin" / "helm"
+
+_Key = tuple[str, str, str]
+
+
+def _key(ref: ReleaseRef) -> _Key:
+    return (ref.cluster.id, ref.namespace, ref.name)
+
+
+def _describe(ref: ReleaseRef) -> str:
+    return f"release {ref.name!r} in namespace {ref.namespace!r} of cluster {ref.cluster.name!r}"
+
+
+def _since(when: datetime | None) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "an unknown time"
+
+
+def _records_path(storage: Storage, namespace: str = "") -> str:
+    plural = "secrets" if storage == "secret" else "configmaps"
+    return f"/api/v1/namespaces/{namespace}/{plural}" if namespace else f"/api/v1/{plural}"
+
+
+class HelmDriver:
+    """The `helm` driver (see the module docstring). Safe to call concurrently."""
+
+    name = "helm"
+
+    def __init__(self, *, data_dir: Path, helm_bin: Path | None = None,
+                 term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0) -> None:
+        self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace)
+        self.poll_interval = poll_interval
+        self._clients: dict[tuple[str, str], KubeClient] = {}
+        self._closing: set[asyncio.Future[None]] = set()
+        self._cache = records.RecordCache()
+        self._namespace_reads: dict[tuple[str, asyncio.AbstractEventLoop],
+                                    asyncio.Future[builtins.list[NamespaceInfo]]] = {}
+        #: Writes in flight in this server: release -> (operation, started at).
+        self._inflight: dict[_Key, tuple[str, float]] = {}
+
+    # -- clusters -------------------------------------------------------------------------------
+
+    def _client(self, cluster: ClusterTarget) -> KubeClient:
+        digest = hashlib.sha256(cluster.kubeconfig.encode()).hexdigest()
+        key = (cluster.id, digest)
+        client = self._clients.get(key)
+        if client is None:
+            client = KubeClient(load_kubeconfig(cluster.kubeconfig), cluster_name=cluster.name)
+            # A replaced kubeconfig replaces the client; the old one's connections close.
+            for old in [k for k in self._clients if k[0] == cluster.id]:
+                closing = asyncio.ensure_future(self._clients.pop(old).close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            self._clients[key] = client
+        return client
+
+    async def check_cluster(self, cluster: ClusterTarget) -> None:
+        client = self._client(cluster)
+        try:
+            # A list, not /version (which clusters often serve anonymously): it proves the
+            # credentials are accepted too.
+            await client.request("GET", "/api/v1/namespaces", params={"limit": "1"})
+        except FailedPrecondition as e:
+            raise InvalidArgument(f"the kubeconfig of cluster {cluster.name!r} cannot be "
+                                  f"used: {e.message}") from e
+
+    async def namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
+        # Concurrent calls for one cluster share one API read (a page of 1,000 releases asks
+        # for namespace UIDs once per release). Nothing is cached past that read: a call gets
+        # the answer of a read that was in flight when it was made, or of a new one.
+        key = (cluster.id, asyncio.get_running_loop())
+        shared = self._namespace_reads.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._read_namespaces(cluster))
+            self._namespace_reads[key] = shared
+            shared.add_done_callback(lambda _: self._namespace_reads.pop(key, None))
+        return list(await asyncio.shield(shared))
+
+    async def _read_namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
+        items, _ = await self._client(cluster).list_objects("/api/v1/namespaces")
+        out = []
+        for ns in items:
+            meta = ns.get("metadata") or {}
+            out.append(NamespaceInfo(
+                name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
+                phase=str((ns.get("status") or {}).get("phase", "Active")),
+                created=records.parse_time(meta.get("creationTimestamp"))))
+        return sorted(out, key=lambda n: n.name)
+
+    # -- records --------------------------------------------------------------------------------
+
+    async def _stored(self, cluster: ClusterTarget, namespace: str, selector: str
+                      ) -> builtins.list[StoredRecord]:
+        """Decoded record objects matching `selector`, from both storage drivers at once."""
+        return (await self._stored_at(cluster, namespace, selector))[0]
+
+    async def _stored_at(self, cluster: ClusterTarget, namespace: str, selector: str
+                         ) -> tuple[builtins.list[StoredRecord], str]:
+        """`_stored`, and the resourceVersion of the Secret list (to watch from)."""
+        client = self._client(cluster)
+        secrets, configmaps = await asyncio.gather(
+            client.list_objects(_records_path("secret", namespace), label_selector=selector),
+            client.list_objects(_records_path("configmap", namespace), label_selector=selector))
+        out = [self._cache.decode(o, "secret") for o in secrets[0] if records.is_record_object(o)]
+        out += [self._cache.decode(o, "configmap") for o in configmaps[0]
+                if records.is_record_object(o)]
+        return out, secrets[1]
+
+    async def _latest(self, ref: ReleaseRef) -> StoredRecord | None:
+        # Every revision but the latest is `superseded` (or, after a failed upgrade, an
+        # older `deployed`/`failed` one), so this selects few records; the highest wins.
+        found = await self._stored(ref.cluster, ref.namespace,
+                                   f"owner=helm,name={ref.name},status!=superseded")
+        return max(found, key=lambda s: s.record.revision, default=None)
+
+    async def _revision(self, ref: ReleaseRef, revision: int) -> StoredRecord | None:
+        client = self._client(ref.cluster)
+        object_name = records.record_object_name(ref.name, revision)
+        for storage in ("secret", "configmap"):
+            obj = await client.get(f"{_records_path(storage, ref.namespace)}/{object_name}")
+            if obj is not None and records.is_record_object(obj):
+                return self._cache.decode(obj, storage)
+        return None
+
+    async def get(self, ref: ReleaseRef, revision: int = 0) -> ReleaseRecord:
+        validate_release_name(ref.name)
+        if revision:
+            stored = await self._revision(ref, revision)
+            if stored is None:
+                raise NotFound(f"revision {revision} of {_describe(ref)} not found")
+        else:
+            stored = await self._latest(ref)
+            if stored is None:
+                raise NotFound(f"{_describe(ref)} not found")
+        return stored.record
+
+    async def history(self, ref: ReleaseRef) -> builtins.list[ReleaseRecord]:
+        validate_release_name(ref.name)
+        found = await self._stored(ref.cluster, ref.namespace, f"owner=helm,name={ref.name}")
+        if not found:
+            raise NotFound(f"{_describe(ref)} not found")
+        by_revision = {s.record.revision: s.record for s in found}
+        return [by_revision[r] for r in sorted(by_revision)]
+
+    async def list(self, cluster: ClusterTarget, namespace: str = "", *, name: str = "",
+                   labels: Mapping[str, str] | None = None) -> builtins.list[ReleaseRecord]:
+        selector = records.LATEST_SELECTOR
+        if name:
+            try:
+                validate_release_name(name)
+            except InvalidArgument:
+                return []  # no release can have that name
+            selector += f",name={name}"
+        if labels:
+            validate_labels(labels)
+            selector += "".join(f",{k}={v}" for k, v in sorted(labels.items()))
+        found = await self._stored(cluster, namespace, selector)
+        latest: dict[tuple[str, str], StoredRecord] = {}
+        for stored in found:
+            key = (stored.record.namespace, stored.record.name)
+            if key not in latest or stored.record.revision > latest[key].record.revision:
+                latest[key] = stored
+        out = [s.record for s in latest.values()]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        out.sort(key=lambda r: (r.last_deployed or r.first_deployed or epoch, r.name),
+                 reverse=True)
+        return out
+
+    # -- live objects ---------------------------------------------------------------------------
+
+    async def resources(self, record: ReleaseRecord, cluster: ClusterTarget
+                        ) -> builtins.list[LiveObject]:
+        refs = parse_manifest(record.manifest)
+        fetched = await self._client(cluster).get_objects(
+            [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in refs])
+        out = []
+        for ref, (info, obj) in zip(refs, fetched, strict=True):
+            namespaced = info.namespaced if info is not None else bool(ref.namespace)
+            out.append(LiveObject(
+                api_version=ref.api_version, kind=ref.kind,
+                namespace=(ref.namespace or record.namespace) if namespaced else "",
+                name=ref.name, object=obj))
+        return out
+
+    async def _workloads(self, record: ReleaseRecord, cluster: ClusterTarget
+                         ) -> builtins.list[tuple[str, str, bool, str]]:
+        refs = [r for r in parse_manifest(record.manifest) if r.kind in WORKLOAD_KINDS]
+        fetched = await self._client(cluster).get_objects(
+            [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in refs])
+        return [(kind_key(r.kind), r.name, *readiness(obj))
+                for r, (_, obj) in zip(refs, fetched, strict=True)]
+
+    async def watch(self, ref: ReleaseRef, *, timeout: float  # noqa: ASYNC109 (Protocol)
+                    ) -> AsyncIterator[ReadinessSnapshot]:
+        # Each round reads the release's latest record and its workloads (a few objects);
+        # between rounds an API watch on the release's records wakes it as soon as helm
+        # changes the status, and `poll_interval` bounds how stale workload readiness gets.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last: Any = None
+        first = True
+        while True:
+            found, version = await self._stored_at(
+                ref.cluster, ref.namespace, f"owner=helm,name={ref.name},status!=superseded")
+            stored = max(found, key=lambda s: s.record.revision, default=None)
+            if stored is None:
+                if first:
+                    raise NotFound(f"{_describe(ref)} not found")
+                return  # uninstalled while being watched
+            record = stored.record
+            workloads = await self._workloads(record, ref.cluster)
+            in_flight = record.status.is_pending or record.status is Status.UNINSTALLING
+            settled = not in_flight and (record.status is Status.FAILED
+                                         or all(ready for _, _, ready, _ in workloads))
+            state = (record.revision, record.status, tuple(workloads))
+            if first or settled or state != last:
+                yield ReadinessSnapshot(record=record, workloads=workloads, settled=settled)
+            first, last = False, state
+            remaining = deadline - loop.time()
+            if settled or remaining <= 0:
+                return
+            await self._records_change(ref, version, min(self.poll_interval, remaining))
+
+    async def _records_change(self, ref: ReleaseRef, resource_version: str,
+                              seconds: float) -> None:
+        """Return when a record of the release changes after `resource_version`, or after
+        `seconds`. A watch that cannot be made only means waiting the full time."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        client = self._client(ref.cluster)
+        with contextlib.suppress(TimeoutError, CapstanError):
+            async with asyncio.timeout(seconds):
+                async for event, _ in client.watch(
+                        _records_path("secret", ref.namespace), resource_version=resource_version,
+                        seconds=seconds, label_selector=f"owner=helm,name={ref.name}"):
+                    if event != "BOOKMARK":  # bookmarks only move the resourceVersion on
+                        return
+        await asyncio.sleep(max(0.0, end - loop.time()))
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _operation(self, ref: ReleaseRef, operation: str) -> Iterator[None]:
+        """Serialise writes to one release in this server: a second one is Aborted at once
+        (queueing it would run it against a release the caller has not seen)."""
+        key = _key(ref)
+        running = self._inflight.get(key)
+        if running is not None:
+            op, started = running
+            since = _since(datetime.fromtimestamp(started, UTC))
+            raise Aborted(f"{_describe(ref)} has an operation in flight: {op} since {since}",
+                          details=[{"operation": op, "since": since}])
+        self._inflight[key] = (operation, time.time())
+        try:
+            yield
+        finally:
+            self._inflight.pop(key, None)
+
+    @staticmethod
+    def _refuse_pending(ref: ReleaseRef, stored: StoredRecord | None) -> None:
+        """Aborted when the release's latest revision says an operation is in flight."""
+        if stored is None:
+            return
+        rec = stored.record
+        if rec.status.is_pending or rec.status is Status.UNINSTALLING:
+            since = _since(rec.last_deployed or rec.first_deployed)
+            operation = rec.status.value.removeprefix("pending-")
+            raise Aborted(
+                f"{_describe(ref)} has an operation in flight: {operation} of revision "
+                f"{rec.revision} ({rec.status.value}) since {since}",
+                details=[{"operation": operation, "status": rec.status.value,
+                          "revision": rec.revision, "since": since}])
+
+    async def _after_interruption(self, ref: ReleaseRef, before: int, operation: str) -> None:
+        """After helm was stopped (deadline or cancellation): helm marks install/upgrade
+        failed on SIGTERM, but `rollback` does not handle signals and SIGKILL leaves nothing
+        to chance, so a revision this operation left `pending-*` is marked failed here."""
+        with contextlib.suppress(Exception):
+            stored = await self._latest(ref)
+            if (stored is not None and stored.record.revision > before
+                    and stored.record.status.is_pending):
+                await self._rewrite(ref, stored, status=Status.FAILED,
+                                    description=f"{operation} interrupted: helm was stopped")
+
+    @contextlib.asynccontextmanager
+    async def _guard(self, ref: ReleaseRef, operation: str, before: int) -> AsyncIterator[None]:
+        # Only when Capstan itself stopped helm: when helm fails on its own it records the
+        # failure itself, and a pending revision then belongs to someone else's operation.
+        try:
+            yield
+        except asyncio.CancelledError:
+            await asyncio.shield(self._after_interruption(ref, before, operation))
+            raise
+        except HelmStopped:
+            await self._after_interruption(ref, before, operation)
+            raise
+
+    async def install(self, opts: InstallOptions) -> ReleaseRecord:
+        with self._operation(opts.ref, "install"):
+            existing = await self._latest(opts.ref)
+            self._refuse_pending(opts.ref, existing)
+            if existing is not None:
+                raise AlreadyExists(
+                    f"{_describe(opts.ref)} already exists: cannot re-use a name that is "
+                    "still in use", details=[{"name": opts.ref.name}])
+            async with self._guard(opts.ref, "install", 0):
+                doc = await self.command.install(opts)
+            # helm prints the release it stored; its labels are not in the JSON, but they are
+            # exactly the ones passed (no second API read on the write path).
+            return records.record_from_release(doc, opts.labels)
+
+    async def upgrade(self, opts: UpgradeOptions) -> ReleaseRecord:
+        with self._operation(opts.ref, "upgrade"):
+            current = await self._latest(opts.ref)
+            if current is None:
+                raise NotFound(f"{_describe(opts.ref)} not found")
+            self._refuse_pending(opts.ref, current)
+            async with self._guard(opts.ref, "upgrade", current.record.revision):
+                doc = await self.command.upgrade(opts, storage=current.storage)
+            # helm merges the new labels over the release's previous ones, as here.
+            return records.record_from_release(doc, {**current.record.labels, **opts.labels})
+
+    async def rollback(self, opts: RollbackOptions) -> ReleaseRecord:
+        with self._operation(opts.ref, "rollback"):
+            current = await self._latest(opts.ref)
+            if current is None:
+                raise NotFound(f"{_describe(opts.ref)} not found")
+            self._refuse_pending(opts.ref, current)
+            target = opts.revision or current.record.revision - 1
+            if target < 1 or await self._revision(opts.ref, target) is None:
+                what = f"revision {opts.revision}" if opts.revision else "a previous revision"
+                raise NotFound(f"{what} of {_describe(opts.ref)} not found")
+            async with self._guard(opts.ref, "rollback", current.record.revision):
+                await self.command.rollback(opts, storage=current.storage)
+            latest = await self._latest(opts.ref)
+            if latest is None:
+                raise NotFound(f"{_describe(opts.ref)} vanished during the rollback")
+            if opts.description and latest.record.description != opts.description:
+                return await self._rewrite(opts.ref, latest, description=opts.description)
+            return latest.record
+
+    async def uninstall(self, ref: ReleaseRef, *,
+                        timeout: float = 300.0) -> ReleaseRecord:  # noqa: ASYNC109
+        with self._operation(ref, "uninstall"):
+            current = await self._latest(ref)
+            if current is None:
+                raise NotFound(f"{_describe(ref)} not found")
+            self._refuse_pending(ref, current)
+            await self.command.uninstall(ref, timeout_s=timeout, storage=current.storage)
+            return current.record
+
+    async def mark_failed(self, ref: ReleaseRef, description: str) -> ReleaseRecord:
+        with self._operation(ref, "mark-failed"):
+            current = await self._latest(ref)
+            if current is None:
+                raise NotFound(f"{_describe(ref)} not found")
+            if not current.record.status.is_pending:
+                raise FailedPrecondition(
+                    f"{_describe(ref)} is {current.record.status.value}, not pending")
+            return await self._rewrite(ref, current, status=Status.FAILED,
+                                       description=description)
+
+    async def _rewrite(self, ref: ReleaseRef, stored: StoredRecord, *,
+                       status: Status | None = None, description: str | None = None
+                       ) -> ReleaseRecord:
+        """Change a record's status and/or description as helm would (JSON and labels)."""
+        client = self._client(ref.cluster)
+        path = f"{_records_path(stored.storage, ref.namespace)}/{stored.object_name}"
+        obj = await client.get(path)
+        if obj is None:
+            raise NotFound(f"record {stored.object_name} of {_describe(ref)} vanished")
+        doc = records.decode_payload(records.payload_of(obj, stored.storage))
+        info = doc.setdefault("info", {})
+        # The resourceVersion of the record as the caller judged it: if helm (or anyone)
+        # changed it since, the API refuses the write (409 -> Aborted) instead of losing that.
+        meta = {**(obj.get("metadata") or {}), "resourceVersion": stored.resource_version}
+        labels = dict(meta.get("labels") or {})
+        if status is not None:
+            info["status"] = labels["status"] = status.value
+        if description is not None:
+            info["description"] = description
+        labels["modifiedAt"] = str(int(time.time()))  # as helm's own record updates do
+        payload = records.encode_payload(doc)
+        new = {**obj, "metadata": {**meta, "labels": labels},
+               "data": {"release": base64.b64encode(payload.encode()).decode()
+                        if stored.storage == "secret" else payload}}
+        written = await client.replace(path, new)
+        return self._cache.decode(written, stored.storage).record
+
+    async def close(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+__all__ = ["DEFAULT_HELM_BIN", "HelmDriver"]

@@ -1,0 +1,122 @@
+"""The objects of a rendered release manifest, and how Capstan names and judges them.
+
+A helm manifest is multi-document YAML (`---` separated, `# Source:` comments); `List` kinds
+are expanded into their items. `kind_key` gives the seed document's grouping key and
+`readiness` a kstatus-like verdict for workloads, used while a release settles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+#: Kinds whose readiness WatchRelease reports.
+WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job",
+                            "Pod", "PersistentVolumeClaim"})
+
+
+@dataclass(frozen=True)
+class ManifestObject:
+    """One object named by a manifest; `namespace` is empty when the manifest gives none."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+
+def kind_key(kind: str) -> str:
+    """The seed's grouping key of a kind: `k8s_service` for Services, else the lower-case kind."""
+    return "k8s_service" if kind == "Service" else kind.lower()
+
+
+def _objects(doc: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(doc, dict):
+        return []
+    if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+        return [item for sub in doc["items"] for item in _objects(sub)]
+    return [doc]
+
+
+def parse_manifest(manifest: str) -> list[ManifestObject]:
+    """The objects of a manifest in order, duplicates removed; documents that are not
+    Kubernetes objects (empty, comments only, no kind/name) are skipped."""
+    seen: set[ManifestObject] = set()
+    out: list[ManifestObject] = []
+    try:
+        docs = list(yaml.safe_load_all(manifest))
+    except yaml.YAMLError:
+        # One broken document must not hide the others: parse document by document.
+        docs = []
+        for part in manifest.split("\n---"):
+            try:
+                docs.append(yaml.safe_load(part))
+            except yaml.YAMLError:
+                continue
+    for doc in docs:
+        for obj in _objects(doc):
+            meta = obj.get("metadata") or {}
+            if not isinstance(meta, dict):
+                continue
+            ref = ManifestObject(str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
+                                 str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+            if ref.api_version and ref.kind and ref.name and ref not in seen:
+                seen.add(ref)
+                out.append(ref)
+    return out
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def readiness(obj: Mapping[str, Any] | None) -> tuple[bool, str]:
+    """(ready, short message) for a workload object, in the spirit of kstatus: the controller
+    has observed the latest generation and the desired replicas are updated and ready."""
+    if obj is None:
+        return False, "missing"
+    kind = str(obj.get("kind", ""))
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    if meta.get("deletionTimestamp"):
+        return False, "terminating"
+    generation = _int(meta.get("generation"))
+    observed = status.get("observedGeneration")
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet") and (
+            generation and observed is not None and _int(observed) < generation):
+        return False, "update not yet observed"
+    if kind == "DaemonSet":
+        want = _int(status.get("desiredNumberScheduled"))
+        ready = _int(status.get("numberReady"))
+        updated = _int(status.get("updatedNumberScheduled"))
+        return (ready >= want and updated >= want), f"{ready}/{want} ready"
+    if kind in ("Deployment", "StatefulSet", "ReplicaSet"):
+        want = _int(spec.get("replicas", 1))
+        ready = _int(status.get("readyReplicas"))
+        updated = (_int(status.get("updatedReplicas")) if kind != "ReplicaSet"
+                   else _int(status.get("replicas")))
+        if kind == "Deployment":
+            ready = min(ready, _int(status.get("availableReplicas")))
+        ok = ready >= want and updated >= want and observed is not None
+        return ok, f"{ready}/{want} ready"
+    if kind == "Job":
+        for cond in status.get("conditions") or []:
+            if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
+                return cond["type"] == "Complete", str(cond["type"]).lower()
+        return False, "running"
+    if kind == "Pod":
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Ready":
+                return cond.get("status") == "True", str(status.get("phase", "")).lower()
+        return status.get("phase") == "Succeeded", str(status.get("phase", "pending")).lower()
+    if kind == "PersistentVolumeClaim":
+        phase = str(status.get("phase", "Pending"))
+        return phase == "Bound", phase.lower()
+    return True, "exists"
