@@ -42,6 +42,21 @@ def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepoSe
         yield server
 
 
+@pytest.fixture
+def seed_repo() -> Iterator[ChartRepoServer]:
+    """The seed's `bitnami-new` repository as it was when the seed was written: a fresh chart
+    repository (for this test only) that holds only etcd 8.11.1.
+
+    Publish etcd 8.11.2 to it when the scenario gets there: ``seed_repo.publish_now(
+    "etcd-8.11.2")`` in a sync test, ``await seed_repo.publish("etcd-8.11.2")`` in an async
+    one; then sync the repository (`k8s-repo-sync bitnami-new`) so Capstan sees the new index.
+    """
+    helm = require_tool(HELM)
+    server = ChartRepoServer(SAMPLE_CHARTS_DIR, helm, charts=["etcd-8.11.1"])
+    with server.serve_in_thread() as running:
+        yield running
+
+
 # -- Capstan server -------------------------------------------------------------------------
 
 

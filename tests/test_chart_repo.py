@@ -187,3 +187,77 @@ async def test_helm_failure_is_a_clear_error(tmp_path: Path) -> None:
 def test_credentials_come_in_pairs() -> None:
     with pytest.raises(ValueError, match="together"):
         ChartRepoServer(SAMPLE_CHARTS_DIR, HELM, username="only")
+
+
+def _etcd_versions(server: ChartRepoServer) -> list[str]:
+    return sorted(v["version"] for v in _index(server)["entries"]["etcd"])
+
+
+def test_a_subset_of_the_charts_then_publish_from_sync_code() -> None:
+    helm = require_tool(HELM)
+    server = ChartRepoServer(SAMPLE_CHARTS_DIR, helm, charts=["etcd-8.11.1"])
+    with pytest.raises(ChartRepoError, match="serve_in_thread"):
+        server.publish_now("etcd-8.11.2")
+    with server.serve_in_thread() as running:
+        assert list(_index(running)["entries"]) == ["etcd"]
+        assert _etcd_versions(running) == ["8.11.1"]
+        assert running.archives == ["etcd-8.11.1.tgz"]
+        assert running.charts == ["etcd-8.11.1"]
+        assert _get(f"{running.url}/etcd-8.11.2.tgz")[0] == 404
+
+        running.publish_now("etcd-8.11.2")
+        assert _etcd_versions(running) == ["8.11.1", "8.11.2"]
+        entry = next(v for v in _index(running)["entries"]["etcd"] if v["version"] == "8.11.2")
+        assert entry["urls"] == [f"{running.url}/etcd-8.11.2.tgz"]
+        status, _, body = _get(entry["urls"][0])
+        assert status == 200 and body[:2] == b"\x1f\x8b"
+        assert running.archives == ["etcd-8.11.1.tgz", "etcd-8.11.2.tgz"]
+        assert running.charts == ["etcd-8.11.1", "etcd-8.11.2"]
+
+        running.publish_now("etcd-8.11.2")  # again: re-packaged, nothing else changes
+        assert running.charts == ["etcd-8.11.1", "etcd-8.11.2"]
+        for bad in ("nope", "../charts/etcd-8.11.2", "etcd"):
+            with pytest.raises(ChartRepoError, match="no chart directory"):
+                running.publish_now(bad)
+        assert _etcd_versions(running) == ["8.11.1", "8.11.2"]
+
+
+async def test_publish_from_async_code(tmp_path: Path) -> None:
+    helm = require_tool(HELM)
+    server = ChartRepoServer(SAMPLE_CHARTS_DIR, helm, charts=["hooked"], out_dir=tmp_path)
+    with pytest.raises(ChartRepoError, match="not started"):
+        await server.publish("crd-demo")
+    async with server, aiohttp.ClientSession() as session:
+        await server.publish("crd-demo")
+        async with session.get(server.index_url) as resp:
+            index = yaml.safe_load(await resp.read())
+        assert sorted(index["entries"]) == ["crd-demo", "hooked"]
+        with pytest.raises(ChartRepoError, match="publish_now"):
+            server.publish_now("etcd-8.11.1")  # not served from a thread: await publish()
+
+    # A server served from a thread, published to from another loop (this test's).
+    threaded = ChartRepoServer(SAMPLE_CHARTS_DIR, helm, charts=["etcd-8.11.1"])
+    with threaded.serve_in_thread() as running:
+        await running.publish("etcd-8.11.2")
+        async with aiohttp.ClientSession() as session, session.get(running.index_url) as resp:
+            versions = {v["version"] for v in yaml.safe_load(await resp.read())["entries"]["etcd"]}
+        assert versions == {"8.11.1", "8.11.2"}
+
+
+async def test_a_reused_out_dir_serves_only_the_charts_given(tmp_path: Path) -> None:
+    helm = require_tool(HELM)
+    async with ChartRepoServer(SAMPLE_CHARTS_DIR, helm, out_dir=tmp_path) as everything:
+        assert len(everything.archives) == 5
+    async with ChartRepoServer(SAMPLE_CHARTS_DIR, helm, out_dir=tmp_path,
+                               charts=["etcd-8.11.1"]) as subset:
+        assert subset.archives == ["etcd-8.11.1.tgz"]
+
+
+async def test_unknown_charts_are_refused() -> None:
+    helm = require_tool(HELM)
+    with pytest.raises(ChartRepoError, match=r"no chart directory 'etcd-9\.9\.9'"):
+        await ChartRepoServer(SAMPLE_CHARTS_DIR, helm, charts=["etcd-9.9.9"]).start()
+    with pytest.raises(ChartRepoError, match="no charts to serve"):
+        await ChartRepoServer(SAMPLE_CHARTS_DIR, helm, charts=[]).start()
+    with pytest.raises(TypeError, match="sequence"):
+        ChartRepoServer(SAMPLE_CHARTS_DIR, helm, charts="etcd-8.11.1")

@@ -3,14 +3,18 @@
 The climc command lines of `seed/release-api.zh.md`, with `climc` replaced by `capstan`:
 create -> list -> show -> upgrade with a values file -> upgrade to another chart version ->
 history -> rollback -> delete, against a chart repository served over HTTP from the project's
-own sample charts. Results are checked in the REST JSON shape (`--output json`) and, where a
-user reads them, in the default tables.
+own sample charts. As in the seed, `bitnami-new` holds only etcd 8.11.1 at first (so no version
+is given); 8.11.2 is published and the repository synced (`k8s-repo-sync`) before the upgrade to
+it. Results are checked in the REST JSON shape (`--output json`) and, where a user reads them,
+in the default tables.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
@@ -22,9 +26,10 @@ R9 = {"image": {"tag": "3.5.8-debian-11-r9"}}
 
 def test_seed_scenario_through_the_cli(
     capstan_server: ServerHandle,
-    chart_repo: ChartRepoServer,
+    seed_repo: ChartRepoServer,
     fake_kubeconfig: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def climc(*argv: str) -> Result:
         """`capstan --debug ARGV...`, which must succeed; the seed runs climc with --debug."""
@@ -40,16 +45,15 @@ def test_seed_scenario_through_the_cli(
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(fake_kubeconfig)
     cluster = json("k8s-cluster-create", "test122", "--kubeconfig", str(kubeconfig))
-    repo = json("k8s-repo-create", "bitnami-new", chart_repo.url)
+    repo = json("k8s-repo-create", "bitnami-new", seed_repo.url)
     assert "test122" in climc("k8s-cluster-list").stdout
     assert "default" in climc("k8s-namespace-list", "--cluster", "test122").stdout
 
     # $ climc --debug k8s-release-create --cluster test122 --namespace default
     #     --name etcd-release bitnami-new/etcd
-    # (pinned to the seed's 8.11.1: the sample repository also holds 8.11.2)
     release = json(
         "k8s-release-create", "--cluster", "test122", "--namespace", "default",
-        "--name", "etcd-release", "--version", "8.11.1", "bitnami-new/etcd",
+        "--name", "etcd-release", "bitnami-new/etcd",
     )
     assert (release["name"], release["cluster"], release["namespace"]) == (
         "etcd-release", "test122", "default"
@@ -87,21 +91,25 @@ def test_seed_scenario_through_the_cli(
     assert isinstance(shown["resources"], dict)
 
     # $ climc --debug k8s-chart-show bitnami-new etcd   (`jq .chart.chart.values`)
-    chart = json("k8s-chart-show", "bitnami-new", "etcd", "--version", "8.11.1")
+    chart = json("k8s-chart-show", "bitnami-new", "etcd")
     assert chart["chart"]["chart"]["values"]["image"]["tag"] == "3.5.8-debian-11-r8"
 
     # $ cat values.yaml
     # image:
     #   tag: "3.5.8-debian-11-r9"
     # $ climc --debug k8s-release-upgrade --values ./values.yaml etcd-release bitnami-new/etcd
-    values = tmp_path / "values.yaml"
-    values.write_text('image:\n  tag: "3.5.8-debian-11-r9"\n')
+    monkeypatch.chdir(tmp_path)
+    Path("values.yaml").write_text('image:\n  tag: "3.5.8-debian-11-r9"\n')
     upgraded = json(
-        "k8s-release-upgrade", "--values", str(values), "--version", "8.11.1",
-        "etcd-release", "bitnami-new/etcd",
+        "k8s-release-upgrade", "--values", "./values.yaml", "etcd-release", "bitnami-new/etcd"
     )
     assert (upgraded["version"], upgraded["chart_version"]) == (2, "8.11.1")
     assert upgraded["config"] == R9
+
+    # etcd 8.11.2 is published to bitnami-new; then
+    # $ climc --debug k8s-repo-sync bitnami-new
+    seed_repo.publish_now("etcd-8.11.2")
+    assert json("k8s-repo-sync", "bitnami-new")["id"] == repo["id"]
 
     # $ climc --debug k8s-release-upgrade --version 8.11.2 etcd-release bitnami-new/etcd
     upgraded = json(

@@ -2,7 +2,9 @@
 
 create -> list -> show -> upgrade with values -> upgrade to another chart version -> history ->
 rollback -> delete, as `seed/release-api.zh.md` walks it with climc, against a chart repository
-served over HTTP from the project's own sample charts.
+served over HTTP from the project's own sample charts. As in the seed, `bitnami-new` holds only
+etcd 8.11.1 at first (so no version is given); 8.11.2 is published and the repository synced
+before the upgrade to it.
 """
 
 from __future__ import annotations
@@ -22,23 +24,20 @@ R9 = {"image": {"tag": "3.5.8-debian-11-r9"}}
 
 
 def test_seed_scenario_with_the_client_library(
-    capstan_server: ServerHandle, chart_repo: ChartRepoServer, fake_kubeconfig: str
+    capstan_server: ServerHandle, seed_repo: ChartRepoServer, fake_kubeconfig: str
 ) -> None:
     with CapstanClient(capstan_server.grpc_target) as capstan:
         # The seed assumes a cluster `test122` and a repository `bitnami-new`; register both.
         cluster = capstan.create_cluster("test122", fake_kubeconfig)
-        repo = capstan.create_repository("bitnami-new", chart_repo.url, type="external")
+        repo = capstan.create_repository("bitnami-new", seed_repo.url, type="external")
 
         # climc k8s-release-create --cluster test122 --namespace default --name etcd-release
         #   bitnami-new/etcd
-        # The sample repository also holds etcd 8.11.2, which the seed's did not have yet, so
-        # the version is pinned to the seed's.
         release = capstan.create_release(
             "bitnami-new/etcd",
             cluster="test122",
             namespace="default",
             release_name="etcd-release",
-            version="8.11.1",
         )
         assert uuid.UUID(release.id)
         assert (release.name, release.cluster, release.namespace) == (
@@ -67,15 +66,17 @@ def test_seed_scenario_with_the_client_library(
         assert to_dict(shown)["config"] == {}
 
         # climc k8s-chart-show bitnami-new etcd: the defaults the values file overrides.
-        chart = capstan.get_chart("etcd", repo="bitnami-new", version="8.11.1").chart
+        chart = capstan.get_chart("etcd", repo="bitnami-new").chart
         assert to_dict(chart)["chart"]["values"]["image"]["tag"] == "3.5.8-debian-11-r8"
 
         # climc k8s-release-upgrade --values ./values.yaml etcd-release bitnami-new/etcd
-        upgraded = capstan.upgrade_release(
-            "etcd-release", "bitnami-new/etcd", values=VALUES_YAML, version="8.11.1"
-        )
+        upgraded = capstan.upgrade_release("etcd-release", "bitnami-new/etcd", values=VALUES_YAML)
         assert (upgraded.version, upgraded.chart_version) == (2, "8.11.1")
         assert to_dict(upgraded)["config"] == R9
+
+        # etcd 8.11.2 is published to bitnami-new; climc k8s-repo-sync bitnami-new
+        seed_repo.publish_now("etcd-8.11.2")
+        capstan.sync_repository("bitnami-new")
 
         # climc k8s-release-upgrade --version 8.11.2 etcd-release bitnami-new/etcd
         upgraded = capstan.upgrade_release("etcd-release", "bitnami-new/etcd", version="8.11.2")
@@ -105,22 +106,22 @@ def test_seed_scenario_with_the_client_library(
 
 
 async def test_the_async_client_walks_the_same_scenario(
-    capstan_server: ServerHandle, chart_repo: ChartRepoServer, fake_kubeconfig: str
+    capstan_server: ServerHandle, seed_repo: ChartRepoServer, fake_kubeconfig: str
 ) -> None:
     async with AsyncCapstanClient(capstan_server.grpc_target) as capstan:
         await capstan.create_cluster("test122", fake_kubeconfig)
-        await capstan.create_repository("bitnami-new", chart_repo.url)
+        await capstan.create_repository("bitnami-new", seed_repo.url)
 
         await capstan.create_release(
             "bitnami-new/etcd", cluster="test122", namespace="default",
-            release_name="etcd-release", version="8.11.1",
+            release_name="etcd-release",
         )
         assert (await capstan.list_releases(type="external", name="etcd-release")).total == 1
         events = [event async for event in capstan.watch_release("etcd-release")]
         assert events[-1].settled and events[-1].release.status == "deployed"
-        await capstan.upgrade_release(
-            "etcd-release", "bitnami-new/etcd", values=VALUES_YAML, version="8.11.1"
-        )
+        await capstan.upgrade_release("etcd-release", "bitnami-new/etcd", values=VALUES_YAML)
+        await seed_repo.publish("etcd-8.11.2")
+        await capstan.sync_repository("bitnami-new")
         await capstan.upgrade_release("etcd-release", "bitnami-new/etcd", version="8.11.2")
         history = (await capstan.get_release_history("etcd-release")).revisions
         assert [h.chart for h in history] == ["etcd-8.11.1", "etcd-8.11.1", "etcd-8.11.2"]

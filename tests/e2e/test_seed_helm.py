@@ -4,7 +4,9 @@ Over gRPC with the client library, through a Capstan server on the `helm` driver
 `bitnami-new` holding the sample etcd chart, cluster `test122` (a kubesim), namespace
 `default`, release `etcd-release` — create; list; show with resources; upgrade with a values
 file (the StatefulSet's image in kubesim changes); upgrade to 8.11.2; history; rollback to 2;
-delete (the objects are gone from kubesim).
+delete (the objects are gone from kubesim). As in the seed, `bitnami-new` holds only etcd
+8.11.1 at first (so no version is given); 8.11.2 is published and the repository synced before
+the upgrade to it.
 """
 
 from __future__ import annotations
@@ -47,20 +49,19 @@ def statefulset_image(kubesim: KubeSimThread) -> str:
 
 
 def test_seed_scenario_on_helm(capstan_server_factory: Callable[..., Any],
-                               chart_repo: ChartRepoServer, kubesim: KubeSimThread,
+                               seed_repo: ChartRepoServer, kubesim: KubeSimThread,
                                helm_bin: Path) -> None:
     server = capstan_server_factory(driver="helm", helm_bin=helm_bin)
     with CapstanClient(server.grpc_target, timeout=120) as capstan:
         cluster = capstan.create_cluster("test122", kubesim.kubeconfig)
-        repo = capstan.create_repository("bitnami-new", chart_repo.url, type="external")
+        repo = capstan.create_repository("bitnami-new", seed_repo.url, type="external")
         namespaces = {n.name: n for n in capstan.list_namespaces(cluster="test122").namespaces}
         assert "default" in namespaces
 
         # k8s-release-create --cluster test122 --namespace default --name etcd-release
-        #   bitnami-new/etcd   (pinned to the seed's version: the sample repo also has 8.11.2)
+        #   bitnami-new/etcd
         created = capstan.create_release("bitnami-new/etcd", cluster="test122",
-                                         namespace="default", release_name="etcd-release",
-                                         version="8.11.1")
+                                         namespace="default", release_name="etcd-release")
         assert (created.name, created.chart, created.chart_version) == (
             "etcd-release", "etcd", "8.11.1")
         assert (created.status, created.version, created.type) == ("deployed", 1, "external")
@@ -88,10 +89,14 @@ def test_seed_scenario_on_helm(capstan_server_factory: Callable[..., Any],
 
         # k8s-release-upgrade --values ./values.yaml etcd-release bitnami-new/etcd
         upgraded = capstan.upgrade_release("etcd-release", "bitnami-new/etcd",
-                                           values=VALUES_YAML, version="8.11.1")
+                                           values=VALUES_YAML)
         assert (upgraded.version, upgraded.chart_version) == (2, "8.11.1")
         assert to_dict(upgraded)["config"] == {"image": {"tag": R9}}
         assert statefulset_image(kubesim) == f"docker.io/bitnami/etcd:{R9}"
+
+        # etcd 8.11.2 is published to bitnami-new; k8s-repo-sync bitnami-new
+        seed_repo.publish_now("etcd-8.11.2")
+        capstan.sync_repository("bitnami-new")
 
         # k8s-release-upgrade --version 8.11.2 etcd-release bitnami-new/etcd
         upgraded = capstan.upgrade_release("etcd-release", "bitnami-new/etcd",

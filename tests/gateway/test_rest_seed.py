@@ -2,7 +2,9 @@
 
 create -> list -> show -> upgrade with values -> upgrade to another chart version -> history ->
 rollback -> delete, with the request bodies of `seed/release-api.zh.md`, against a chart
-repository served over HTTP from the project's own sample charts.
+repository served over HTTP from the project's own sample charts. As in the seed, `bitnami-new`
+holds only etcd 8.11.1 at first (so no version is given); 8.11.2 is published and the repository
+synced (`POST /api/repos/{id}/sync`) before the upgrade to it.
 """
 
 from __future__ import annotations
@@ -24,25 +26,23 @@ RELEASE_KEYS = {
 
 
 def test_seed_scenario_over_rest(
-    rest: Rest, chart_repo: ChartRepoServer, fake_kubeconfig: str
+    rest: Rest, seed_repo: ChartRepoServer, fake_kubeconfig: str
 ) -> None:
     # The seed assumes a cluster `test122` and a repository `bitnami-new`; register both.
     answer = rest.post("/api/clusters", {"name": "test122", "kubeconfig": fake_kubeconfig})
     assert answer.status == 200, answer.text
     cluster_id = answer.body["id"]
-    answer = rest.post("/api/repos", {"name": "bitnami-new", "url": chart_repo.url,
+    answer = rest.post("/api/repos", {"name": "bitnami-new", "url": seed_repo.url,
                                       "type": "external"})
     assert answer.status == 200, answer.text
     repo_id = answer.body["id"]
 
-    # Create: POST /api/releases with the seed's body. The sample repository also holds
-    # etcd 8.11.2, which the seed's did not have yet, so the version is pinned to the seed's.
+    # Create: POST /api/releases with the seed's body.
     answer = rest.post("/api/releases", {
         "chart_name": "bitnami-new/etcd",
         "cluster": "test122",
         "namespace": "default",
         "release_name": "etcd-release",
-        "version": "8.11.1",
     })
     assert answer.status == 200, answer.text
     release = answer.body
@@ -80,12 +80,17 @@ def test_seed_scenario_over_rest(
     answer = rest.put("/api/releases/etcd-release", {
         "chart_name": "bitnami-new/etcd",
         "release_name": "etcd-release",
-        "version": "8.11.1",
         "values_json": {"image": {"tag": "3.5.8-debian-11-r9"}},
     })
     assert answer.status == 200, answer.text
     assert (answer.body["version"], answer.body["chart_version"]) == (2, "8.11.1")
     assert answer.body["config"] == {"image": {"tag": "3.5.8-debian-11-r9"}}
+
+    # etcd 8.11.2 is published to bitnami-new; sync: POST /api/repos/{id}/sync
+    seed_repo.publish_now("etcd-8.11.2")
+    answer = rest.post(f"/api/repos/{repo_id}/sync", {})
+    assert answer.status == 200, answer.text
+    assert answer.body["id"] == repo_id
 
     # Upgrade to another chart version: PUT with version 8.11.2; the values are kept.
     answer = rest.put("/api/releases/etcd-release", {

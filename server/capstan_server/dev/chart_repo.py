@@ -1,9 +1,12 @@
 """A real Helm chart repository of local charts, for tests and ``capstan-server --dev``.
 
-Every chart under a directory is packaged with ``helm package``, indexed with ``helm repo index``
-and served over HTTP on 127.0.0.1 (optionally behind basic auth), so helm and Capstan fetch charts
-exactly as they would from a remote repository. Use it from asyncio code (``await start()`` /
-``await stop()``, or ``async with``) or from synchronous code (``with server.serve_in_thread():``).
+Every chart under a directory (or a chosen subset) is packaged with ``helm package``, indexed with
+``helm repo index`` and served over HTTP on 127.0.0.1 (optionally behind basic auth), so helm and
+Capstan fetch charts exactly as they would from a remote repository. Use it from asyncio code
+(``await start()`` / ``await stop()``, or ``async with``) or from synchronous code
+(``with server.serve_in_thread():``). A chart can be published to a running repository later
+(``await publish(name)``, or ``publish_now(name)`` from synchronous code), as when a new chart
+version is released upstream.
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ class ChartRepoServer:
     The port is chosen (free, on ``host``) before indexing, so ``index.yaml`` carries absolute
     chart URLs that work. Without ``out_dir`` the archives go to a temporary directory that is
     removed on ``stop()``. With ``username`` and ``password`` every request needs basic auth.
+    ``charts`` (directory names under ``charts_dir``, e.g. ``["etcd-8.11.1"]``) serves only those
+    charts at first; ``publish()`` adds others while the repository runs.
     """
 
     def __init__(
@@ -109,10 +114,15 @@ class ChartRepoServer:
         port: int = 0,
         username: str | None = None,
         password: str | None = None,
+        charts: Sequence[str] | None = None,
     ) -> None:
         if (username is None) != (password is None):
             raise ValueError("username and password must be given together")
+        if isinstance(charts, str):
+            raise TypeError("charts must be a sequence of chart directory names, not a string")
         self._charts_dir = Path(charts_dir)
+        #: Names of the chart directories served; None: every chart under ``charts_dir``.
+        self._served: list[str] | None = None if charts is None else list(dict.fromkeys(charts))
         self._helm = Path(helm)
         self._out_dir = out_dir
         self._host = host
@@ -122,6 +132,8 @@ class ChartRepoServer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._lock = asyncio.Lock()  # one packaging at a time (publish / reindex)
+        self._thread_loop: asyncio.AbstractEventLoop | None = None  # set by serve_in_thread()
 
     # -- public surface ---------------------------------------------------------------------
 
@@ -163,13 +175,18 @@ class ChartRepoServer:
         """File names of the packaged charts, e.g. ``["etcd-8.11.1.tgz", ...]``."""
         return sorted(p.name for p in self.out_dir.glob("*.tgz"))
 
+    @property
+    def charts(self) -> list[str]:
+        """Directory names of the charts served (those given, plus the ones published)."""
+        if self._served is None:
+            return [p.name for p in find_charts(self._charts_dir)]
+        return list(self._served)
+
     async def start(self) -> None:
         """Choose the port, package and index the charts, and start serving."""
         if self._runner is not None:
             raise ChartRepoError("the chart repository is already started")
-        charts = find_charts(self._charts_dir)
-        if not charts:
-            raise ChartRepoError(f"no charts (directories with Chart.yaml) in {self._charts_dir}")
+        charts = self._chart_dirs()
         if not self._helm.is_file():
             raise ChartRepoError(f"helm binary {self._helm} not found")
         if self._out_dir is None:
@@ -181,6 +198,9 @@ class ChartRepoServer:
             sock.listen(128)
             sock.setblocking(False)
             self._port = sock.getsockname()[1]
+            # A reused out_dir may hold archives of charts this server does not serve.
+            for stale in self.out_dir.glob("*.tgz"):
+                stale.unlink()
             await package_charts(self._helm, charts, self.out_dir, self.url)
             runner = web.AppRunner(self._make_app(), access_log=None)
             await runner.setup()
@@ -203,7 +223,43 @@ class ChartRepoServer:
 
     async def reindex(self) -> None:
         """Re-package the charts and rebuild ``index.yaml`` (e.g. after a chart changed)."""
-        await package_charts(self._helm, find_charts(self._charts_dir), self.out_dir, self.url)
+        async with self._lock:
+            await package_charts(self._helm, self._chart_dirs(), self.out_dir, self.url)
+
+    async def publish(self, chart: str) -> None:
+        """Publish the chart directory ``chart`` (a name under ``charts_dir``, e.g.
+        ``"etcd-8.11.2"``) to the running repository: package it, re-index, and serve the new
+        ``index.yaml`` from then on. Publishing a chart already served re-packages it.
+
+        Callable from any event loop; under ``serve_in_thread()`` the work runs on the
+        repository's own loop.
+        """
+        loop = self._thread_loop
+        if loop is not None and loop is not asyncio.get_running_loop():
+            future = asyncio.run_coroutine_threadsafe(self._publish(chart), loop)
+            await asyncio.wrap_future(future)
+        else:
+            await self._publish(chart)
+
+    def publish_now(self, chart: str, timeout: float = _HELM_TIMEOUT_S * 2) -> None:
+        """``publish()`` for synchronous code: blocks until the new index is served. Needs a
+        repository running under ``serve_in_thread()``; thread-safe."""
+        loop = self._thread_loop
+        if loop is None:
+            raise ChartRepoError("publish_now() needs serve_in_thread(); use await publish()")
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                raise ChartRepoError("publish_now() would block the repository's loop")
+        asyncio.run_coroutine_threadsafe(self._publish(chart), loop).result(timeout)
+
+    async def _publish(self, chart: str) -> None:
+        if self._runner is None:
+            raise ChartRepoError("the chart repository is not started")
+        path = self._chart_dir(chart)
+        async with self._lock:
+            await package_charts(self._helm, [path], self.out_dir, self.url)
+            if self._served is not None and chart not in self._served:
+                self._served.append(chart)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -223,6 +279,7 @@ class ChartRepoServer:
         loop = asyncio.new_event_loop()
         thread = threading.Thread(target=loop.run_forever, name="capstan-chart-repo", daemon=True)
         thread.start()
+        self._thread_loop = loop
         try:
             asyncio.run_coroutine_threadsafe(self.start(), loop).result(_THREAD_START_TIMEOUT_S)
             yield self
@@ -230,9 +287,33 @@ class ChartRepoServer:
             try:
                 asyncio.run_coroutine_threadsafe(self.stop(), loop).result(60)
             finally:
+                self._thread_loop = None
                 loop.call_soon_threadsafe(loop.stop)
                 thread.join(60)
                 loop.close()
+
+    # -- charts -----------------------------------------------------------------------------
+
+    def _chart_dir(self, name: str) -> Path:
+        """The chart directory ``name`` under ``charts_dir`` (only a directory listed there)."""
+        found = {p.name: p for p in find_charts(self._charts_dir)}
+        if name not in found:
+            raise ChartRepoError(
+                f"no chart directory {name!r} in {self._charts_dir} "
+                f"(there are: {', '.join(found) or 'none'})"
+            )
+        return found[name]
+
+    def _chart_dirs(self) -> list[Path]:
+        """The chart directories to serve (all of them, or the ones given and published)."""
+        if self._served is None:
+            charts = find_charts(self._charts_dir)
+        else:
+            charts = [self._chart_dir(name) for name in self._served]
+        if not charts:
+            raise ChartRepoError(f"no charts to serve (directories with Chart.yaml) in "
+                                 f"{self._charts_dir}")
+        return charts
 
     # -- HTTP -------------------------------------------------------------------------------
 
