@@ -42,6 +42,7 @@ EXIT_CODES: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 9,
 }
 _EXIT_INTERRUPTED = 130
+_EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
 
 _EPILOG = (
     "exit codes: 0 ok, 1 other error, 2 usage or bad local file, "
@@ -141,7 +142,13 @@ def _report(stderr: TextIO, err: CapstanError) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point (`capstan`)."""
-    return run(argv)
+    try:
+        return run(argv)
+    except BrokenPipeError:
+        # The reader went away (`capstan ... | head`): stop quietly, as Unix tools do, and keep
+        # the interpreter from complaining again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
