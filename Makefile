@@ -39,8 +39,9 @@ unit: setup
 
 test: setup protos-check lint unit
 
+# bench/run.py runs bench/kubesim_bench.py then bench/capstan_bench.py (BENCH_ARGS=--quick).
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .data

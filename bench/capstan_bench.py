@@ -1,6 +1,7 @@
 """Capstan on the helm driver vs the bare helm CLI, side by side against the same kubesim.
 
-    .venv/bin/python bench/capstan_bench.py [--helm helm3|helm4] [--sizes 100,1000] [--runs 5]
+    .venv/bin/python bench/capstan_bench.py [--helm helm3|helm4] [--quick] [--sizes 100,1000]
+                                            [--runs 9]
 
 Prints one table:
 
@@ -162,9 +163,13 @@ async def seed(kubeconfig: str, template: dict[str, Any], start: int, stop: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--helm", choices=("helm3", "helm4"), default="helm3")
-    parser.add_argument("--sizes", default="100,1000")
-    parser.add_argument("--runs", type=int, default=9)
+    parser.add_argument("--quick", action="store_true",
+                        help="100 releases and 3 runs, unless --sizes/--runs say otherwise")
+    parser.add_argument("--sizes", help="release counts to list (default 100,1000)")
+    parser.add_argument("--runs", type=int, help="runs per case (default 9)")
     args = parser.parse_args()
+    args.sizes = args.sizes or ("100" if args.quick else "100,1000")
+    args.runs = args.runs or (3 if args.quick else 9)
     helm_bin = TOOLS / args.helm
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[tuple[str, float, float, str]] = []

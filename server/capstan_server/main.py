@@ -13,23 +13,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.logs import LogFormat, configure_logging
-
-if TYPE_CHECKING:
-    from capstan_server.drivers.base import Driver
 
 log = logging.getLogger("capstan.server")
 
 #: The pinned helm that `make setup` installs into the checkout (scripts/install_tools.py).
 CHECKOUT_HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
-
-
-def default_helm_bin() -> Path | None:
-    """The checkout's pinned helm when it is installed; otherwise the driver decides."""
-    return CHECKOUT_HELM if CHECKOUT_HELM.exists() else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--driver", choices=("helm", "memory"), default="helm",
                         help="release driver (default %(default)s; memory keeps releases in "
                         "memory, for tests)")
-    parser.add_argument("--helm-bin", type=Path, default=None,
-                        help=f"helm binary (default {CHECKOUT_HELM} when installed)")
+    parser.add_argument("--helm-bin", type=Path, default=CHECKOUT_HELM,
+                        help="helm binary (default %(default)s, which `make setup` installs)")
     parser.add_argument("--dev", action="store_true",
                         help="also run an embedded kubesim cluster 'default' and a repository "
                         "'samples' of the sample charts")
@@ -62,41 +54,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def open_driver(name: str, *, data_dir: Path, helm_bin: Path | None) -> Driver:
-    """The named driver; `helm` falls back to `memory`, loudly, while it is not available."""
-    from capstan_server.drivers import create_driver
-
-    if name == "helm":
-        try:
-            driver: Driver = create_driver("helm", data_dir=data_dir, helm_bin=helm_bin)
-            return driver
-        except (NotImplementedError, KeyError, ImportError) as exc:
-            log.warning(
-                "the helm driver is not available (%s); FALLING BACK TO THE MEMORY DRIVER: "
-                "releases are simulated and lost on restart",
-                exc,
-            )
-    driver = create_driver("memory", data_dir=data_dir, helm_bin=helm_bin)
-    return driver
+def missing_helm(helm_bin: Path, *, driver: str, dev: bool) -> str | None:
+    """Why the server cannot start without `helm_bin` (one line), or None when it can: the
+    helm driver runs helm for every write, and --dev packages the sample charts with it."""
+    if (driver != "helm" and not dev) or (helm_bin.is_file() and os.access(helm_bin, os.X_OK)):
+        return None
+    if dev:
+        return (f"--dev needs helm, and {helm_bin} is not an executable file: run `make setup` "
+                "(it installs the pinned helm into .tools/) or pass --helm-bin")
+    return (f"the helm driver needs helm, and {helm_bin} is not an executable file: pass "
+            "--helm-bin (or run `make setup` in a checkout)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, cast(LogFormat, args.log_format))
     data_dir: Path = args.data_dir.expanduser().resolve()
-    helm_bin: Path | None = args.helm_bin or default_helm_bin()
+    helm_bin: Path = args.helm_bin
+    problem = missing_helm(helm_bin, driver=args.driver, dev=args.dev)
+    if problem:
+        log.error("cannot start: %s", problem)
+        return 1
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         log.error("cannot use the data dir %s: %s", data_dir, exc)
         return 1
     try:
-        driver = open_driver(args.driver, data_dir=data_dir, helm_bin=helm_bin)
         options = ServerOptions(
             data_dir=data_dir,
             grpc_listen=args.grpc_listen,
             http_listen=args.http_listen,
-            driver=driver,
+            driver=args.driver,
             helm_bin=helm_bin,
             dev=args.dev,
             grace=args.shutdown_grace,

@@ -1,8 +1,8 @@
 """The server's one YAML loader and Helm's values semantics: merge, coalesce, reuse/reset, schema.
 
 Every piece of YAML the server reads (user values, Chart.yaml, values.yaml, repository indexes,
-kubeconfigs) goes through `load_yaml`, so all of it parses the same way: safely, with string
-keys, and with timestamps left as strings, as Helm (sigs.k8s.io/yaml) does.
+kubeconfigs, release manifests) goes through `load_yaml`, so all of it parses the same way:
+safely, with string keys, and with timestamps left as strings, as Helm (sigs.k8s.io/yaml) does.
 
 The merge rules are Helm's (pkg/cli/values and pkg/chart/common/util/coalesce.go):
 

@@ -56,6 +56,27 @@ def test_a_taken_port_is_a_clear_error_and_exit_status_1(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("flags", "advice"),
+    [([], "pass --helm-bin"), (["--driver", "memory", "--dev"], "run `make setup`")],
+    ids=["helm-driver", "dev"],
+)
+def test_a_missing_helm_is_a_one_line_error_and_exit_status_1(
+    flags: list[str], advice: str, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-helm"
+    done = subprocess.run(
+        [str(SERVER_SCRIPT), *flags, "--helm-bin", str(missing), "--data-dir",
+         str(tmp_path / "data"), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "cannot start: " in lines[0] and str(missing) in lines[0] and advice in lines[0]
+    assert not (tmp_path / "data").exists()  # nothing was started or created
+
+
 def test_the_fixture_server_reports_its_addresses(capstan_server: ServerHandle) -> None:
     assert capstan_server.grpc_target.startswith("127.0.0.1:")
     assert capstan_server.http_url.startswith("http://127.0.0.1:")

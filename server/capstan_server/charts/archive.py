@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -21,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from capstan_server.charts.repo_index import IndexEntry, download
+from capstan_server.charts.repo_index import IndexEntry, download, write_atomically
 from capstan_server.errors import CapstanError, FailedPrecondition
 from capstan_server.values import load_yaml
 
@@ -97,20 +95,8 @@ async def fetch_archive(
             details=[{"url": url, "sha256": digest, "expected": entry.digest}],
         )
     path = cache_dir / f"{digest}.tgz"
-    await asyncio.to_thread(_write_atomically, path, body)
+    await asyncio.to_thread(write_atomically, path, body, prefix=".download-")
     return path
-
-
-def _write_atomically(path: Path, body: bytes) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".download-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_chart_files(archive: Path, *, chart: str) -> ChartFiles:

@@ -35,6 +35,7 @@ __all__ = [
     "fetch_index",
     "parse_index",
     "parse_time",
+    "write_atomically",
 ]
 
 #: Large public indexes (Bitnami's) are tens of MB; anything far beyond is not an index.
@@ -216,6 +217,20 @@ async def fetch_index(
     return raw, index
 
 
+def write_atomically(path: Path, body: bytes, *, prefix: str) -> None:
+    """Write `path` so that readers see the old content or the new, never a part (the
+    temporary file, named `prefix...`, is private and removed on failure). Blocking."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class IndexCache:
     """Indexes by repository id: parsed in memory, raw under `<data dir>/repos/<id>/`."""
 
@@ -241,20 +256,8 @@ class IndexCache:
 
     async def store(self, repo_id: str, raw: bytes, index: RepoIndex) -> None:
         """Keep a freshly fetched index (atomically replacing the old one)."""
-        await asyncio.to_thread(self._write, self._path(repo_id), raw)
+        await asyncio.to_thread(write_atomically, self._path(repo_id), raw, prefix=".index-")
         self._parsed[repo_id] = index
-
-    @staticmethod
-    def _write(path: Path, raw: bytes) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".index-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(raw)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     async def forget(self, repo_id: str) -> None:
         """Drop a repository's cached index (it was unregistered)."""

@@ -84,14 +84,17 @@ class Resolver:
         """Namespace name -> UID in a cluster."""
         return {ns.name: ns.uid for ns in await self.driver.namespaces(target(cluster))}
 
-    async def require_namespace(self, cluster: ClusterRow, namespace: str) -> None:
-        """NotFound unless the namespace exists in the cluster."""
-        if namespace not in await self.namespace_uids(cluster):
+    async def require_namespace(self, cluster: ClusterRow, namespace: str) -> dict[str, str]:
+        """NotFound unless the namespace exists in the cluster; the cluster's namespace UIDs
+        (as `namespace_uids`) when it does."""
+        uids = await self.namespace_uids(cluster)
+        if namespace not in uids:
             raise NotFound(
                 f"namespace {namespace!r} not found in cluster {cluster.name!r} "
                 "(set create_namespace to create it)",
                 details=[{"resource": "namespace", "name": namespace, "cluster": cluster.name}],
             )
+        return uids
 
     async def releases(
         self,

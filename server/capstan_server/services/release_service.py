@@ -134,8 +134,13 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         user = _user_values(request.values, request)
         cluster = await self.resolver.cluster(request.cluster)
         resolved = await self.catalog.resolve(request.chart_name, request.version)
-        if not request.create_namespace:
-            await self.resolver.require_namespace(cluster, namespace)
+        # Without create_namespace the namespace must exist, and the UIDs read to check it
+        # serve the answer; otherwise helm may create it, so they are read afterwards.
+        uids = (
+            None
+            if request.create_namespace
+            else await self.resolver.require_namespace(cluster, namespace)
+        )
         name = request.release_name or await self._generated_name(
             cluster, namespace, resolved.entry.name
         )
@@ -161,7 +166,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 )
             )
         return await self._message(
-            cluster, record, details=request.details, dry_run=request.dry_run
+            cluster, record, details=request.details, dry_run=request.dry_run, namespace_uids=uids
         )
 
     async def ListReleases(
@@ -267,7 +272,10 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         found = await self._locate_for_upgrade(request)
         ref = found.ref
         with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "upgrade"):
-            history = await self.driver.history(ref)
+            # The located record is the latest revision; when it is deployed it is also the
+            # one the upgrade starts from, and the older revisions need not be read.
+            deployed = found.record.status is Status.DEPLOYED
+            history = [found.record] if deployed else await self.driver.history(ref)
             current = history[-1]
             resolved = await self._upgrade_chart(request, current)
             base = upgrade_base(history)

@@ -21,7 +21,7 @@ import re
 import signal
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -372,29 +372,25 @@ class HelmCommand:
     async def install(self, opts: InstallOptions, *,
                       storage: Storage = "secret") -> dict[str, Any]:
         """`helm install`; returns helm's release JSON (manifest and config included)."""
-        _validate_chart(opts.chart.archive)
-        version = await self.version()
-        kubeconfig = self.kubeconfig_file(opts.ref.cluster)
-        values = self._values_file(opts.values)
-        try:
-            argv = install_argv(version, opts, kubeconfig=kubeconfig, values_file=values)
-            result = await self.run(argv, deadline=process_deadline(opts.timeout),
-                                    storage=storage, operation="install")
-        finally:
-            values.unlink(missing_ok=True)
-        return _release_json(result)
+        return await self._write_chart("install", install_argv, opts, storage)
 
     async def upgrade(self, opts: UpgradeOptions, *,
                       storage: Storage = "secret") -> dict[str, Any]:
         """`helm upgrade`; returns helm's release JSON."""
+        return await self._write_chart("upgrade", upgrade_argv, opts, storage)
+
+    async def _write_chart(self, operation: str, build_argv: Callable[..., list[str]],
+                           opts: InstallOptions | UpgradeOptions,
+                           storage: Storage) -> dict[str, Any]:
+        """Run `helm install|upgrade` of `opts.chart` with its values in a private file."""
         _validate_chart(opts.chart.archive)
         version = await self.version()
         kubeconfig = self.kubeconfig_file(opts.ref.cluster)
         values = self._values_file(opts.values)
         try:
-            argv = upgrade_argv(version, opts, kubeconfig=kubeconfig, values_file=values)
+            argv = build_argv(version, opts, kubeconfig=kubeconfig, values_file=values)
             result = await self.run(argv, deadline=process_deadline(opts.timeout),
-                                    storage=storage, operation="upgrade")
+                                    storage=storage, operation=operation)
         finally:
             values.unlink(missing_ok=True)
         return _release_json(result)

@@ -40,6 +40,7 @@ from capstan_server.drivers.base import (
     RollbackOptions,
     Status,
     UpgradeOptions,
+    kind_key,
 )
 from capstan_server.drivers.helm import records
 from capstan_server.drivers.helm.command import (
@@ -51,7 +52,6 @@ from capstan_server.drivers.helm.command import (
 from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
 from capstan_server.drivers.helm.manifest import (
     WORKLOAD_KINDS,
-    kind_key,
     parse_manifest,
     readiness,
 )

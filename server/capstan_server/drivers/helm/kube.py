@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import yaml
 
 from capstan_server.errors import (
     Aborted,
@@ -42,6 +41,7 @@ from capstan_server.errors import (
     Unavailable,
 )
 from capstan_server.kubeconfig import parse_kubeconfig
+from capstan_server.values import load_yaml
 
 Obj = dict[str, Any]
 
@@ -85,7 +85,7 @@ def _named(items: Any, name: str, key: str) -> Mapping[str, Any]:
 def load_kubeconfig(text: str) -> KubeConfig:
     """Parse a kubeconfig (its current context); InvalidArgument when it cannot be used."""
     info = parse_kubeconfig(text)  # the registry's checks: self-contained, http(s) server
-    doc = yaml.safe_load(text)
+    (doc,) = load_yaml(text, what="kubeconfig")  # one mapping, as parse_kubeconfig checked
     ctx = _named(doc.get("contexts"), info.context, "context")
     cluster = _named(doc.get("clusters"), info.cluster, "cluster")
     user: Mapping[str, Any] = (_named(doc.get("users"), str(ctx["user"]), "user")

@@ -1,8 +1,8 @@
 """The objects of a rendered release manifest, and how Capstan names and judges them.
 
 A helm manifest is multi-document YAML (`---` separated, `# Source:` comments); `List` kinds
-are expanded into their items. `kind_key` gives the seed document's grouping key and
-`readiness` a kstatus-like verdict for workloads, used while a release settles.
+are expanded into their items. `readiness` gives a kstatus-like verdict for workloads, used
+while a release settles (`drivers.base.kind_key` names their group).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
+from capstan_server.errors import InvalidArgument
+from capstan_server.values import load_yaml
 
 #: Kinds whose readiness WatchRelease reports.
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job",
@@ -28,11 +29,6 @@ class ManifestObject:
     name: str
 
 
-def kind_key(kind: str) -> str:
-    """The seed's grouping key of a kind: `k8s_service` for Services, else the lower-case kind."""
-    return "k8s_service" if kind == "Service" else kind.lower()
-
-
 def _objects(doc: Any) -> list[Mapping[str, Any]]:
     if not isinstance(doc, dict):
         return []
@@ -47,14 +43,14 @@ def parse_manifest(manifest: str) -> list[ManifestObject]:
     seen: set[ManifestObject] = set()
     out: list[ManifestObject] = []
     try:
-        docs = list(yaml.safe_load_all(manifest))
-    except yaml.YAMLError:
+        docs = load_yaml(manifest, what="manifest")
+    except InvalidArgument:
         # One broken document must not hide the others: parse document by document.
         docs = []
         for part in manifest.split("\n---"):
             try:
-                docs.append(yaml.safe_load(part))
-            except yaml.YAMLError:
+                docs.extend(load_yaml(part, what="manifest"))
+            except InvalidArgument:
                 continue
     for doc in docs:
         for obj in _objects(doc):

@@ -1,0 +1,41 @@
+"""Every benchmark in turn: kubesim under load, then Capstan against the bare helm CLI.
+
+`kubesim_bench.py` runs first, then `capstan_bench.py` (the helm driver vs helm itself); this is
+what `make bench` runs.
+
+    .venv/bin/python bench/run.py [--quick]
+
+`--quick` is passed to both (small sizes, for a smoke run). Each runs in a process of its own;
+the exit status is non-zero if any of them failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = ("kubesim_bench.py", "capstan_bench.py")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes in every benchmark")
+    args = parser.parse_args(argv)
+    failed = []
+    for script in BENCHMARKS:
+        print(f"== {script}", flush=True)
+        done = subprocess.run([sys.executable, str(HERE / script),
+                               *(["--quick"] if args.quick else [])], check=False)
+        if done.returncode != 0:
+            failed.append(script)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
