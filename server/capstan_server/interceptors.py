@@ -2,8 +2,8 @@
 
 `CapstanError`s become the gRPC status of their type, with their details packed as
 `google.rpc.Status` details (each an `Any` holding a `google.protobuf.Struct`) in
-`grpc-status-details-bin`, as TEAM-NOTES fixes it. Any other exception is a bug: it is logged
-with its traceback and the caller gets INTERNAL with a reference to that log line, never the
+`grpc-status-details-bin`, as docs/DEVELOPING.md describes. Any other exception is a bug: it is
+logged with its traceback and the caller gets INTERNAL with a reference to that log line, never the
 traceback itself. Works for unary and server-streaming handlers; streaming ones are also ended
 with UNAVAILABLE when the server starts shutting down (see `RpcInterceptor.drain_streams`).
 """

@@ -137,7 +137,7 @@ class MemoryDriver:
     @contextlib.contextmanager
     def _operation(self, ref: ReleaseRef, operation: str) -> Iterator[None]:
         # One write per release at a time; a second one is refused at once, not queued, as
-        # the helm driver does (see base.py and docs/TEAM-NOTES.md).
+        # the helm driver does (see base.py and docs/DEVELOPING.md).
         key = _key(ref)
         running = self._inflight.get(key)
         if running is not None:

@@ -6,9 +6,9 @@ parameters are accepted with `body: "*"` too (google.api.http would not), so tha
 still be narrowed with `?cluster=`. JSON names are the proto field names (snake_case); the
 camelCase JSON names are accepted as well because `json_format` accepts them.
 
-Responses are rendered as TEAM-NOTES fixes it (proto field names, fields with default values
-included) and, in addition, singular message fields that are unset appear as `null` (`{}` for a
-Struct), so that a client always sees the same set of keys for a message type.
+Responses are rendered as docs/DEVELOPING.md describes (proto field names, fields with default
+values included) and, in addition, singular message fields that are unset appear as `null` (`{}`
+for a Struct), so that a client always sees the same set of keys for a message type.
 """
 
 from __future__ import annotations
