@@ -215,7 +215,9 @@ def test_global_options_are_also_accepted_after_the_command(fake: FakeCapstan) -
     result = capstan("127.0.0.1:1", "k8s-release-list", "--endpoint", fake.target, "-o", "json")
 
     assert result.code == 0, result.stderr
-    assert result.json() == {"releases": [], "total": 0, "limit": 0, "offset": 0}
+    assert result.json() == {
+        "releases": [], "total": 0, "limit": 0, "offset": 0, "unreachable_clusters": []
+    }
 
 
 def test_a_missing_positional_is_a_usage_error(fake: FakeCapstan) -> None:

@@ -59,6 +59,70 @@ def test_releases_are_listed_as_a_table(fake: FakeCapstan) -> None:
     ]
 
 
+def unreachable_page() -> release_pb2.ListReleasesResponse:
+    return release_pb2.ListReleasesResponse(
+        releases=[etcd_release()], total=1, limit=20,
+        unreachable_clusters=[
+            release_pb2.UnreachableCluster(
+                name="far", id="6a4c0d9e-1b7f-4a57-9a51-0d1c2e3f4a5b",
+                message="cluster far is unreachable: connection refused",
+            ),
+            release_pb2.UnreachableCluster(
+                name="farther", id="0b6e8f43-5c2d-4e1a-8f7b-9c0d1e2f3a4b",
+                message="cluster farther: the server is currently unable to handle the request",
+            ),
+        ],
+    )
+
+
+def test_a_list_missing_unreachable_clusters_warns_on_stderr(fake: FakeCapstan) -> None:
+    fake.reply("ListReleases", unreachable_page())
+
+    result = capstan(fake.target, "k8s-release-list")
+
+    assert result.code == 0
+    # The table is what it would be; the warnings are on stderr, one line per cluster.
+    assert result.stdout.splitlines()[1].startswith("etcd-release   default     test122")
+    assert result.stdout.splitlines()[-1] == "***  Total: 1  Limit: 20  Offset: 0  ***"
+    assert result.stderr.splitlines() == [
+        "Warning: releases of cluster far are not listed "
+        "(cluster far is unreachable: connection refused)",
+        "Warning: releases of cluster farther are not listed "
+        "(cluster farther: the server is currently unable to handle the request)",
+    ]
+
+
+def test_a_list_in_json_carries_the_unreachable_clusters(fake: FakeCapstan) -> None:
+    fake.reply("ListReleases", unreachable_page())
+
+    result = capstan(fake.target, "--output", "json", "k8s-release-list")
+
+    assert (result.code, result.stderr) == (0, "")
+    assert result.json()["unreachable_clusters"] == [
+        {
+            "name": "far",
+            "id": "6a4c0d9e-1b7f-4a57-9a51-0d1c2e3f4a5b",
+            "message": "cluster far is unreachable: connection refused",
+        },
+        {
+            "name": "farther",
+            "id": "0b6e8f43-5c2d-4e1a-8f7b-9c0d1e2f3a4b",
+            "message": "cluster farther: the server is currently unable to handle the request",
+        },
+    ]
+
+
+def test_a_complete_list_prints_no_warning(fake: FakeCapstan) -> None:
+    fake.reply(
+        "ListReleases",
+        release_pb2.ListReleasesResponse(releases=[etcd_release()], total=1, limit=20),
+    )
+
+    result = capstan(fake.target, "k8s-release-list")
+
+    assert (result.code, result.stderr) == (0, "")
+
+
 def test_a_list_in_json_is_the_gateway_s_page_shape(fake: FakeCapstan) -> None:
     fake.reply(
         "ListReleases",
@@ -67,7 +131,7 @@ def test_a_list_in_json_is_the_gateway_s_page_shape(fake: FakeCapstan) -> None:
 
     page = capstan(fake.target, "--output", "json", "k8s-release-list").json()
 
-    assert list(page) == ["releases", "total", "limit", "offset"]
+    assert list(page) == ["releases", "total", "limit", "offset", "unreachable_clusters"]
     assert (page["total"], page["limit"], page["offset"]) == (1, 20, 0)
     (release,) = page["releases"]
     assert release["name"] == "etcd-release"

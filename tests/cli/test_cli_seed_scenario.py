@@ -141,7 +141,9 @@ def test_seed_scenario_through_the_cli(
     )
     gone = capstan(capstan_server.grpc_target, "k8s-release-show", "etcd-release")
     assert (gone.code, gone.stderr.split(":")[:2]) == (4, ["Error", " NOT_FOUND"])
-    assert json("k8s-release-list") == {"releases": [], "total": 0, "limit": 20, "offset": 0}
+    assert json("k8s-release-list") == {
+        "releases": [], "total": 0, "limit": 20, "offset": 0, "unreachable_clusters": []
+    }
 
 
 def test_wait_shows_the_outcome_against_the_server(

@@ -195,7 +195,8 @@ def test_release_installed_by_plain_helm(capstan: Capstan, kubesim: KubeSimThrea
 @pytest.fixture
 def other_cluster(capstan: Capstan) -> Iterator[KubeSimThread]:
     """A second kubesim registered as cluster `other` for one test; its releases and the
-    cluster are removed afterwards (a registered cluster that is down fails every list)."""
+    cluster are removed afterwards (a registered cluster that is down would be reported
+    unreachable by every list, and make addressing a release by name alone fail)."""
     with running_kubesim() as sim, capstan.client() as client:
         client.create_cluster("other", sim.kubeconfig)
         try:

@@ -47,7 +47,8 @@ class ClusterServiceStub:
     """Shows one cluster."""
     DeleteCluster: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.DeleteClusterRequest, _cluster_pb2.DeleteClusterResponse]
     """Unregisters a cluster. Refused with FAILED_PRECONDITION while releases
-    still exist in it.
+    still exist in it, and with UNAVAILABLE while it cannot be reached
+    (its releases cannot be checked then).
     """
     ListNamespaces: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListNamespacesRequest, _cluster_pb2.ListNamespacesResponse]
     """Lists the namespaces of a cluster, read live."""
@@ -69,7 +70,8 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     """Shows one cluster."""
     DeleteCluster: _aio.UnaryUnaryMultiCallable[_cluster_pb2.DeleteClusterRequest, _cluster_pb2.DeleteClusterResponse]  # type: ignore[assignment]
     """Unregisters a cluster. Refused with FAILED_PRECONDITION while releases
-    still exist in it.
+    still exist in it, and with UNAVAILABLE while it cannot be reached
+    (its releases cannot be checked then).
     """
     ListNamespaces: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListNamespacesRequest, _cluster_pb2.ListNamespacesResponse]  # type: ignore[assignment]
     """Lists the namespaces of a cluster, read live."""
@@ -112,7 +114,8 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.DeleteClusterResponse, _abc.Awaitable[_cluster_pb2.DeleteClusterResponse]]:
         """Unregisters a cluster. Refused with FAILED_PRECONDITION while releases
-        still exist in it.
+        still exist in it, and with UNAVAILABLE while it cannot be reached
+        (its releases cannot be checked then).
         """
 
     @_abc_1.abstractmethod

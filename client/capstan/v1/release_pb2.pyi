@@ -445,6 +445,7 @@ class ListReleasesResponse(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    UNREACHABLE_CLUSTERS_FIELD_NUMBER: _builtins.int
     total: _builtins.int
     """Number of releases matching the filters, over all pages."""
     limit: _builtins.int
@@ -455,6 +456,14 @@ class ListReleasesResponse(_message.Message):
     def releases(self) -> _containers.RepeatedCompositeFieldContainer[Global___Release]:
         """The releases of this page, newest first."""
 
+    @_builtins.property
+    def unreachable_clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnreachableCluster]:
+        """Clusters that could not be reached: their releases are missing from
+        `releases` and from `total`, so the list is incomplete while this is not
+        empty. Only set without a `cluster` filter, and only while at least one
+        cluster answered (otherwise the call fails with UNAVAILABLE).
+        """
+
     def __init__(
         self,
         *,
@@ -462,14 +471,47 @@ class ListReleasesResponse(_message.Message):
         total: _builtins.int = ...,
         limit: _builtins.int = ...,
         offset: _builtins.int = ...,
+        unreachable_clusters: _abc.Iterable[Global___UnreachableCluster] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "releases", b"releases", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "offset", b"offset", "releases", b"releases", "total", b"total", "unreachable_clusters", b"unreachable_clusters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListReleasesResponse: _TypeAlias = ListReleasesResponse  # noqa: Y015
+
+@_typing.final
+class UnreachableCluster(_message.Message):
+    """A registered cluster that could not be reached while answering a call."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Name of the cluster."""
+    id: _builtins.str
+    """UUID of the cluster."""
+    message: _builtins.str
+    """Why it could not be reached, as reported when it was asked, e.g.
+    `cluster prod is unreachable: ...`.
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        id: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "message", b"message", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnreachableCluster: _TypeAlias = UnreachableCluster  # noqa: Y015
 
 @_typing.final
 class GetReleaseRequest(_message.Message):

@@ -32,7 +32,11 @@ class ReleaseServiceStub:
     A release is addressed by its UUID `id` or by its name. `cluster` and
     `namespace` narrow a name lookup and may be left empty when the name is
     unique across all registered clusters; an ambiguous name is refused with
-    INVALID_ARGUMENT and the candidates are listed in the error details.
+    INVALID_ARGUMENT and the candidates are listed in the error details. When
+    `cluster` is empty and some registered cluster cannot be reached, the
+    lookup is refused with UNAVAILABLE even if the release was found
+    elsewhere (the name could be ambiguous); the message names the unreachable
+    clusters, and giving `cluster` addresses the release without asking them.
     """
 
     def __init__(self, channel):
@@ -95,7 +99,11 @@ class ReleaseServiceServicer:
     A release is addressed by its UUID `id` or by its name. `cluster` and
     `namespace` narrow a name lookup and may be left empty when the name is
     unique across all registered clusters; an ambiguous name is refused with
-    INVALID_ARGUMENT and the candidates are listed in the error details.
+    INVALID_ARGUMENT and the candidates are listed in the error details. When
+    `cluster` is empty and some registered cluster cannot be reached, the
+    lookup is refused with UNAVAILABLE even if the release was found
+    elsewhere (the name could be ambiguous); the message names the unreachable
+    clusters, and giving `cluster` addresses the release without asking them.
     """
 
     def CreateRelease(self, request, context):
@@ -109,7 +117,11 @@ class ReleaseServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListReleases(self, request, context):
-        """Lists releases, newest first, across the registered clusters.
+        """Lists releases, newest first, across the registered clusters. Without
+        `cluster`, clusters that cannot be reached are reported in
+        `unreachable_clusters` and the releases of the others are listed;
+        UNAVAILABLE when no cluster can be reached, or when `cluster` names one
+        that cannot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -239,7 +251,11 @@ class ReleaseService:
     A release is addressed by its UUID `id` or by its name. `cluster` and
     `namespace` narrow a name lookup and may be left empty when the name is
     unique across all registered clusters; an ambiguous name is refused with
-    INVALID_ARGUMENT and the candidates are listed in the error details.
+    INVALID_ARGUMENT and the candidates are listed in the error details. When
+    `cluster` is empty and some registered cluster cannot be reached, the
+    lookup is refused with UNAVAILABLE even if the release was found
+    elsewhere (the name could be ambiguous); the message names the unreachable
+    clusters, and giving `cluster` addresses the release without asking them.
     """
 
     @staticmethod

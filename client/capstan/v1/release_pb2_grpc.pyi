@@ -36,7 +36,11 @@ class ReleaseServiceStub:
     A release is addressed by its UUID `id` or by its name. `cluster` and
     `namespace` narrow a name lookup and may be left empty when the name is
     unique across all registered clusters; an ambiguous name is refused with
-    INVALID_ARGUMENT and the candidates are listed in the error details.
+    INVALID_ARGUMENT and the candidates are listed in the error details. When
+    `cluster` is empty and some registered cluster cannot be reached, the
+    lookup is refused with UNAVAILABLE even if the release was found
+    elsewhere (the name could be ambiguous); the message names the unreachable
+    clusters, and giving `cluster` addresses the release without asking them.
     """
 
     @_typing.overload
@@ -50,7 +54,12 @@ class ReleaseServiceStub:
     or namespace; INVALID_ARGUMENT for a bad name or bad values.
     """
     ListReleases: _grpc.UnaryUnaryMultiCallable[_release_pb2.ListReleasesRequest, _release_pb2.ListReleasesResponse]
-    """Lists releases, newest first, across the registered clusters."""
+    """Lists releases, newest first, across the registered clusters. Without
+    `cluster`, clusters that cannot be reached are reported in
+    `unreachable_clusters` and the releases of the others are listed;
+    UNAVAILABLE when no cluster can be reached, or when `cluster` names one
+    that cannot.
+    """
     GetRelease: _grpc.UnaryUnaryMultiCallable[_release_pb2.GetReleaseRequest, _release_pb2.Release]
     """Shows one release: its current revision, the values the user supplied
     and the Kubernetes resources it created, read live from the cluster.
@@ -92,7 +101,11 @@ class ReleaseServiceAsyncStub(ReleaseServiceStub):
     A release is addressed by its UUID `id` or by its name. `cluster` and
     `namespace` narrow a name lookup and may be left empty when the name is
     unique across all registered clusters; an ambiguous name is refused with
-    INVALID_ARGUMENT and the candidates are listed in the error details.
+    INVALID_ARGUMENT and the candidates are listed in the error details. When
+    `cluster` is empty and some registered cluster cannot be reached, the
+    lookup is refused with UNAVAILABLE even if the release was found
+    elsewhere (the name could be ambiguous); the message names the unreachable
+    clusters, and giving `cluster` addresses the release without asking them.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -103,7 +116,12 @@ class ReleaseServiceAsyncStub(ReleaseServiceStub):
     or namespace; INVALID_ARGUMENT for a bad name or bad values.
     """
     ListReleases: _aio.UnaryUnaryMultiCallable[_release_pb2.ListReleasesRequest, _release_pb2.ListReleasesResponse]  # type: ignore[assignment]
-    """Lists releases, newest first, across the registered clusters."""
+    """Lists releases, newest first, across the registered clusters. Without
+    `cluster`, clusters that cannot be reached are reported in
+    `unreachable_clusters` and the releases of the others are listed;
+    UNAVAILABLE when no cluster can be reached, or when `cluster` names one
+    that cannot.
+    """
     GetRelease: _aio.UnaryUnaryMultiCallable[_release_pb2.GetReleaseRequest, _release_pb2.Release]  # type: ignore[assignment]
     """Shows one release: its current revision, the values the user supplied
     and the Kubernetes resources it created, read live from the cluster.
@@ -144,7 +162,11 @@ class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
     A release is addressed by its UUID `id` or by its name. `cluster` and
     `namespace` narrow a name lookup and may be left empty when the name is
     unique across all registered clusters; an ambiguous name is refused with
-    INVALID_ARGUMENT and the candidates are listed in the error details.
+    INVALID_ARGUMENT and the candidates are listed in the error details. When
+    `cluster` is empty and some registered cluster cannot be reached, the
+    lookup is refused with UNAVAILABLE even if the release was found
+    elsewhere (the name could be ambiguous); the message names the unreachable
+    clusters, and giving `cluster` addresses the release without asking them.
     """
 
     @_abc_1.abstractmethod
@@ -165,7 +187,12 @@ class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _release_pb2.ListReleasesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_release_pb2.ListReleasesResponse, _abc.Awaitable[_release_pb2.ListReleasesResponse]]:
-        """Lists releases, newest first, across the registered clusters."""
+        """Lists releases, newest first, across the registered clusters. Without
+        `cluster`, clusters that cannot be reached are reported in
+        `unreachable_clusters` and the releases of the others are listed;
+        UNAVAILABLE when no cluster can be reached, or when `cluster` names one
+        that cannot.
+        """
 
     @_abc_1.abstractmethod
     def GetRelease(

@@ -6,8 +6,9 @@ previous deployed revision `superseded` after a successful upgrade or rollback; 
 Helm's descriptions; `Rollback to N`; history pruned to `history_max`; uninstall removes the
 history; dry runs change nothing. Everything is lost when the process ends.
 
-Tests make operations slow or failing with a `hook` (see `OperationHook`), and make a release
-look stuck after a crash with `inject_stuck_revision`.
+Tests make operations slow or failing with a `hook` (see `OperationHook`), make a release
+look stuck after a crash with `inject_stuck_revision`, and make a cluster unreachable by adding
+its id to `unreachable` (every call on it then raises `Unavailable`, as the helm driver does).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from capstan_server.errors import (
     InvalidArgument,
     NotFound,
     OperationFailed,
+    Unavailable,
 )
 from capstan_server.kubeconfig import parse_kubeconfig
 from capstan_server.names import validate_release_name
@@ -112,12 +114,23 @@ class MemoryDriver:
         self._inflight: dict[_Key, tuple[str, datetime]] = {}
         #: Set (and replaced) on every change, to wake up watchers.
         self._changed = asyncio.Event()
+        #: Test hook: ids of clusters that cannot be reached; every call on one of them raises
+        #: Unavailable (its releases are kept, and are back once the id is removed).
+        self.unreachable: set[str] = set()
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def _reach(self, cluster: ClusterTarget) -> None:
+        """Unavailable when a test made the cluster unreachable (see `unreachable`)."""
+        if cluster.id in self.unreachable:
+            raise Unavailable(
+                f"cluster {cluster.name} is unreachable: connection refused (memory driver)",
+                details=[{"cluster": cluster.name}],
+            )
 
     def _history_of(self, ref: ReleaseRef) -> builtins.list[ReleaseRecord]:
         history = self._releases.get(_key(ref))
@@ -203,16 +216,19 @@ class MemoryDriver:
         return name in DEFAULT_NAMESPACES or name in self._created_namespaces.get(cluster.id, {})
 
     async def namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
+        self._reach(cluster)
         out = [self._namespace_info(cluster, n, self._started) for n in DEFAULT_NAMESPACES]
         out += self._created_namespaces.get(cluster.id, {}).values()
         return sorted(out, key=lambda n: n.name)
 
     async def check_cluster(self, cluster: ClusterTarget) -> None:
+        self._reach(cluster)
         parse_kubeconfig(cluster.kubeconfig)
 
     # -- reads ----------------------------------------------------------------------------------
 
     async def get(self, ref: ReleaseRef, revision: int = 0) -> ReleaseRecord:
+        self._reach(ref.cluster)
         history = self._history_of(ref)
         if not revision:
             return history[-1]
@@ -225,6 +241,7 @@ class MemoryDriver:
         )
 
     async def history(self, ref: ReleaseRef) -> builtins.list[ReleaseRecord]:
+        self._reach(ref.cluster)
         return list(self._history_of(ref))
 
     async def list(
@@ -235,6 +252,7 @@ class MemoryDriver:
         name: str = "",
         labels: Mapping[str, str] | None = None,
     ) -> builtins.list[ReleaseRecord]:
+        self._reach(cluster)
         out = []
         for (cluster_id, ns, release), history in self._releases.items():
             if cluster_id != cluster.id or not history:
@@ -252,6 +270,7 @@ class MemoryDriver:
     async def resources(
         self, record: ReleaseRecord, cluster: ClusterTarget
     ) -> builtins.list[LiveObject]:
+        self._reach(cluster)
         return []  # nothing is rendered, so nothing exists in a cluster
 
     async def watch(
@@ -260,6 +279,7 @@ class MemoryDriver:
         *,
         timeout: float,  # noqa: ASYNC109 (the Protocol's signature)
     ) -> AsyncIterator[ReadinessSnapshot]:
+        self._reach(ref.cluster)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         last: tuple[int, Status] | None = None
@@ -325,6 +345,7 @@ class MemoryDriver:
 
     async def install(self, opts: InstallOptions) -> ReleaseRecord:
         ref = opts.ref
+        self._reach(ref.cluster)
         validate_release_name(ref.name)
         with self._operation(ref, "install"):
             existing = self._releases.get(_key(ref))
@@ -370,6 +391,7 @@ class MemoryDriver:
 
     async def upgrade(self, opts: UpgradeOptions) -> ReleaseRecord:
         ref = opts.ref
+        self._reach(ref.cluster)
         with self._operation(ref, "upgrade"):
             history = self._history_of(ref)
             last = history[-1]
@@ -455,6 +477,7 @@ class MemoryDriver:
 
     async def rollback(self, opts: RollbackOptions) -> ReleaseRecord:
         ref = opts.ref
+        self._reach(ref.cluster)
         if opts.revision < 0:
             raise InvalidArgument(f"invalid revision {opts.revision}: 0 (the previous) or more")
         with self._operation(ref, "rollback"):
@@ -483,6 +506,7 @@ class MemoryDriver:
         *,
         timeout: float = 300.0,  # noqa: ASYNC109 (helm's --timeout)
     ) -> ReleaseRecord:
+        self._reach(ref.cluster)
         with self._operation(ref, "uninstall"):
             history = self._history_of(ref)
             last = history[-1]
@@ -505,6 +529,7 @@ class MemoryDriver:
             return last
 
     async def mark_failed(self, ref: ReleaseRef, description: str) -> ReleaseRecord:
+        self._reach(ref.cluster)
         with self._operation(ref, "mark-failed"):
             last = self._history_of(ref)[-1]
             if not last.status.is_pending:

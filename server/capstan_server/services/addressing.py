@@ -1,6 +1,13 @@
 """Finding what a request names: a cluster (by name or UUID, or the only one), a namespace,
 and a release (by UUID or by name, narrowed by cluster and namespace). Also the per-release
-write guard that keeps two writes to one release from running at once in this server."""
+write guard that keeps two writes to one release from running at once in this server.
+
+Clusters that cannot be reached (the driver raises `Unavailable`) are never silently skipped:
+`reachable_releases` reports them next to what the others answered (ListReleases lists those
+and names the missing clusters), and a release lookup that could not ask every cluster in its
+scope is refused with Unavailable naming them, since the release, or another of that name,
+may be in one of them.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from capstan_server.drivers.base import (
     ReleaseRecord,
     ReleaseRef,
 )
-from capstan_server.errors import Aborted, InvalidArgument, NotFound
+from capstan_server.errors import Aborted, InvalidArgument, NotFound, Unavailable
 from capstan_server.names import validate_namespace, validate_release_name
 from capstan_server.registry import ClusterRow, Registry
 from capstan_server.services.messages import external_id, release_id
@@ -50,6 +57,75 @@ class LocatedRelease:
     @property
     def id(self) -> str:
         return release_id(self.record, self.cluster.id)
+
+
+@dataclass(frozen=True)
+class UnreachableCluster:
+    """A cluster that could not be asked, and the error that said so."""
+
+    cluster: ClusterRow
+    error: Unavailable
+
+
+def unreachable_error(down: list[UnreachableCluster]) -> Unavailable:
+    """The error for a call none of whose clusters could be reached: the driver's own error
+    when there was one cluster in scope, else one that names each of them."""
+    if len(down) == 1:
+        return down[0].error
+    reasons = "; ".join(f"{d.cluster.name!r}: {d.error.message}" for d in down)
+    return Unavailable(
+        f"none of the {len(down)} clusters could be reached: {reasons}",
+        details=[_unreachable_detail(d) for d in down],
+    )
+
+
+def _unreachable_detail(down: UnreachableCluster) -> dict[str, str]:
+    return {
+        "cluster": down.cluster.name,
+        "cluster_id": down.cluster.id,
+        "reason": "unreachable",
+        "message": down.error.message,
+    }
+
+
+def _candidate_detail(found: LocatedRelease) -> dict[str, str]:
+    record, cluster = found.record, found.cluster
+    return {
+        "id": found.id,
+        "name": record.name,
+        "cluster": cluster.name,
+        "cluster_id": cluster.id,
+        "namespace": record.namespace,
+        "external_id": external_id(cluster.id, record.namespace, record.name),
+    }
+
+
+def _partial_lookup_error(
+    id_or_name: str, candidates: list[LocatedRelease], down: list[UnreachableCluster]
+) -> Unavailable:
+    """A release lookup without a cluster that could not ask every registered cluster."""
+    names = ", ".join(repr(d.cluster.name) for d in down)
+    plural = "s" if len(down) > 1 else ""
+    reasons = "; ".join(d.error.message for d in down)
+    if candidates:
+        where = sorted({c.cluster.name for c in candidates})
+        text = (
+            f"release {id_or_name!r} was found in cluster{'s' if len(where) > 1 else ''} "
+            f"{', '.join(map(repr, where))}, but cluster{plural} {names} could not be reached "
+            f"to rule out another release matching it ({reasons}); give the cluster "
+            f"(--cluster {where[0]}, or `cluster` in the request) to address it without "
+            f"asking cluster{plural} {names}"
+        )
+    else:
+        text = (
+            f"release {id_or_name!r} was not found in the reachable clusters, but cluster"
+            f"{plural} {names} could not be reached and may hold it ({reasons}); retry once "
+            f"{'they are' if plural else 'it is'} reachable"
+        )
+    return Unavailable(
+        text,
+        details=[_unreachable_detail(d) for d in down] + [_candidate_detail(c) for c in candidates],
+    )
 
 
 class Resolver:
@@ -114,30 +190,80 @@ class Resolver:
             for r in records
         ]
 
+    async def reachable_releases(
+        self,
+        clusters: list[ClusterRow],
+        namespace: str = "",
+        *,
+        name: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> tuple[list[LocatedRelease], list[UnreachableCluster]]:
+        """As `releases`, but a cluster that cannot be reached (Unavailable) is reported, in
+        the order of `clusters`, instead of failing the call; any other error still fails it."""
+        answers = await asyncio.gather(
+            *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
+            return_exceptions=True,
+        )
+        found: list[LocatedRelease] = []
+        down: list[UnreachableCluster] = []
+        for c, answer in zip(clusters, answers, strict=True):
+            if isinstance(answer, Unavailable):
+                down.append(UnreachableCluster(c, answer))
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                found.extend(LocatedRelease(c, r) for r in answer)
+        return found, down
+
     async def release(
         self, id_or_name: str, cluster: str = "", namespace: str = ""
     ) -> LocatedRelease:
         """A release by UUID or name, narrowed by cluster and namespace.
 
         NotFound when there is none; InvalidArgument when a name matches several releases
-        (the candidates are in the error details) or is not a valid release name.
+        (the candidates are in the error details) or is not a valid release name. Unavailable
+        when a cluster in scope could not be asked, even if the release was found in another
+        (it could be ambiguous, or be there): the message names the clusters and, when the
+        release was found, suggests giving its cluster.
         """
         if not id_or_name:
             raise InvalidArgument("release id or name is required")
         if namespace:
             validate_namespace(namespace)
         clusters = await self.clusters(cluster)
+        down: list[UnreachableCluster] = []
+
+        async def ask(
+            *, name: str = "", labels: dict[str, str] | None = None
+        ) -> list[LocatedRelease]:
+            # A cluster found unreachable is not asked again by the next read of this lookup.
+            nonlocal clusters
+            found, missing = await self.reachable_releases(
+                clusters, namespace, name=name, labels=labels
+            )
+            if missing:
+                down.extend(missing)
+                gone = {d.cluster.id for d in missing}
+                clusters = [c for c in clusters if c.id not in gone]
+                if not clusters:
+                    raise unreachable_error(down)
+            return found
+
         if is_uuid(id_or_name):
             wanted = id_or_name.lower()
-            by_label = await self.releases(clusters, namespace, labels={LABEL_RELEASE_ID: wanted})
+            by_label = await ask(labels={LABEL_RELEASE_ID: wanted})
             if not by_label:
                 # Releases installed outside Capstan have derived ids, not labels.
-                everything = await self.releases(clusters, namespace)
+                everything = await ask()
                 by_label = [r for r in everything if r.id == wanted]
             if len(by_label) == 1:
+                if down:
+                    raise _partial_lookup_error(id_or_name, by_label, down)
                 return by_label[0]
         validate_release_name(id_or_name)
-        candidates = await self.releases(clusters, namespace, name=id_or_name)
+        candidates = await ask(name=id_or_name)
+        if down:
+            raise _partial_lookup_error(id_or_name, candidates, down)
         if not candidates:
             scope = "".join(
                 [
@@ -153,17 +279,7 @@ class Resolver:
             raise InvalidArgument(
                 f"release name {id_or_name!r} is ambiguous: {len(candidates)} releases have it; "
                 "give cluster and/or namespace, or the release id",
-                details=[
-                    {
-                        "id": c.id,
-                        "name": c.record.name,
-                        "cluster": c.cluster.name,
-                        "cluster_id": c.cluster.id,
-                        "namespace": c.record.namespace,
-                        "external_id": external_id(c.cluster.id, c.record.namespace, c.record.name),
-                    }
-                    for c in candidates
-                ],
+                details=[_candidate_detail(c) for c in candidates],
             )
         return candidates[0]
 

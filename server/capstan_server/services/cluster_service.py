@@ -13,7 +13,7 @@ import grpc.aio
 
 from capstan.v1 import cluster_pb2, cluster_pb2_grpc
 from capstan_server.drivers.base import ClusterTarget, Driver
-from capstan_server.errors import AlreadyExists, FailedPrecondition
+from capstan_server.errors import AlreadyExists, FailedPrecondition, Unavailable
 from capstan_server.kubeconfig import parse_kubeconfig
 from capstan_server.names import validate_cluster_name
 from capstan_server.registry import Registry
@@ -64,7 +64,23 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.DeleteClusterRequest, context: Context
     ) -> cluster_pb2.DeleteClusterResponse:
         row = await self.registry.get_cluster(request.id)
-        releases = await self.driver.list(target(row))
+        try:
+            releases = await self.driver.list(target(row))
+        except Unavailable as e:
+            # Unregistering it would orphan whatever releases it still has, out of sight.
+            raise Unavailable(
+                f"cluster {row.name!r} cannot be deleted while it is unreachable, because "
+                f"Capstan must first check that no releases are left in it ({e.message}); "
+                "retry once it is reachable again (delete its releases first, if it has any)",
+                details=[
+                    {
+                        "cluster": row.name,
+                        "cluster_id": row.id,
+                        "reason": "unreachable",
+                        "message": e.message,
+                    }
+                ],
+            ) from e
         if releases:
             names = [f"{r.namespace}/{r.name}" for r in releases]
             raise FailedPrecondition(

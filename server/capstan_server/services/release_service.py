@@ -42,6 +42,7 @@ from capstan_server.services.addressing import (
     Resolver,
     is_uuid,
     target,
+    unreachable_error,
 )
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -179,7 +180,14 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         flags = [check for flag, check in _STATUS_FLAGS.items() if getattr(request, flag)]
         search = request.search.lower()
         clusters = await self.resolver.clusters(request.cluster)
-        found = await self.resolver.releases(clusters, request.namespace, name=request.name)
+        # An unreachable cluster hides none of the others: its releases are left out and it is
+        # named in the answer, unless no cluster in scope answered at all (with a `cluster`
+        # filter, that one).
+        found, down = await self.resolver.reachable_releases(
+            clusters, request.namespace, name=request.name
+        )
+        if down and len(down) == len(clusters):
+            raise unreachable_error(down)
         rows = [
             r
             for r in found
@@ -214,7 +222,16 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             )
         )
         return release_pb2.ListReleasesResponse(
-            releases=releases, total=len(rows), limit=limit, offset=offset
+            releases=releases,
+            total=len(rows),
+            limit=limit,
+            offset=offset,
+            unreachable_clusters=[
+                release_pb2.UnreachableCluster(
+                    name=d.cluster.name, id=d.cluster.id, message=d.error.message
+                )
+                for d in down
+            ],
         )
 
     async def GetRelease(

@@ -239,6 +239,12 @@ def list_(ctx: Context, args: argparse.Namespace) -> None:
         return
     print_table(ctx.stdout, RELEASE_COLUMNS, page.releases)
     print_page_summary(ctx.stdout, page.total, page.limit, page.offset)
+    # The list (and its total) is incomplete: say so where a reader of the table sees it, but
+    # not on stdout, which scripts may parse. JSON output carries `unreachable_clusters`.
+    for cluster in page.unreachable_clusters:
+        ctx.stderr.write(
+            f"Warning: releases of cluster {cluster.name} are not listed ({cluster.message})\n"
+        )
 
 
 def show(ctx: Context, args: argparse.Namespace) -> None:

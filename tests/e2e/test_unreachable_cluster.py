@@ -1,0 +1,78 @@
+"""An unreachable cluster on the helm driver, end to end: two kubesims (over TLS) registered in
+one Capstan server on helm 3, one release in each. With one kubesim stopped, ListReleases lists
+the other's release and names the stopped cluster (the CLI warns on stderr), a release
+addressed by name alone is UNAVAILABLE naming it, and the cluster cannot be deleted; once it is
+started again (same port, same objects) the list is complete again.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from capstan.cli.main import run as capstan_cli
+from capstan.client import CapstanClient, Unavailable
+from capstan_server.app import ServerHandle
+from capstan_server.dev.chart_repo import ChartRepoServer
+from kubesim.testing import running_kubesim
+
+pytestmark = pytest.mark.timeout(120)
+
+HELM3 = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm3"
+
+
+def test_a_stopped_cluster_is_named_and_the_others_are_listed(
+    capstan_server_factory: Callable[..., ServerHandle], chart_repo: ChartRepoServer
+) -> None:
+    if not os.access(HELM3, os.X_OK):
+        pytest.skip(f"{HELM3} is not installed; run `make setup`")
+    server = capstan_server_factory(driver="helm", helm_bin=HELM3)
+    with (
+        running_kubesim(tls=True) as near_sim,
+        running_kubesim(tls=True) as far_sim,
+        CapstanClient(server.grpc_target, timeout=60, retries=0) as client,
+    ):
+        client.create_cluster("near", near_sim.kubeconfig)
+        far = client.create_cluster("far", far_sim.kubeconfig)
+        client.create_repository("samples", chart_repo.url)
+        for cluster in ("near", "far"):
+            client.create_release("samples/etcd", cluster=cluster, namespace="default",
+                                  release_name=f"etcd-{cluster}", version="8.11.1")
+        assert sorted(r.name for r in client.list_releases().releases) == ["etcd-far", "etcd-near"]
+
+        far_sim.stop()
+
+        page = client.list_releases()
+        assert ([r.name for r in page.releases], page.total) == (["etcd-near"], 1)
+        (down,) = page.unreachable_clusters
+        assert (down.name, down.id) == ("far", far.id)
+        assert down.message.startswith("cluster far is unreachable: ")
+
+        out, err = io.StringIO(), io.StringIO()
+        assert capstan_cli(["--endpoint", server.grpc_target, "k8s-release-list"],
+                           stdout=out, stderr=err, env={}) == 0
+        assert [line.split()[0] for line in out.getvalue().splitlines()[:2]] == [
+            "NAME", "etcd-near"]
+        (warning,) = err.getvalue().splitlines()
+        assert warning.startswith("Warning: releases of cluster far are not listed (cluster far is")
+        assert warning.endswith("; its releases are not listed")
+
+        with pytest.raises(Unavailable, match="cluster 'far' could not be reached") as caught:
+            client.get_release("etcd-near")
+        assert "--cluster near" in str(caught.value)
+        assert client.get_release("etcd-near", cluster="near").name == "etcd-near"
+        with pytest.raises(Unavailable, match="cluster far is unreachable"):
+            client.list_releases(cluster="far")
+        with pytest.raises(Unavailable, match="cannot be deleted while it is unreachable"):
+            client.delete_cluster("far")
+
+        far_sim.start()
+
+        page = client.list_releases()
+        assert sorted(r.name for r in page.releases) == ["etcd-far", "etcd-near"]
+        assert (page.total, list(page.unreachable_clusters)) == (2, [])
+        assert client.get_release("etcd-far").cluster == "far"
