@@ -113,6 +113,11 @@ COMMANDS: list[tuple[list[str], str, dict[str, Any]]] = [
     ),
     (["k8s-repo-list"], "ListRepositories", {}),
     (["k8s-repo-delete", "bitnami-new"], "DeleteRepository", {"id": "bitnami-new"}),
+    (
+        ["k8s-repo-delete", "bitnami-new", "--force"],
+        "DeleteRepository",
+        {"id": "bitnami-new", "force": True},
+    ),
     (["k8s-repo-sync", "bitnami-new"], "SyncRepository", {"id": "bitnami-new"}),
     (
         ["k8s-cluster-create", "test122", "--kubeconfig", "{kubeconfig}"],
@@ -121,6 +126,11 @@ COMMANDS: list[tuple[list[str], str, dict[str, Any]]] = [
     ),
     (["k8s-cluster-list"], "ListClusters", {}),
     (["k8s-cluster-delete", "test122"], "DeleteCluster", {"id": "test122"}),
+    (
+        ["k8s-cluster-delete", "test122", "--force"],
+        "DeleteCluster",
+        {"id": "test122", "force": True},
+    ),
     (["k8s-namespace-list", "--cluster", "test122"], "ListNamespaces", {"cluster": "test122"}),
 ]
 

@@ -2,7 +2,8 @@
 one Capstan server on helm 3, one release in each. With one kubesim stopped, ListReleases lists
 the other's release and names the stopped cluster (the CLI warns on stderr), a release
 addressed by name alone is UNAVAILABLE naming it, and the cluster cannot be deleted; once it is
-started again (same port, same objects) the list is complete again.
+started again (same port, same objects) the list is complete again. Stopped again, it can be
+deleted with `force`; its release stays in it, and registering it again shows it, same id.
 """
 
 from __future__ import annotations
@@ -75,3 +76,16 @@ def test_a_stopped_cluster_is_named_and_the_others_are_listed(
         assert sorted(r.name for r in page.releases) == ["etcd-far", "etcd-near"]
         assert (page.total, list(page.unreachable_clusters)) == (2, [])
         assert client.get_release("etcd-far").cluster == "far"
+
+        etcd_far = client.get_release("etcd-far")
+        far_sim.stop()
+        assert client.delete_cluster("far", force=True).cluster.id == far.id
+        page = client.list_releases()
+        assert ([r.name for r in page.releases], list(page.unreachable_clusters)) == (
+            ["etcd-near"], []
+        )
+
+        far_sim.start()
+        again = client.create_cluster("far", far_sim.kubeconfig)
+        found = client.get_release("etcd-far")
+        assert (found.id, found.cluster_id, found.version) == (etcd_far.id, again.id, 1)

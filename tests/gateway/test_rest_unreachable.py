@@ -1,6 +1,7 @@
 """ListReleases over REST while a cluster is unreachable: `unreachable_clusters` is always in the
 page (`[]` normally), the reachable clusters' releases are listed with 200, and a call that
-cannot be answered is 503 UNAVAILABLE naming the cluster."""
+cannot be answered is 503 UNAVAILABLE naming the cluster. Deleting the cluster, or a repository,
+is 503 then too, unless `?force=true` is given."""
 
 from __future__ import annotations
 
@@ -65,3 +66,37 @@ def test_the_release_page_names_unreachable_clusters(
     driver.unreachable.clear()
     answer = rest.get("/api/releases")
     assert (answer.body["total"], answer.body["unreachable_clusters"]) == (2, [])
+
+
+def test_a_cluster_and_a_repository_are_deleted_with_force_while_unreachable(
+    capstan_server_factory: Callable[..., ServerHandle],
+    rest_to: Callable[[ServerHandle], Rest],
+    chart_repo: ChartRepoServer,
+    fake_kubeconfig: str,
+) -> None:
+    driver = MemoryDriver()
+    rest = rest_to(capstan_server_factory(driver=driver))
+    for name in ("test122", "far"):
+        answer = rest.post("/api/clusters", {"name": name, "kubeconfig": fake_kubeconfig})
+        assert answer.status == 200, answer.text
+    far_id = answer.body["id"]
+    assert rest.post("/api/repos", {"name": "bitnami-new", "url": chart_repo.url}).status == 200
+    driver.unreachable.add(far_id)
+
+    for path in ("/api/repos/bitnami-new", "/api/clusters/far"):
+        for query in ("", "?force=false"):
+            answer = rest.delete(path + query)
+            assert (answer.status, answer.body["status"]) == (503, "UNAVAILABLE"), path + query
+            assert "--force" in answer.body["message"]
+
+    answer = rest.delete("/api/repos/bitnami-new?force=true")
+    assert answer.status == 200, answer.text
+    assert answer.body["repo"]["name"] == "bitnami-new"
+    answer = rest.delete(f"/api/clusters/{far_id}?force=true")
+    assert answer.status == 200, answer.text
+    assert answer.body["cluster"]["id"] == far_id
+
+    assert rest.get("/api/repos").body["total"] == 0
+    assert [c["name"] for c in rest.get("/api/clusters").body["clusters"]] == ["test122"]
+    answer = rest.delete("/api/clusters/test122?force=maybe")
+    assert (answer.status, answer.body["status"]) == (400, "INVALID_ARGUMENT")

@@ -73,6 +73,7 @@ def test_a_cluster_in_use_cannot_be_deleted(api: Api) -> None:
     failure = api.fails(api.clusters.DeleteCluster, cluster_pb2.DeleteClusterRequest(id="test122"))
     assert failure.code == grpc.StatusCode.FAILED_PRECONDITION
     assert "default/etcd-release" in failure.message
+    assert "force (--force, or `force` in the request)" in failure.message
     assert api.state() == before
 
     api.releases.DeleteRelease(release_pb2.DeleteReleaseRequest(id="etcd-release"))
@@ -135,6 +136,7 @@ def test_a_repository_in_use_cannot_be_deleted(api: Api) -> None:
     )
     assert failure.code == grpc.StatusCode.FAILED_PRECONDITION
     assert "test122/default/etcd-release" in failure.message
+    assert "force (--force, or `force` in the request)" in failure.message
     assert api.state() == before
     api.releases.DeleteRelease(release_pb2.DeleteReleaseRequest(id="etcd-release"))
     api.charts.DeleteRepository(chart_pb2.DeleteRepositoryRequest(id="bitnami-new"))
@@ -192,3 +194,21 @@ def test_list_charts(api: Api) -> None:
         api.fails(api.charts.ListCharts, chart_pb2.ListChartsRequest(version="newest")).code
         == INVALID
     )
+
+
+def test_a_repository_in_use_is_deleted_with_force(api: Api) -> None:
+    repo = api.charts.GetRepository(chart_pb2.GetRepositoryRequest(id="bitnami-new"))
+    api.create(release_name="etcd-release")
+
+    api.charts.DeleteRepository(chart_pb2.DeleteRepositoryRequest(id="bitnami-new", force=True))
+
+    assert api.charts.ListRepositories(chart_pb2.ListRepositoriesRequest()).total == 0
+    release = api.releases.GetRelease(release_pb2.GetReleaseRequest(id="etcd-release"))
+    assert (release.repo_id, release.version, release.status) == (repo.id, 1, "deployed")
+    failure = api.fails(
+        api.releases.UpgradeRelease, release_pb2.UpgradeReleaseRequest(id="etcd-release")
+    )
+    assert failure.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no longer registered" in failure.message
+    # Deleting the release does not need the repository.
+    api.releases.DeleteRelease(release_pb2.DeleteReleaseRequest(id="etcd-release"))

@@ -9,6 +9,7 @@ hook cuts `far` off.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from grpc_api import Api
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.drivers.base import ClusterTarget
 from capstan_server.drivers.memory import MemoryDriver
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -39,6 +41,15 @@ class Env:
 
     def reconnect(self) -> None:
         self.driver.unreachable.clear()
+
+    def in_driver(self, cluster: cluster_pb2.Cluster) -> list[str]:
+        """The releases the driver still holds in a cluster, registered or not."""
+        records = asyncio.run(self.driver.list(ClusterTarget(cluster.id, cluster.name, "")))
+        return sorted(r.name for r in records)
+
+    def cluster_names(self) -> list[str]:
+        listed = self.api.clusters.ListClusters(cluster_pb2.ListClustersRequest())
+        return sorted(c.name for c in listed.clusters)
 
     def listed(self, **fields: Any) -> release_pb2.ListReleasesResponse:
         request = release_pb2.ListReleasesRequest(**fields)
@@ -258,6 +269,7 @@ def test_an_unreachable_cluster_cannot_be_deleted_and_the_message_says_why(env: 
         "check that no releases are left in it (cluster far is unreachable"
     )
     assert "retry once it is reachable again" in failure.message
+    assert "force (--force, or `force` in the request)" in failure.message
     assert failure.details == [
         {
             "cluster": "far",
@@ -272,3 +284,103 @@ def test_an_unreachable_cluster_cannot_be_deleted_and_the_message_says_why(env: 
     env.reconnect()
     deleted = env.api.clusters.DeleteCluster(cluster_pb2.DeleteClusterRequest(id="far"))
     assert deleted.cluster.id == env.far.id
+
+
+def test_an_unreachable_cluster_is_deleted_with_force_and_its_releases_stay_in_it(
+    env: Env,
+) -> None:
+    env.cut_off(env.far)
+
+    deleted = env.api.clusters.DeleteCluster(
+        cluster_pb2.DeleteClusterRequest(id="far", force=True)
+    )
+
+    assert deleted.cluster.id == env.far.id
+    assert env.cluster_names() == ["test122"]
+    page = env.listed()
+    assert (names(page), list(page.unreachable_clusters)) == (["etcd-two", "etcd-one"], [])
+    # Nothing was done in the cluster: once it is back, its release is still there.
+    env.reconnect()
+    assert env.in_driver(env.far) == ["etcd-far"]
+
+
+def test_a_cluster_with_releases_is_deleted_with_force_and_they_stay_in_it(env: Env) -> None:
+    deleted = env.api.clusters.DeleteCluster(
+        cluster_pb2.DeleteClusterRequest(id=env.near.id, force=True)
+    )
+
+    assert deleted.cluster.name == "test122"
+    assert env.cluster_names() == ["far"]
+    assert names(env.listed()) == ["etcd-far"]
+    assert env.in_driver(env.near) == ["etcd-one", "etcd-two"]
+    failure = env.api.fails(
+        env.api.releases.GetRelease, release_pb2.GetReleaseRequest(id=env.ids["etcd-one"])
+    )
+    assert failure.code is grpc.StatusCode.NOT_FOUND
+
+
+# -- DeleteRepository ---------------------------------------------------------------------------
+
+
+def test_a_repository_cannot_be_deleted_while_a_cluster_is_unreachable(env: Env) -> None:
+    env.api.releases.DeleteRelease(release_pb2.DeleteReleaseRequest(id="etcd-far"))
+    for name in ("etcd-one", "etcd-two"):
+        env.api.releases.DeleteRelease(release_pb2.DeleteReleaseRequest(id=name))
+    env.cut_off(env.far)
+    before = env.api.charts.ListRepositories(chart_pb2.ListRepositoriesRequest())
+
+    failure = env.api.fails(
+        env.api.charts.DeleteRepository, chart_pb2.DeleteRepositoryRequest(id="bitnami-new")
+    )
+
+    assert failure.code is UNAVAILABLE
+    assert failure.message.startswith(
+        "repository 'bitnami-new' cannot be deleted while cluster 'far' cannot be reached"
+    )
+    assert "cluster far is unreachable" in failure.message
+    assert "force (--force, or `force` in the request)" in failure.message
+    assert [(d["cluster"], d["cluster_id"], d["reason"]) for d in failure.details] == [
+        ("far", env.far.id, "unreachable")
+    ]
+    assert env.api.charts.ListRepositories(chart_pb2.ListRepositoriesRequest()) == before
+
+    env.reconnect()
+    env.api.charts.DeleteRepository(chart_pb2.DeleteRepositoryRequest(id="bitnami-new"))
+
+
+def test_a_repository_is_deleted_with_force_while_a_cluster_is_unreachable(
+    env: Env, chart_repo: ChartRepoServer
+) -> None:
+    old = env.api.charts.GetRepository(chart_pb2.GetRepositoryRequest(id="bitnami-new"))
+    env.cut_off(env.far)
+
+    deleted = env.api.charts.DeleteRepository(
+        chart_pb2.DeleteRepositoryRequest(id="bitnami-new", force=True)
+    )
+
+    assert deleted.repo.id == old.id
+    assert env.api.charts.ListRepositories(chart_pb2.ListRepositoriesRequest()).total == 0
+    env.reconnect()
+    # The releases installed from it are untouched, and still name it.
+    page = env.listed()
+    assert names(page) == ["etcd-far", "etcd-two", "etcd-one"]
+    assert {r.repo_id for r in page.releases} == {old.id}
+
+    # Registered again, the repository is a new one: the releases can be upgraded only by
+    # naming a chart, which moves them to it.
+    again = env.api.charts.CreateRepository(
+        chart_pb2.CreateRepositoryRequest(name="bitnami-new", url=chart_repo.url)
+    )
+    assert again.id != old.id
+    failure = env.api.fails(
+        env.api.releases.UpgradeRelease,
+        release_pb2.UpgradeReleaseRequest(id="etcd-one", cluster="test122"),
+    )
+    assert failure.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "is no longer registered: give chart_name" in failure.message
+    upgraded = env.api.releases.UpgradeRelease(
+        release_pb2.UpgradeReleaseRequest(
+            id="etcd-one", cluster="test122", chart_name="bitnami-new/etcd"
+        )
+    )
+    assert (upgraded.version, upgraded.repo_id) == (2, again.id)

@@ -66,10 +66,12 @@ def get_repository(id: str, *, deadline: float | None = None) -> Call[pb.Reposit
 
 
 def delete_repository(
-    id: str, *, deadline: float | None = None
+    id: str, *, force: bool = False, deadline: float | None = None
 ) -> Call[pb.DeleteRepositoryResponse]:
-    """Unregister repository `id`; refused while releases installed from it exist."""
-    return Call(DELETE_REPO, pb.DeleteRepositoryRequest(id=id), deadline)
+    """Unregister repository `id`; refused while releases installed from it exist or while a
+    cluster cannot be reached. With `force`, unregistered without that check; the releases
+    stay as they are (an upgrade of one then needs a chart of a registered repository)."""
+    return Call(DELETE_REPO, pb.DeleteRepositoryRequest(id=id, force=force), deadline)
 
 
 def sync_repository(id: str, *, deadline: float | None = None) -> Call[pb.Repository]:

@@ -46,9 +46,12 @@ def get_cluster(id: str, *, deadline: float | None = None) -> Call[pb.Cluster]:
     return Call(GET, pb.GetClusterRequest(id=id), deadline)
 
 
-def delete_cluster(id: str, *, deadline: float | None = None) -> Call[pb.DeleteClusterResponse]:
-    """Unregister cluster `id`; refused while releases still exist in it."""
-    return Call(DELETE, pb.DeleteClusterRequest(id=id), deadline)
+def delete_cluster(
+    id: str, *, force: bool = False, deadline: float | None = None
+) -> Call[pb.DeleteClusterResponse]:
+    """Unregister cluster `id`; refused while releases still exist in it or while it cannot be
+    reached. With `force`, unregistered without that check; its releases stay in the cluster."""
+    return Call(DELETE, pb.DeleteClusterRequest(id=id, force=force), deadline)
 
 
 def list_namespaces(

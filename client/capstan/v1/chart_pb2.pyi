@@ -217,16 +217,31 @@ class DeleteRepositoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Repository UUID or name."""
+    force: _builtins.bool
+    """Unregister the repository without checking the clusters for releases
+    installed from it (no cluster is asked, so an unreachable one does not
+    prevent it). Its cached index is dropped. Nothing is done to the
+    releases: they stay in their clusters and keep their `repo_id` (the
+    `capstan.io/repo-id` label), which now names no registered repository
+    (registering the repository again, even with the same name and URL,
+    gives it a new UUID). So an UpgradeRelease without `chart_name` is
+    refused with FAILED_PRECONDITION for them; one with `chart_name`
+    (`<repo>/<chart>` of a registered repository) works and sets their
+    `repo_id` to that repository. Getting, listing, rolling back and
+    deleting them work as before.
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -103,7 +103,9 @@ class ChartServiceServicer:
 
     def DeleteRepository(self, request, context):
         """Unregisters a repository. Refused with FAILED_PRECONDITION while
-        releases installed from it still exist.
+        releases installed from it still exist, and with UNAVAILABLE while a
+        registered cluster cannot be reached (its releases cannot be checked
+        then), unless `force` is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -48,7 +48,9 @@ class ChartServiceStub:
     """Shows one repository."""
     DeleteRepository: _grpc.UnaryUnaryMultiCallable[_chart_pb2.DeleteRepositoryRequest, _chart_pb2.DeleteRepositoryResponse]
     """Unregisters a repository. Refused with FAILED_PRECONDITION while
-    releases installed from it still exist.
+    releases installed from it still exist, and with UNAVAILABLE while a
+    registered cluster cannot be reached (its releases cannot be checked
+    then), unless `force` is set.
     """
     SyncRepository: _grpc.UnaryUnaryMultiCallable[_chart_pb2.SyncRepositoryRequest, _chart_pb2.Repository]
     """Fetches the repository's index again (`helm repo update`)."""
@@ -79,7 +81,9 @@ class ChartServiceAsyncStub(ChartServiceStub):
     """Shows one repository."""
     DeleteRepository: _aio.UnaryUnaryMultiCallable[_chart_pb2.DeleteRepositoryRequest, _chart_pb2.DeleteRepositoryResponse]  # type: ignore[assignment]
     """Unregisters a repository. Refused with FAILED_PRECONDITION while
-    releases installed from it still exist.
+    releases installed from it still exist, and with UNAVAILABLE while a
+    registered cluster cannot be reached (its releases cannot be checked
+    then), unless `force` is set.
     """
     SyncRepository: _aio.UnaryUnaryMultiCallable[_chart_pb2.SyncRepositoryRequest, _chart_pb2.Repository]  # type: ignore[assignment]
     """Fetches the repository's index again (`helm repo update`)."""
@@ -131,7 +135,9 @@ class ChartServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_chart_pb2.DeleteRepositoryResponse, _abc.Awaitable[_chart_pb2.DeleteRepositoryResponse]]:
         """Unregisters a repository. Refused with FAILED_PRECONDITION while
-        releases installed from it still exist.
+        releases installed from it still exist, and with UNAVAILABLE while a
+        registered cluster cannot be reached (its releases cannot be checked
+        then), unless `force` is set.
         """
 
     @_abc_1.abstractmethod

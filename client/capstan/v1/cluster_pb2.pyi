@@ -174,16 +174,27 @@ class DeleteClusterRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Cluster UUID or name."""
+    force: _builtins.bool
+    """Unregister the cluster without checking it for releases, and without
+    reaching it at all: for a cluster that is gone for good or that still
+    holds releases Capstan should stop managing. Nothing is done in the
+    cluster: its releases are not uninstalled and stay in it as they are,
+    but Capstan no longer lists or addresses them (registering the cluster
+    again shows them again, with the same release ids when they were
+    installed through Capstan).
+    """
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
+        force: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "id", b"id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -93,7 +93,7 @@ class ClusterServiceServicer:
     def DeleteCluster(self, request, context):
         """Unregisters a cluster. Refused with FAILED_PRECONDITION while releases
         still exist in it, and with UNAVAILABLE while it cannot be reached
-        (its releases cannot be checked then).
+        (its releases cannot be checked then), unless `force` is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

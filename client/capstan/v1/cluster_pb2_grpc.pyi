@@ -48,7 +48,7 @@ class ClusterServiceStub:
     DeleteCluster: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.DeleteClusterRequest, _cluster_pb2.DeleteClusterResponse]
     """Unregisters a cluster. Refused with FAILED_PRECONDITION while releases
     still exist in it, and with UNAVAILABLE while it cannot be reached
-    (its releases cannot be checked then).
+    (its releases cannot be checked then), unless `force` is set.
     """
     ListNamespaces: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListNamespacesRequest, _cluster_pb2.ListNamespacesResponse]
     """Lists the namespaces of a cluster, read live."""
@@ -71,7 +71,7 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     DeleteCluster: _aio.UnaryUnaryMultiCallable[_cluster_pb2.DeleteClusterRequest, _cluster_pb2.DeleteClusterResponse]  # type: ignore[assignment]
     """Unregisters a cluster. Refused with FAILED_PRECONDITION while releases
     still exist in it, and with UNAVAILABLE while it cannot be reached
-    (its releases cannot be checked then).
+    (its releases cannot be checked then), unless `force` is set.
     """
     ListNamespaces: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListNamespacesRequest, _cluster_pb2.ListNamespacesResponse]  # type: ignore[assignment]
     """Lists the namespaces of a cluster, read live."""
@@ -115,7 +115,7 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cluster_pb2.DeleteClusterResponse, _abc.Awaitable[_cluster_pb2.DeleteClusterResponse]]:
         """Unregisters a cluster. Refused with FAILED_PRECONDITION while releases
         still exist in it, and with UNAVAILABLE while it cannot be reached
-        (its releases cannot be checked then).
+        (its releases cannot be checked then), unless `force` is set.
         """
 
     @_abc_1.abstractmethod

@@ -75,11 +75,12 @@ def unreachable_error(down: list[UnreachableCluster]) -> Unavailable:
     reasons = "; ".join(f"{d.cluster.name!r}: {d.error.message}" for d in down)
     return Unavailable(
         f"none of the {len(down)} clusters could be reached: {reasons}",
-        details=[_unreachable_detail(d) for d in down],
+        details=[unreachable_detail(d) for d in down],
     )
 
 
-def _unreachable_detail(down: UnreachableCluster) -> dict[str, str]:
+def unreachable_detail(down: UnreachableCluster) -> dict[str, str]:
+    """The error detail naming one unreachable cluster."""
     return {
         "cluster": down.cluster.name,
         "cluster_id": down.cluster.id,
@@ -124,7 +125,7 @@ def _partial_lookup_error(
         )
     return Unavailable(
         text,
-        details=[_unreachable_detail(d) for d in down] + [_candidate_detail(c) for c in candidates],
+        details=[unreachable_detail(d) for d in down] + [_candidate_detail(c) for c in candidates],
     )
 
 

@@ -16,13 +16,22 @@ from capstan_server.charts.catalog import Catalog, parse_chart_reference, valida
 from capstan_server.charts.repo_index import IndexEntry
 from capstan_server.charts.semver import Constraint, SemverError, Version
 from capstan_server.drivers.base import LABEL_REPO_ID
-from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from capstan_server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from capstan_server.names import validate_repo_name
 from capstan_server.registry import Registry, RepoRow
 from capstan_server.services import messages as msg
-from capstan_server.services.addressing import Resolver
+from capstan_server.services.addressing import Resolver, unreachable_detail
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+#: How a refusal names the way around it, for CLI and API callers alike.
+_FORCE = "force (--force, or `force` in the request)"
 
 
 def _validate_url(url: str) -> str:
@@ -102,19 +111,48 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
         self, request: chart_pb2.DeleteRepositoryRequest, context: Context
     ) -> chart_pb2.DeleteRepositoryResponse:
         repo = await self.registry.get_repo(request.id)
-        clusters = await self.resolver.clusters("")
-        users = await self.resolver.releases(clusters, labels={LABEL_REPO_ID: repo.id})
-        if users:
-            names = [f"{u.cluster.name}/{u.record.namespace}/{u.record.name}" for u in users]
-            raise FailedPrecondition(
-                f"repository {repo.name!r} is still used by {len(users)} release(s): "
-                f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}",
-                details=[{"release": n} for n in names],
-            )
+        if not request.force:
+            await self._check_unused(repo)
+        # With force no cluster is asked: releases installed from the repository are left as
+        # they are, their repo-id label naming a repository that is no longer registered.
         count = await self._count(repo)
         await self.registry.delete_repo(repo.id)
         await self.catalog.forget(repo)
         return chart_pb2.DeleteRepositoryResponse(repo=msg.repo_message(repo, count))
+
+    async def _check_unused(self, repo: RepoRow) -> None:
+        """FailedPrecondition when releases installed from `repo` exist; Unavailable when a
+        cluster could not be asked (it may hold some)."""
+        clusters = await self.resolver.clusters("")
+        users, down = await self.resolver.reachable_releases(
+            clusters, labels={LABEL_REPO_ID: repo.id}
+        )
+        if down:
+            names = ", ".join(repr(d.cluster.name) for d in down)
+            plural = "s" if len(down) > 1 else ""
+            reasons = "; ".join(d.error.message for d in down)
+            raise Unavailable(
+                f"repository {repo.name!r} cannot be deleted while cluster{plural} {names} "
+                f"cannot be reached, because Capstan must first check that no releases "
+                f"installed from it are left there ({reasons}); retry once "
+                f"{'they are' if plural else 'it is'} reachable again, or unregister it without "
+                f"the check with {_FORCE} (releases installed from it are left as they are)",
+                details=[unreachable_detail(d) for d in down],
+            )
+        if users:
+            names = ", ".join(
+                f"{u.cluster.name}/{u.record.namespace}/{u.record.name}" for u in users[:10]
+            )
+            raise FailedPrecondition(
+                f"repository {repo.name!r} is still used by {len(users)} release(s): "
+                f"{names}{' ...' if len(users) > 10 else ''}; delete them first, or unregister "
+                f"the repository anyway with {_FORCE} (they are left as they are, but can "
+                "only be upgraded by giving a chart of a registered repository)",
+                details=[
+                    {"release": f"{u.cluster.name}/{u.record.namespace}/{u.record.name}"}
+                    for u in users
+                ],
+            )
 
     async def SyncRepository(
         self, request: chart_pb2.SyncRepositoryRequest, context: Context

@@ -22,6 +22,9 @@ from capstan_server.services.addressing import Resolver, target
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
+#: How a refusal names the way around it, for CLI and API callers alike.
+_FORCE = "force (--force, or `force` in the request)"
+
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     """See cluster.proto for the contract of each call."""
@@ -64,6 +67,10 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.DeleteClusterRequest, context: Context
     ) -> cluster_pb2.DeleteClusterResponse:
         row = await self.registry.get_cluster(request.id)
+        if request.force:
+            # Nothing is asked of the cluster, and nothing in it is changed: its releases stay.
+            await self.registry.delete_cluster(row.id)
+            return cluster_pb2.DeleteClusterResponse(cluster=msg.cluster_message(row))
         try:
             releases = await self.driver.list(target(row))
         except Unavailable as e:
@@ -71,7 +78,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             raise Unavailable(
                 f"cluster {row.name!r} cannot be deleted while it is unreachable, because "
                 f"Capstan must first check that no releases are left in it ({e.message}); "
-                "retry once it is reachable again (delete its releases first, if it has any)",
+                "retry once it is reachable again (delete its releases first, if it has any), "
+                f"or, if it is gone for good, unregister it without the check with {_FORCE} "
+                "(whatever releases it has are left in it untouched)",
                 details=[
                     {
                         "cluster": row.name,
@@ -85,7 +94,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             names = [f"{r.namespace}/{r.name}" for r in releases]
             raise FailedPrecondition(
                 f"cluster {row.name!r} still has {len(releases)} release(s): "
-                f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}; delete them first",
+                f"{', '.join(names[:10])}{' ...' if len(names) > 10 else ''}; delete them "
+                f"first, or unregister the cluster anyway with {_FORCE} (they are then left in "
+                "it untouched, out of Capstan's sight)",
                 details=[{"release": n} for n in names],
             )
         await self.registry.delete_cluster(row.id)

@@ -67,6 +67,10 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
 
     p = add_command(subparsers, "k8s-repo-delete", "Delete helm repository", parents, repo_delete)
     p.add_argument("name", metavar="NAME", help="Repository name or id")
+    p.add_argument(
+        "--force", action="store_true",
+        help="Delete without checking the clusters for releases installed from it",
+    )
 
     p = add_command(
         subparsers, "k8s-repo-sync", "Sync helm repository charts", parents, repo_sync
@@ -126,7 +130,7 @@ def repo_list(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def repo_delete(ctx: Context, args: argparse.Namespace) -> None:
-    response = ctx.client.delete_repository(args.name)
+    response = ctx.client.delete_repository(args.name, force=args.force)
     if ctx.json:
         print_json(ctx.stdout, to_dict(response))
     else:

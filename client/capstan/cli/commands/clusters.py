@@ -52,6 +52,10 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
         subparsers, "k8s-cluster-delete", "Delete k8s cluster", parents, cluster_delete
     )
     p.add_argument("name", metavar="NAME", help="Cluster name or id")
+    p.add_argument(
+        "--force", action="store_true",
+        help="Delete even if it still has releases or cannot be reached (they stay in it)",
+    )
 
     p = add_command(
         subparsers, "k8s-namespace-list", "List k8s namespaces", parents, namespace_list
@@ -88,7 +92,7 @@ def cluster_list(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def cluster_delete(ctx: Context, args: argparse.Namespace) -> None:
-    response = ctx.client.delete_cluster(args.name)
+    response = ctx.client.delete_cluster(args.name, force=args.force)
     if ctx.json:
         print_json(ctx.stdout, to_dict(response))
     else:
