@@ -391,7 +391,7 @@ class Store:
         return stored
 
     def get(self, resource: ResourceRef, name: str, namespace: str | None = None) -> Obj:
-        return _copy(self.get_stored(resource, name, namespace).obj)
+        return clone(self.get_stored(resource, name, namespace).obj)
 
     def try_get(
         self, resource: ResourceRef, name: str, namespace: str | None = None
@@ -455,7 +455,7 @@ class Store:
         field_selector: str | FieldSelector | None = None,
     ) -> list[Obj]:
         items, _ = self.list_stored(resource, namespace, label_selector, field_selector)
-        return [_copy(s.obj) for s in items]
+        return [clone(s.obj) for s in items]
 
     def dependents(self, owner_uid: str) -> builtins.list[tuple[ResourceType, Obj]]:
         with self._lock:
@@ -464,7 +464,7 @@ class Store:
                 stored = self._find(key, ns, name)
                 rt = self.registry.by_key(key)
                 if stored is not None and rt is not None:
-                    out.append((rt, _copy(stored.obj)))
+                    out.append((rt, clone(stored.obj)))
             return out
 
     def namespace_exists(self, name: str) -> bool:
@@ -489,7 +489,7 @@ class Store:
             new = self._create_locked(rt, clone(obj), namespace, clear_status, dry_run,
                                       field_manager)
         self._drain()
-        return _copy(new) if copy else new
+        return clone(new) if copy else new
 
     def _create_locked(
         self,
@@ -594,7 +594,7 @@ class Store:
         with self._lock:
             result = self._update_locked(rt, obj, namespace, subresource, dry_run, field_manager)
         self._drain()
-        return _copy(result) if copy else result
+        return clone(result) if copy else result
 
     def update_status(
         self, resource: ResourceRef, obj: Obj, namespace: str | None = None, **kw: Any
@@ -707,7 +707,7 @@ class Store:
                 rt, new, namespace, "status" if status else "", dry_run, field_manager
             )
         self._drain()
-        return _copy(committed) if copy else committed
+        return clone(committed) if copy else committed
 
     def upsert(
         self,
@@ -735,7 +735,7 @@ class Store:
                 committed = self._update_locked(rt, new, namespace, "", dry_run, None)
                 created = False
         self._drain()
-        return (_copy(committed) if copy else committed), created
+        return (clone(committed) if copy else committed), created
 
     # ------------------------------------------------------------------ delete
 
@@ -756,7 +756,7 @@ class Store:
             result = self._delete_locked(rt, name, self._ns(rt, namespace), propagation_policy,
                                          preconditions, dry_run)
         self._drain()
-        return _copy(result) if copy else result
+        return clone(result) if copy else result
 
     def _delete_locked(
         self,
@@ -847,7 +847,7 @@ class Store:
             new["metadata"]["resourceVersion"] = str(rv)
             self._commit(rt, "MODIFIED", new, old, rv)
         self._drain()
-        return _copy(new)
+        return clone(new)
 
     def _remove(self, rt: ResourceType, old: Obj, ns: str, name: str) -> Obj:
         final = dict(old)
@@ -892,7 +892,7 @@ class Store:
                     continue
                 out.append(self._delete_locked(rt, name, ns, propagation_policy, None, dry_run))
         self._drain()
-        return [_copy(o) for o in out]
+        return [clone(o) for o in out]
 
     # ------------------------------------------------------------------ snapshots
 
@@ -927,11 +927,6 @@ class Store:
     def dump_json(self) -> bytes:
         """`snapshot` as JSON bytes (what ``kubesim --state`` files hold)."""
         return json.dumps(self.snapshot()).encode()
-
-
-def _copy(obj: Obj) -> Obj:
-    copied: Obj = clone(obj)
-    return copied
 
 
 def _same(old: Obj, new: Obj) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import AlreadyExists, Conflict, NotFound
@@ -18,6 +18,7 @@ from .common import (
     controller_ref,
     fnv32a,
     is_controlled_by,
+    labels_of,
     name_of,
     namespace_of,
 )
@@ -253,6 +254,31 @@ def owner_key(kind: str) -> Router:
         if ref is not None and ref.get("kind") == kind:
             return [(event.namespace, str(ref.get("name", "")))]
         return []
+
+    return route
+
+
+def selecting(
+    ctx: Context,
+    kind: str,
+    matcher: Callable[[Obj], Callable[[Mapping[str, str]], bool] | None],
+) -> Router:
+    """The ``kind`` objects in a Pod event's namespace whose selector picks the Pod (old or new).
+
+    ``matcher(obj)`` gives the predicate on pod labels of ``obj``'s selector, or None when
+    ``obj`` selects nothing.
+    """
+
+    def route(event: Event) -> Iterable[Key]:
+        labels = [labels_of(event.object)]
+        if event.old_object is not None:
+            labels.append(labels_of(event.old_object))
+        out = []
+        for obj in ctx.iter_stored(kind, event.namespace):
+            matches = matcher(obj)
+            if matches is not None and any(matches(lab) for lab in labels):
+                out.append((event.namespace, name_of(obj)))
+        return out
 
     return route
 

@@ -98,13 +98,6 @@ def flag(objs: Iterable[Mapping[str, Any] | None], annotation: str) -> bool:
     return any(obj is not None and _truthy(annotations_of(obj).get(annotation)) for obj in objs)
 
 
-def template_annotations(obj: Mapping[str, Any]) -> dict[str, str]:
-    tmpl = spec_of(obj).get("template")
-    if not isinstance(tmpl, Mapping):
-        return {}
-    return annotations_of(tmpl)
-
-
 def parse_duration(text: object) -> float:
     """Seconds from ``"2"``, ``"1.5s"``, ``"500ms"`` or ``"1m"``; 0 when absent or malformed."""
     if text is None:
@@ -265,11 +258,15 @@ def condition(
     message: str,
     *,
     update_time: bool = False,
+    probe_time: bool = False,
 ) -> dict[str, Any]:
+    """A condition stamped now (``lastUpdateTime``/``lastProbeTime`` too when asked for)."""
     now = now_rfc3339()
     cond: dict[str, Any] = {"type": ctype, "status": status}
     if update_time:
         cond["lastUpdateTime"] = now
+    if probe_time:
+        cond["lastProbeTime"] = now
     cond["lastTransitionTime"] = now
     cond["reason"] = reason
     cond["message"] = message

@@ -20,7 +20,6 @@ from .common import (
     ready_after,
     spec_of,
     status_of,
-    template_annotations,
     template_hash,
     uid_of,
 )
@@ -64,8 +63,7 @@ class DaemonSetController(Controller):
         spec = spec_of(ds)
         template = spec.get("template") or {}
         rolling = (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
-        never_ready = flag([ds, {"metadata": {"annotations": template_annotations(ds)}}],
-                           NEVER_READY_ANNOTATION)
+        never_ready = flag([ds, template], NEVER_READY_ANNOTATION)
         delay = ready_after([ds, template])
         collisions = as_int(status_of(ds).get("collisionCount"), 0)
         digest = template_hash(template, collisions)

@@ -31,14 +31,12 @@ from .common import (
     merge_conditions,
     meta_of,
     name_of,
-    name_suffix,
     namespace_of,
     owner_reference,
     ready_after,
     scaled_value,
     spec_of,
     status_of,
-    template_annotations,
     template_hash,
     templates_equal,
     uid_of,
@@ -47,6 +45,7 @@ from .pods import (
     build_pod,
     create_pod,
     creation_order,
+    free_pod_name,
     is_pod_active,
     pod_state,
     running_state,
@@ -115,8 +114,7 @@ class ReplicaSetController(Controller):
                 pods.append(pod)
             elif not is_deleting(pod):  # a finished pod of a ReplicaSet is replaced
                 self.ctx.delete("Pod", ns, name_of(pod))
-        never_ready = flag([rs, {"metadata": {"annotations": template_annotations(rs)}}],
-                           NEVER_READY_ANNOTATION)
+        never_ready = flag([rs, template], NEVER_READY_ANNOTATION)
         delay = ready_after([rs, template])
         if len(pods) > replicas:
             # Like the real controller: not-ready pods go first, then the newest.
@@ -133,7 +131,7 @@ class ReplicaSetController(Controller):
             set_pod_state(self.ctx, pod, state)
         rv = self.store.resource_version
         for i in range(replicas - len(pods)):
-            pod_name = self._free_name(ns, name, f"{uid}/{rv}/{i}")
+            pod_name = free_pod_name(self.ctx, ns, name, f"{uid}/{rv}/{i}")
             pod = build_pod(self.ctx, rs, template, pod_name)
             create_pod(self.ctx, pod, "unready" if never_ready or delay > 0 else "ready")
             if not never_ready:
@@ -141,13 +139,6 @@ class ReplicaSetController(Controller):
         if wait > 0:
             self.ctx.requeue_after(self.name, key, wait)
         self._write_status(rs)
-
-    def _free_name(self, ns: str, base: str, seed: str) -> str:
-        for attempt in range(100):
-            candidate = f"{base}-{name_suffix(f'{seed}/{attempt}')}"
-            if self.ctx.get("Pod", ns, candidate) is None:
-                return candidate
-        raise RuntimeError(f"no free pod name for {base}")
 
     def _write_status(self, rs: Obj) -> None:
         uid = uid_of(rs)

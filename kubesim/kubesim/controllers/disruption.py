@@ -3,12 +3,11 @@ reports them (``expectedPods`` is simply the number of Pods the selector picks).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..selectors import LabelSelector
-from ..store import Event
-from .base import Controller, Key, Router, self_key
+from .base import Controller, Key, Router, selecting, self_key
 from .common import (
     condition,
     generation_of,
@@ -34,26 +33,20 @@ def _selector(pdb: Mapping[str, Any]) -> LabelSelector | None:
         return None
 
 
+def _pod_matcher(pdb: Mapping[str, Any]) -> Callable[[Mapping[str, str]], bool] | None:
+    sel = _selector(pdb)
+    return sel.matches if sel is not None and sel else None
+
+
 class DisruptionController(Controller):
     """Reports PodDisruptionBudget status."""
 
     name = "disruption"
 
     def routes(self) -> dict[tuple[str, str], Router]:
-        def from_pod(event: Event) -> list[Key]:
-            labels = [labels_of(event.object)]
-            if event.old_object is not None:
-                labels.append(labels_of(event.old_object))
-            out = []
-            for pdb in self.ctx.iter_stored("PodDisruptionBudget", event.namespace):
-                sel = _selector(pdb)
-                if sel is not None and sel and any(sel.matches(lab) for lab in labels):
-                    out.append((event.namespace, name_of(pdb)))
-            return out
-
         return {
             self.ctx.rt["PodDisruptionBudget"].key: self_key,
-            self.ctx.rt["Pod"].key: from_pod,
+            self.ctx.rt["Pod"].key: selecting(self.ctx, "PodDisruptionBudget", _pod_matcher),
         }
 
     def resync(self) -> Iterable[Key]:

@@ -19,28 +19,34 @@ from .common import (
     FAIL_ANNOTATION,
     NEVER_READY_ANNOTATION,
     as_int,
+    condition,
     condition_true,
     flag,
     get_condition,
     is_deleting,
     merge_conditions,
     name_of,
-    name_suffix,
     namespace_of,
     ready_after,
     spec_of,
     status_of,
     uid_of,
 )
-from .pods import PodState, build_pod, create_pod, is_pod_active, pod_state, set_pod_state
+from .pods import (
+    PodState,
+    build_pod,
+    create_pod,
+    free_pod_name,
+    is_pod_active,
+    pod_state,
+    set_pod_state,
+)
 
 _MAX_PODS = 50
 
 
 def _job_condition(ctype: str, reason: str, message: str) -> dict[str, Any]:
-    now = now_rfc3339()
-    return {"type": ctype, "status": "True", "lastProbeTime": now, "lastTransitionTime": now,
-            "reason": reason, "message": message}
+    return condition(ctype, "True", reason, message, probe_time=True)
 
 
 def _parse_time(text: object) -> float | None:
@@ -76,7 +82,6 @@ class JobController(Controller):
             return
         spec = spec_of(job)
         template = spec.get("template") or {}
-        tmeta = template.get("metadata") or {}
         pods = [p for p in self.ctx.owned("Pod", uid_of(job)) if not is_deleting(p)]
         if spec.get("suspend"):
             for pod in pods:
@@ -84,6 +89,7 @@ class JobController(Controller):
                     self.ctx.delete("Pod", ns, name_of(pod))
             self._write_status(job, [], suspended=True)
             return
+        tmeta = template.get("metadata") or {}
         fail = flag([job, tmeta], FAIL_ANNOTATION)
         never = flag([job, tmeta], NEVER_READY_ANNOTATION)
         delay = ready_after([job, template])
@@ -107,7 +113,7 @@ class JobController(Controller):
             set_pod_state(self.ctx, pod, target)
         seed = f"{uid_of(job)}/{self.store.resource_version}"
         for i in range(max(0, wanted - len(pods))):
-            pod_name = self._free_name(ns, name, f"{seed}/{i}")
+            pod_name = free_pod_name(self.ctx, ns, name, f"{seed}/{i}")
             labels = {
                 "batch.kubernetes.io/controller-uid": uid_of(job),
                 "batch.kubernetes.io/job-name": name,
@@ -126,13 +132,6 @@ class JobController(Controller):
             self.ctx.requeue_after(self.name, key, wait)
         pods = [p for p in self.ctx.owned("Pod", uid_of(job)) if not is_deleting(p)]
         self._write_status(job, pods)
-
-    def _free_name(self, ns: str, base: str, seed: str) -> str:
-        for attempt in range(100):
-            candidate = f"{base}-{name_suffix(f'{seed}/{attempt}')}"
-            if self.ctx.get("Pod", ns, candidate) is None:
-                return candidate
-        raise RuntimeError(f"no free pod name for {base}")
 
     def _write_status(self, job: Obj, pods: list[Obj], suspended: bool = False) -> None:
         spec = spec_of(job)

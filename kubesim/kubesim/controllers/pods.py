@@ -26,7 +26,9 @@ from .common import (
     merge_conditions,
     meta_of,
     name_of,
+    name_suffix,
     namespace_of,
+    owner_reference,
     parse_duration,
     spec_of,
     status_of,
@@ -262,14 +264,7 @@ def build_pod(
         "name": name,
         "namespace": namespace_of(owner),
         "labels": {**(tmeta.get("labels") or {}), **dict(labels or {})},
-        "ownerReferences": [{
-            "apiVersion": str(owner.get("apiVersion", "")),
-            "kind": str(owner.get("kind", "")),
-            "name": name_of(owner),
-            "uid": uid_of(owner),
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }],
+        "ownerReferences": [owner_reference(owner)],
     }
     ann = {**(tmeta.get("annotations") or {}), **dict(annotations or {})}
     if ann:
@@ -277,6 +272,15 @@ def build_pod(
     if tmeta.get("finalizers"):
         md["finalizers"] = list(tmeta["finalizers"])
     return {"apiVersion": "v1", "kind": "Pod", "metadata": md, "spec": spec}
+
+
+def free_pod_name(ctx: Context, ns: str, base: str, seed: str) -> str:
+    """``<base>-<suffix>`` with a suffix derived from ``seed`` that no Pod in ``ns`` uses yet."""
+    for attempt in range(100):
+        candidate = f"{base}-{name_suffix(f'{seed}/{attempt}')}"
+        if ctx.get("Pod", ns, candidate) is None:
+            return candidate
+    raise RuntimeError(f"no free pod name for {base}")
 
 
 def create_pod(ctx: Context, pod: Obj, state: PodState) -> Obj:

@@ -8,12 +8,13 @@ ExternalName Services get none. Endpoints list the ready (and not-ready) Pods a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..objects import Obj, clone, now_rfc3339
 from ..store import Event
-from .base import Controller, Key, Router, self_key
+from .base import Controller, Key, Router, selecting, self_key
 from .common import (
     annotations_of,
     is_deleting,
@@ -143,21 +144,13 @@ class EndpointsController(Controller):
     name = "endpoints"
 
     def routes(self) -> dict[tuple[str, str], Router]:
-        def from_pod(event: Event) -> list[Key]:
-            labels = [labels_of(event.object)]
-            if event.old_object is not None:
-                labels.append(labels_of(event.old_object))
-            out = []
-            for svc in self.ctx.iter_stored("Service", event.namespace):
-                selector = spec_of(svc).get("selector")
-                if any(_selector_matches(selector, lab) for lab in labels):
-                    out.append((event.namespace, name_of(svc)))
-            return out
+        def matcher(svc: Obj) -> Callable[[Mapping[str, str]], bool]:
+            return functools.partial(_selector_matches, spec_of(svc).get("selector"))
 
         return {
             self.ctx.rt["Service"].key: self_key,
             self.ctx.rt["Endpoints"].key: self_key,
-            self.ctx.rt["Pod"].key: from_pod,
+            self.ctx.rt["Pod"].key: selecting(self.ctx, "Service", matcher),
         }
 
     def resync(self) -> Iterable[Key]:

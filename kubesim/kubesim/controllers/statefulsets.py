@@ -29,7 +29,6 @@ from .common import (
     selector_labels,
     spec_of,
     status_of,
-    template_annotations,
     template_hash,
     uid_of,
 )
@@ -78,8 +77,7 @@ class StatefulSetController(Controller):
         rolling = strategy.get("type", "RollingUpdate") == "RollingUpdate"
         partition = as_int((strategy.get("rollingUpdate") or {}).get("partition"), 0)
         parallel = spec.get("podManagementPolicy") == "Parallel"
-        never_ready = flag([sts, {"metadata": {"annotations": template_annotations(sts)}}],
-                           NEVER_READY_ANNOTATION)
+        never_ready = flag([sts, template], NEVER_READY_ANNOTATION)
         delay = ready_after([sts, template])
         collisions = as_int(status_of(sts).get("collisionCount"), 0)
         digest = template_hash(template, collisions)
