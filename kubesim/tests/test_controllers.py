@@ -422,6 +422,18 @@ def test_failing_job(store: Store) -> None:
     assert "Complete" not in conditions(failed)
 
 
+def test_annotations_on_the_job_pod_template_count_too(store: Store) -> None:
+    failing = job("bad-pods", backoffLimit=0)
+    failing["spec"]["template"]["metadata"] = {"annotations": {FAIL_ANNOTATION: "true"}}
+    store.create("jobs.batch", failing)
+    assert conditions(store.get("jobs.batch", "bad-pods", NS))["Failed"][0] == "True"
+    stuck = job("slow-pods")
+    stuck["spec"]["template"]["metadata"] = {"annotations": {NEVER_READY_ANNOTATION: "true"}}
+    store.create("jobs.batch", stuck)
+    status = store.get("jobs.batch", "slow-pods", NS)["status"]
+    assert status["active"] == 1 and "conditions" not in status
+
+
 def test_never_ready_job_keeps_running(store: Store) -> None:
     store.create("jobs.batch", job("forever", {NEVER_READY_ANNOTATION: "true"}))
     status = store.get("jobs.batch", "forever", NS)["status"]

@@ -89,9 +89,8 @@ class JobController(Controller):
                     self.ctx.delete("Pod", ns, name_of(pod))
             self._write_status(job, [], suspended=True)
             return
-        tmeta = template.get("metadata") or {}
-        fail = flag([job, tmeta], FAIL_ANNOTATION)
-        never = flag([job, tmeta], NEVER_READY_ANNOTATION)
+        fail = flag([job, template], FAIL_ANNOTATION)
+        never = flag([job, template], NEVER_READY_ANNOTATION)
         delay = ready_after([job, template])
         parallelism = as_int(spec.get("parallelism"), 1)
         completions = spec.get("completions")
