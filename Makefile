@@ -32,7 +32,7 @@ protos-check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check client server kubesim tests scripts bench
-	$(BIN)/mypy server client/capstan/client client/capstan/cli
+	$(BIN)/mypy server client/capstan/client client/capstan/cli kubesim/kubesim
 
 unit: setup
 	$(BIN)/pytest -q
