@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
 from capstan.client import CapstanClient
+from capstan.client.options import DEFAULT_TIMEOUT_S
 from capstan.client.sync import Interceptor
 
 __all__ = ["Context", "UsageError"]
@@ -36,12 +37,10 @@ class Context:
     def client(self) -> CapstanClient:
         """The client, connected on first use (so usage errors never open a channel)."""
         if self._client is None:
-            if self.call_timeout is None:
-                self._client = CapstanClient(self.endpoint, interceptors=self.interceptors)
-            else:
-                self._client = CapstanClient(
-                    self.endpoint, timeout=self.call_timeout, interceptors=self.interceptors
-                )
+            timeout = DEFAULT_TIMEOUT_S if self.call_timeout is None else self.call_timeout
+            self._client = CapstanClient(
+                self.endpoint, timeout=timeout, interceptors=self.interceptors
+            )
         return self._client
 
     def close(self) -> None:

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from capstan.cli.commands.common import Subparsers, add_command, add_paging
+from capstan.cli.commands.common import Subparsers, add_command, add_paging, show_page
 from capstan.cli.context import Context
-from capstan.cli.output import (
-    Column,
-    print_fields,
-    print_json,
-    print_page_summary,
-    print_table,
-    print_yaml_block,
-    timestamp,
-)
+from capstan.cli.output import Column, print_fields, print_json, print_yaml_block, timestamp
 from capstan.client import to_dict
 from capstan.v1 import chart_pb2
 
@@ -106,11 +98,7 @@ def chart_list(ctx: Context, args: argparse.Namespace) -> None:
         limit=args.limit,
         offset=args.offset,
     )
-    if ctx.json:
-        print_json(ctx.stdout, to_dict(page))
-        return
-    print_table(ctx.stdout, CHART_COLUMNS, page.charts)
-    print_page_summary(ctx.stdout, page.total, page.limit, page.offset)
+    show_page(ctx, page, CHART_COLUMNS, page.charts)
 
 
 def repo_create(ctx: Context, args: argparse.Namespace) -> None:
@@ -122,11 +110,7 @@ def repo_create(ctx: Context, args: argparse.Namespace) -> None:
 
 def repo_list(ctx: Context, args: argparse.Namespace) -> None:
     page = ctx.client.list_repositories(limit=args.limit, offset=args.offset)
-    if ctx.json:
-        print_json(ctx.stdout, to_dict(page))
-        return
-    print_table(ctx.stdout, REPO_COLUMNS, page.repos)
-    print_page_summary(ctx.stdout, page.total, page.limit, page.offset)
+    show_page(ctx, page, REPO_COLUMNS, page.repos)
 
 
 def repo_delete(ctx: Context, args: argparse.Namespace) -> None:

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from capstan.cli.commands.common import Subparsers, add_command, add_paging
+from capstan.cli.commands.common import Subparsers, add_command, add_paging, show_page
 from capstan.cli.context import Context, UsageError
-from capstan.cli.output import (
-    Column,
-    print_fields,
-    print_json,
-    print_page_summary,
-    print_table,
-    timestamp,
-)
+from capstan.cli.output import Column, print_fields, print_json, timestamp
 from capstan.client import to_dict
 from capstan.v1 import cluster_pb2
 
@@ -84,11 +77,7 @@ def cluster_create(ctx: Context, args: argparse.Namespace) -> None:
 
 def cluster_list(ctx: Context, args: argparse.Namespace) -> None:
     page = ctx.client.list_clusters(limit=args.limit, offset=args.offset)
-    if ctx.json:
-        print_json(ctx.stdout, to_dict(page))
-        return
-    print_table(ctx.stdout, CLUSTER_COLUMNS, page.clusters)
-    print_page_summary(ctx.stdout, page.total, page.limit, page.offset)
+    show_page(ctx, page, CLUSTER_COLUMNS, page.clusters)
 
 
 def cluster_delete(ctx: Context, args: argparse.Namespace) -> None:
@@ -101,8 +90,4 @@ def cluster_delete(ctx: Context, args: argparse.Namespace) -> None:
 
 def namespace_list(ctx: Context, args: argparse.Namespace) -> None:
     page = ctx.client.list_namespaces(cluster=args.cluster, limit=args.limit, offset=args.offset)
-    if ctx.json:
-        print_json(ctx.stdout, to_dict(page))
-        return
-    print_table(ctx.stdout, NAMESPACE_COLUMNS, page.namespaces)
-    print_page_summary(ctx.stdout, page.total, page.limit, page.offset)
+    show_page(ctx, page, NAMESPACE_COLUMNS, page.namespaces)

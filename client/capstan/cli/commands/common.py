@@ -1,10 +1,18 @@
-"""Arguments several commands share, with climc's help texts, and their parsing."""
+"""Arguments several commands share, with climc's help texts, and their parsing; how every
+`*-list` command prints its page."""
 
 from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, TypeAlias
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeAlias, TypeVar, cast
+
+from google.protobuf.message import Message
+
+from capstan.cli.context import Context
+from capstan.cli.output import Column, print_json, print_page_summary, print_table
+from capstan.client import to_dict
 
 __all__ = [
     "Subparsers",
@@ -14,7 +22,10 @@ __all__ = [
     "add_paging",
     "add_timeout",
     "seconds",
+    "show_page",
 ]
+
+T = TypeVar("T")
 
 #: The object `add_subparsers` returns (only subscriptable for type checkers).
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -67,3 +78,23 @@ def seconds(text: str) -> int:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 300, 300s or 5m)")
     hours, minutes, secs = (int(part or 0) for part in match.groups())
     return hours * 3600 + minutes * 60 + secs
+
+
+class Page(Protocol):
+    """A List* response, as far as climc's page line needs it."""
+
+    @property
+    def total(self) -> int: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+def show_page(ctx: Context, page: Page, columns: Sequence[Column[T]], items: Iterable[T]) -> None:
+    """A List* response: the gateway's JSON, or `items` as a table under climc's page line."""
+    if ctx.json:
+        print_json(ctx.stdout, to_dict(cast(Message, page)))
+        return
+    print_table(ctx.stdout, columns, items)
+    print_page_summary(ctx.stdout, page.total, page.limit, page.offset)

@@ -16,13 +16,13 @@ from capstan.cli.commands.common import (
     add_namespace,
     add_paging,
     add_timeout,
+    show_page,
 )
 from capstan.cli.context import Context
 from capstan.cli.output import (
     Column,
     print_fields,
     print_json,
-    print_page_summary,
     print_table,
     print_text_block,
     print_yaml_block,
@@ -234,11 +234,9 @@ def list_(ctx: Context, args: argparse.Namespace) -> None:
         superseded=args.superseded,
         pending=args.pending,
     )
+    show_page(ctx, page, RELEASE_COLUMNS, page.releases)
     if ctx.json:
-        print_json(ctx.stdout, to_dict(page))
         return
-    print_table(ctx.stdout, RELEASE_COLUMNS, page.releases)
-    print_page_summary(ctx.stdout, page.total, page.limit, page.offset)
     # The list (and its total) is incomplete: say so where a reader of the table sees it, but
     # not on stdout, which scripts may parse. JSON output carries `unreachable_clusters`.
     for cluster in page.unreachable_clusters:
@@ -364,16 +362,18 @@ def _show_release(ctx: Context, release: release_pb2.Release) -> None:
         ("UPDATED", timestamp(release.updated_at)),
         ("DESCRIPTION", release.description),
     ])
-    print_yaml_block(out, "CONFIG", to_dict(release).get("config"))
-    print_yaml_block(out, "RESOURCES", _resource_names(release))
+    as_json = to_dict(release)
+    print_yaml_block(out, "CONFIG", as_json.get("config"))
+    print_yaml_block(out, "RESOURCES", _resource_names(as_json.get("resources", {})))
     print_text_block(out, "NOTES", release.notes)
     print_text_block(out, "MANIFEST", release.manifest)
 
 
-def _resource_names(release: release_pb2.Release) -> dict[str, list[str]]:
-    """Kind key -> object names, `(missing)` marking objects absent from the cluster."""
+def _resource_names(resources: dict[str, list[object]]) -> dict[str, list[str]]:
+    """Kind key -> object names (of `Release.resources` as JSON), `(missing)` marking objects
+    absent from the cluster."""
     names: dict[str, list[str]] = {}
-    for kind, objects in sorted(to_dict(release).get("resources", {}).items()):
+    for kind, objects in sorted(resources.items()):
         for obj in objects:
             if not isinstance(obj, dict):
                 continue
