@@ -9,7 +9,8 @@ inline (`*-data`, `token`, `username`/`password`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +31,10 @@ class KubeconfigInfo:
     server: str
     #: The context's default namespace ("" when unset).
     namespace: str
+    #: The current context's `cluster` and `user` bodies (the user's is empty when the
+    #: context names none), for readers that dial the cluster (`drivers/helm/kube.py`).
+    cluster_entry: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    user_entry: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _named(config: dict[str, Any], section: str, name: str, field: str) -> dict[str, Any]:
@@ -72,6 +77,7 @@ def parse_kubeconfig(text: str) -> KubeconfigInfo:
                 f"inline it as {key}-data"
             )
     user_name = context.get("user")
+    user: dict[str, Any] = {}
     if user_name:
         user = _named(config, "users", str(user_name), "user")
         for key in _UNSAFE_USER_KEYS:
@@ -81,4 +87,6 @@ def parse_kubeconfig(text: str) -> KubeconfigInfo:
                     "read a file on the server; use inline credentials (token, client-*-data)"
                 )
     namespace = context.get("namespace") or ""
-    return KubeconfigInfo(context_name, cluster_name, server, str(namespace))
+    return KubeconfigInfo(
+        context_name, cluster_name, server, str(namespace), cluster_entry=cluster, user_entry=user
+    )

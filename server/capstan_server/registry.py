@@ -137,6 +137,18 @@ class Registry:
             )
         )
 
+    async def _find_row(self, table: str, id_or_name: str) -> sqlite3.Row | None:
+        """The row of `table` whose id (preferred) or name is `id_or_name`."""
+
+        def select(c: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = c.execute(
+                f"SELECT * FROM {table} WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
+                (id_or_name, id_or_name, id_or_name),
+            ).fetchone()
+            return row
+
+        return await self._call(select)
+
     # -- clusters -----------------------------------------------------------------------------
 
     async def add_cluster(
@@ -161,15 +173,7 @@ class Registry:
 
     async def find_cluster(self, id_or_name: str) -> ClusterRow | None:
         """A cluster by UUID or name, or None."""
-
-        def select(c: sqlite3.Connection) -> sqlite3.Row | None:
-            row: sqlite3.Row | None = c.execute(
-                "SELECT * FROM clusters WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
-                (id_or_name, id_or_name, id_or_name),
-            ).fetchone()
-            return row
-
-        row = await self._call(select)
+        row = await self._find_row("clusters", id_or_name)
         return _cluster(row) if row else None
 
     async def get_cluster(self, id_or_name: str) -> ClusterRow:
@@ -249,15 +253,7 @@ class Registry:
 
     async def find_repo(self, id_or_name: str) -> RepoRow | None:
         """A repository by UUID or name, or None."""
-
-        def select(c: sqlite3.Connection) -> sqlite3.Row | None:
-            row: sqlite3.Row | None = c.execute(
-                "SELECT * FROM repos WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1",
-                (id_or_name, id_or_name, id_or_name),
-            ).fetchone()
-            return row
-
-        row = await self._call(select)
+        row = await self._find_row("repos", id_or_name)
         return _repo(row) if row else None
 
     async def get_repo(self, id_or_name: str) -> RepoRow:

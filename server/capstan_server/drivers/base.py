@@ -15,12 +15,15 @@ pass the contract suite in tests/drivers/.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import enum
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from capstan_server.errors import Aborted
 
 #: Helm release labels Capstan adds to every release it installs, so that identity survives
 #: restarts and is shared by replicas (Helm stores them on its release record).
@@ -180,6 +183,70 @@ def upgrade_base(history: Sequence[ReleaseRecord]) -> ReleaseRecord | None:
     if deployed:
         return deployed[-1]
     return last if last.status in (Status.FAILED, Status.SUPERSEDED) else None
+
+
+def newest_first(records: Sequence[ReleaseRecord]) -> builtins.list[ReleaseRecord]:
+    """Records as drivers list them: most recently deployed first, then by name (descending)."""
+    epoch = datetime.min.replace(tzinfo=UTC)
+    return sorted(
+        records, key=lambda r: (r.last_deployed or r.first_deployed or epoch, r.name), reverse=True
+    )
+
+
+def describe_release(ref: ReleaseRef) -> str:
+    """How drivers name a release in their error messages."""
+    return f"release {ref.name!r} in namespace {ref.namespace!r} of cluster {ref.cluster.name!r}"
+
+
+def format_since(when: datetime | None) -> str:
+    """A moment as drivers show it in "... since <when>" (UTC, seconds)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "an unknown time"
+
+
+def refuse_pending(ref: ReleaseRef, latest: ReleaseRecord) -> None:
+    """Aborted when a release's latest revision says an operation is in flight (`pending-*`
+    or `uninstalling`), naming it and since when; every driver's writes check this first."""
+    if latest.status.is_pending or latest.status is Status.UNINSTALLING:
+        operation = latest.status.value.removeprefix("pending-")
+        since = format_since(latest.last_deployed or latest.first_deployed)
+        raise Aborted(
+            f"{describe_release(ref)} has an operation in flight: {operation} of revision "
+            f"{latest.revision} ({latest.status.value}) since {since}",
+            details=[
+                {
+                    "operation": operation,
+                    "status": latest.status.value,
+                    "revision": latest.revision,
+                    "since": since,
+                }
+            ],
+        )
+
+
+class InflightWrites:
+    """A driver's writes in flight in this server, per release: a second write to a release
+    is refused at once with Aborted, naming the first and since when (queueing it would run
+    it against a release its caller has not seen)."""
+
+    def __init__(self) -> None:
+        self._running: dict[tuple[str, str, str], tuple[str, datetime]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, ref: ReleaseRef, operation: str) -> Iterator[None]:
+        key = (ref.cluster.id, ref.namespace, ref.name)
+        running = self._running.get(key)
+        if running is not None:
+            op, started = running
+            since = format_since(started)
+            raise Aborted(
+                f"{describe_release(ref)} has an operation in flight: {op} since {since}",
+                details=[{"operation": op, "since": since}],
+            )
+        self._running[key] = (operation, datetime.now(UTC))
+        try:
+            yield
+        finally:
+            self._running.pop(key, None)
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,14 @@ import contextlib
 import copy
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from capstan_server.drivers.base import (
     ChartSource,
     ClusterTarget,
+    InflightWrites,
     InstallOptions,
     LiveObject,
     NamespaceInfo,
@@ -35,10 +36,12 @@ from capstan_server.drivers.base import (
     RollbackOptions,
     Status,
     UpgradeOptions,
+    describe_release,
+    newest_first,
+    refuse_pending,
     upgrade_base,
 )
 from capstan_server.errors import (
-    Aborted,
     AlreadyExists,
     CapstanError,
     FailedPrecondition,
@@ -86,14 +89,6 @@ def _key(ref: ReleaseRef) -> _Key:
     return (ref.cluster.id, ref.namespace, ref.name)
 
 
-def _describe(ref: ReleaseRef) -> str:
-    return f"release {ref.name!r} in namespace {ref.namespace!r} of cluster {ref.cluster.name!r}"
-
-
-def _since(when: datetime | None) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "an unknown time"
-
-
 def _with(record: ReleaseRecord, **changes: object) -> ReleaseRecord:
     return dataclasses.replace(record, **changes)  # type: ignore[arg-type]
 
@@ -110,8 +105,8 @@ class MemoryDriver:
         self._releases: dict[_Key, builtins.list[ReleaseRecord]] = {}
         #: Namespaces made with create_namespace, per cluster id (the defaults always exist).
         self._created_namespaces: dict[str, dict[str, NamespaceInfo]] = {}
-        #: Writes in flight: release -> (operation, since).
-        self._inflight: dict[_Key, tuple[str, datetime]] = {}
+        #: Writes in flight in this server.
+        self._inflight = InflightWrites()
         #: Set (and replaced) on every change, to wake up watchers.
         self._changed = asyncio.Event()
         #: Test hook: ids of clusters that cannot be reached; every call on one of them raises
@@ -136,7 +131,8 @@ class MemoryDriver:
         history = self._releases.get(_key(ref))
         if not history:
             raise NotFound(
-                f"{_describe(ref)} not found", details=[{"resource": "release", "name": ref.name}]
+                f"{describe_release(ref)} not found",
+                details=[{"resource": "release", "name": ref.name}],
             )
         return history
 
@@ -146,42 +142,6 @@ class MemoryDriver:
             if old.revision == record.revision:
                 history[i] = record
         self._notify()
-
-    @contextlib.contextmanager
-    def _operation(self, ref: ReleaseRef, operation: str) -> Iterator[None]:
-        # One write per release at a time; a second one is refused at once, not queued, as
-        # the helm driver does (see base.py and docs/DEVELOPING.md).
-        key = _key(ref)
-        running = self._inflight.get(key)
-        if running is not None:
-            op, started = running
-            raise Aborted(
-                f"{_describe(ref)} has an operation in flight: {op} since {_since(started)}",
-                details=[{"operation": op, "since": _since(started)}],
-            )
-        self._inflight[key] = (operation, _now())
-        try:
-            yield
-        finally:
-            self._inflight.pop(key, None)
-
-    @staticmethod
-    def _refuse_pending(ref: ReleaseRef, record: ReleaseRecord) -> None:
-        if record.status.is_pending or record.status is Status.UNINSTALLING:
-            operation = record.status.value.removeprefix("pending-")
-            since = _since(record.last_deployed or record.first_deployed)
-            raise Aborted(
-                f"{_describe(ref)} has an operation in flight: {operation} of revision "
-                f"{record.revision} ({record.status.value}) since {since}",
-                details=[
-                    {
-                        "operation": operation,
-                        "status": record.status.value,
-                        "revision": record.revision,
-                        "since": since,
-                    }
-                ],
-            )
 
     async def _run_hook(self, operation: Operation) -> None:
         if self.hook is not None:
@@ -236,7 +196,7 @@ class MemoryDriver:
             if record.revision == revision:
                 return record
         raise NotFound(
-            f"revision {revision} of {_describe(ref)} not found",
+            f"revision {revision} of {describe_release(ref)} not found",
             details=[{"resource": "revision", "name": ref.name, "revision": revision}],
         )
 
@@ -263,9 +223,7 @@ class MemoryDriver:
             if labels and any(latest.labels.get(k) != v for k, v in labels.items()):
                 continue
             out.append(latest)
-        epoch = datetime.min.replace(tzinfo=UTC)
-        out.sort(key=lambda r: (r.last_deployed or r.first_deployed or epoch, r.name), reverse=True)
-        return out
+        return newest_first(out)
 
     async def resources(
         self, record: ReleaseRecord, cluster: ClusterTarget
@@ -287,7 +245,7 @@ class MemoryDriver:
             history = self._releases.get(_key(ref))
             if not history:
                 if last is None:
-                    raise NotFound(f"{_describe(ref)} not found")
+                    raise NotFound(f"{describe_release(ref)} not found")
                 return  # uninstalled while being watched
             record = history[-1]
             settled = not (record.status.is_pending or record.status is Status.UNINSTALLING)
@@ -347,12 +305,13 @@ class MemoryDriver:
         ref = opts.ref
         self._reach(ref.cluster)
         validate_release_name(ref.name)
-        with self._operation(ref, "install"):
+        with self._inflight.hold(ref, "install"):
             existing = self._releases.get(_key(ref))
             if existing:
-                self._refuse_pending(ref, existing[-1])
+                refuse_pending(ref, existing[-1])
                 raise AlreadyExists(
-                    f"{_describe(ref)} already exists: cannot re-use a name that is still in use",
+                    f"{describe_release(ref)} already exists: cannot re-use a name that is "
+                    "still in use",
                     details=[{"name": ref.name}],
                 )
             if not opts.create_namespace and not self._has_namespace(ref.cluster, ref.namespace):
@@ -392,13 +351,15 @@ class MemoryDriver:
     async def upgrade(self, opts: UpgradeOptions) -> ReleaseRecord:
         ref = opts.ref
         self._reach(ref.cluster)
-        with self._operation(ref, "upgrade"):
+        with self._inflight.hold(ref, "upgrade"):
             history = self._history_of(ref)
             last = history[-1]
-            self._refuse_pending(ref, last)
+            refuse_pending(ref, last)
             current = upgrade_base(history)
             if current is None:
-                raise FailedPrecondition(f"{_describe(ref)} has no deployed revision to upgrade")
+                raise FailedPrecondition(
+                    f"{describe_release(ref)} has no deployed revision to upgrade"
+                )
             config = upgrade_config(
                 current.config, opts.values, reuse=opts.reuse_values, reset=opts.reset_values
             )
@@ -480,15 +441,15 @@ class MemoryDriver:
         self._reach(ref.cluster)
         if opts.revision < 0:
             raise InvalidArgument(f"invalid revision {opts.revision}: 0 (the previous) or more")
-        with self._operation(ref, "rollback"):
+        with self._inflight.hold(ref, "rollback"):
             history = self._history_of(ref)
             current = history[-1]
-            self._refuse_pending(ref, current)
+            refuse_pending(ref, current)
             wanted = opts.revision or current.revision - 1
             target = next((r for r in history if r.revision == wanted), None)
             if target is None:
                 raise NotFound(
-                    f"revision {wanted} of {_describe(ref)} not found: release has no "
+                    f"revision {wanted} of {describe_release(ref)} not found: release has no "
                     f"{wanted} version",
                     details=[{"resource": "revision", "name": ref.name, "revision": wanted}],
                 )
@@ -507,10 +468,10 @@ class MemoryDriver:
         timeout: float = 300.0,  # noqa: ASYNC109 (helm's --timeout)
     ) -> ReleaseRecord:
         self._reach(ref.cluster)
-        with self._operation(ref, "uninstall"):
+        with self._inflight.hold(ref, "uninstall"):
             history = self._history_of(ref)
             last = history[-1]
-            self._refuse_pending(ref, last)
+            refuse_pending(ref, last)
             self._replace(
                 ref,
                 _with(
@@ -530,10 +491,12 @@ class MemoryDriver:
 
     async def mark_failed(self, ref: ReleaseRef, description: str) -> ReleaseRecord:
         self._reach(ref.cluster)
-        with self._operation(ref, "mark-failed"):
+        with self._inflight.hold(ref, "mark-failed"):
             last = self._history_of(ref)[-1]
             if not last.status.is_pending:
-                raise FailedPrecondition(f"{_describe(ref)} is {last.status.value}, not pending")
+                raise FailedPrecondition(
+                    f"{describe_release(ref)} is {last.status.value}, not pending"
+                )
             failed = _with(last, status=Status.FAILED, description=description)
             self._replace(ref, failed)
             return failed

@@ -59,6 +59,11 @@ def rpc_error_body(error: grpc.aio.AioRpcError) -> Any:
     return error_body(http_status(code), code.name, error.details() or "", _rich_details(error))
 
 
+def _rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
+    body = rpc_error_body(error)
+    return web.json_response(body, status=body["code"], dumps=_dumps)
+
+
 def _rich_details(error: grpc.aio.AioRpcError) -> list[Any]:
     for key, value in error.trailing_metadata() or ():
         if key == _DETAILS_KEY and isinstance(value, bytes):
@@ -137,8 +142,7 @@ class Gateway:
             try:
                 answer = await unary_call(message, metadata=_metadata(request))
             except grpc.aio.AioRpcError as exc:
-                body = rpc_error_body(exc)
-                return web.json_response(body, status=body["code"], dumps=_dumps)
+                return _rpc_error_response(exc)
             return web.json_response(response_json(route, answer), dumps=_dumps)
 
         return unary
@@ -184,8 +188,7 @@ async def _forward_stream(
     try:
         first = await call.read()
     except grpc.aio.AioRpcError as exc:
-        body = rpc_error_body(exc)
-        return web.json_response(body, status=body["code"], dumps=_dumps)
+        return _rpc_error_response(exc)
     response = web.StreamResponse(headers={"Content-Type": NDJSON})
     await response.prepare(request)
     message: Any = first

@@ -173,24 +173,6 @@ class Resolver:
             )
         return uids
 
-    async def releases(
-        self,
-        clusters: list[ClusterRow],
-        namespace: str = "",
-        *,
-        name: str = "",
-        labels: dict[str, str] | None = None,
-    ) -> list[LocatedRelease]:
-        """The latest revision of every matching release in the given clusters."""
-        found = await asyncio.gather(
-            *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters)
-        )
-        return [
-            LocatedRelease(c, r)
-            for c, records in zip(clusters, found, strict=True)
-            for r in records
-        ]
-
     async def reachable_releases(
         self,
         clusters: list[ClusterRow],
@@ -199,8 +181,9 @@ class Resolver:
         name: str = "",
         labels: dict[str, str] | None = None,
     ) -> tuple[list[LocatedRelease], list[UnreachableCluster]]:
-        """As `releases`, but a cluster that cannot be reached (Unavailable) is reported, in
-        the order of `clusters`, instead of failing the call; any other error still fails it."""
+        """The latest revision of every matching release in the given clusters. A cluster that
+        cannot be reached (Unavailable) is reported, in the order of `clusters`, instead of
+        failing the call; any other error still fails it."""
         answers = await asyncio.gather(
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,

@@ -18,7 +18,12 @@ from capstan_server.kubeconfig import parse_kubeconfig
 from capstan_server.names import validate_cluster_name
 from capstan_server.registry import Registry
 from capstan_server.services import messages as msg
-from capstan_server.services.addressing import Resolver, target
+from capstan_server.services.addressing import (
+    Resolver,
+    UnreachableCluster,
+    target,
+    unreachable_detail,
+)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -81,14 +86,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 "retry once it is reachable again (delete its releases first, if it has any), "
                 f"or, if it is gone for good, unregister it without the check with {_FORCE} "
                 "(whatever releases it has are left in it untouched)",
-                details=[
-                    {
-                        "cluster": row.name,
-                        "cluster_id": row.id,
-                        "reason": "unreachable",
-                        "message": e.message,
-                    }
-                ],
+                details=[unreachable_detail(UnreachableCluster(row, e))],
             ) from e
         if releases:
             names = [f"{r.namespace}/{r.name}" for r in releases]

@@ -164,6 +164,16 @@ def _wait_flags(version: HelmVersion, *, wait: bool, atomic: bool) -> list[str]:
     return flags
 
 
+def _write_flags(version: HelmVersion, opts: InstallOptions | UpgradeOptions) -> list[str]:
+    """The dry-run or wait flags, and the description, of an install or upgrade."""
+    # `server` renders with cluster lookups and validates against it, changing nothing.
+    flags = (["--dry-run=server"] if opts.dry_run
+             else _wait_flags(version, wait=opts.wait, atomic=opts.atomic))
+    if opts.description:
+        flags.append(f"--description={opts.description}")
+    return flags
+
+
 def _common(ref: ReleaseRef, kubeconfig: Path) -> list[str]:
     return [f"--namespace={ref.namespace}", f"--kubeconfig={kubeconfig}"]
 
@@ -174,13 +184,7 @@ def install_argv(version: HelmVersion, opts: InstallOptions, *, kubeconfig: Path
     _validate_ref(opts.ref)
     argv = ["install", *_common(opts.ref, kubeconfig), "--output=json",
             f"--values={values_file}", *_labels_flag(opts.labels), _seconds(opts.timeout)]
-    if opts.dry_run:
-        # `server` renders with cluster lookups and validates against it, changing nothing.
-        argv.append("--dry-run=server")
-    else:
-        argv += _wait_flags(version, wait=opts.wait, atomic=opts.atomic)
-    if opts.description:
-        argv.append(f"--description={opts.description}")
+    argv += _write_flags(version, opts)
     if opts.create_namespace:
         argv.append("--create-namespace")
     return [*argv, "--", opts.ref.name, str(opts.chart.archive)]
@@ -197,12 +201,7 @@ def upgrade_argv(version: HelmVersion, opts: UpgradeOptions, *, kubeconfig: Path
         argv.append("--reset-values")
     elif opts.reuse_values:
         argv.append("--reuse-values")
-    if opts.dry_run:
-        argv.append("--dry-run=server")
-    else:
-        argv += _wait_flags(version, wait=opts.wait, atomic=opts.atomic)
-    if opts.description:
-        argv.append(f"--description={opts.description}")
+    argv += _write_flags(version, opts)
     return [*argv, "--", opts.ref.name, str(opts.chart.archive)]
 
 

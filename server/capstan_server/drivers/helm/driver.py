@@ -24,13 +24,13 @@ import builtins
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from capstan_server.drivers.base import (
     ClusterTarget,
+    InflightWrites,
     InstallOptions,
     LiveObject,
     NamespaceInfo,
@@ -40,7 +40,10 @@ from capstan_server.drivers.base import (
     RollbackOptions,
     Status,
     UpgradeOptions,
+    describe_release,
     kind_key,
+    newest_first,
+    refuse_pending,
 )
 from capstan_server.drivers.helm import records
 from capstan_server.drivers.helm.command import (
@@ -57,7 +60,6 @@ from capstan_server.drivers.helm.manifest import (
 )
 from capstan_server.drivers.helm.records import Storage, StoredRecord
 from capstan_server.errors import (
-    Aborted,
     AlreadyExists,
     CapstanError,
     FailedPrecondition,
@@ -69,19 +71,14 @@ from capstan_server.names import validate_release_name
 #: The helm the driver runs when none is given: the pinned one in the checkout's `.tools/`.
 DEFAULT_HELM_BIN = Path(__file__).resolve().parents[4] / ".tools" / "bin" / "helm"
 
-_Key = tuple[str, str, str]
+def _latest_selector(ref: ReleaseRef) -> str:
+    # Every revision but the latest is `superseded` (or, after a failed upgrade, an older
+    # `deployed`/`failed` one), so this selects few records; the highest is the latest.
+    return f"owner=helm,name={ref.name},status!=superseded"
 
 
-def _key(ref: ReleaseRef) -> _Key:
-    return (ref.cluster.id, ref.namespace, ref.name)
-
-
-def _describe(ref: ReleaseRef) -> str:
-    return f"release {ref.name!r} in namespace {ref.namespace!r} of cluster {ref.cluster.name!r}"
-
-
-def _since(when: datetime | None) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else "an unknown time"
+def _highest(found: list[StoredRecord]) -> StoredRecord | None:
+    return max(found, key=lambda s: s.record.revision, default=None)
 
 
 def _records_path(storage: Storage, namespace: str = "") -> str:
@@ -103,8 +100,8 @@ class HelmDriver:
         self._cache = records.RecordCache()
         self._namespace_reads: dict[tuple[str, asyncio.AbstractEventLoop],
                                     asyncio.Future[builtins.list[NamespaceInfo]]] = {}
-        #: Writes in flight in this server: release -> (operation, started at).
-        self._inflight: dict[_Key, tuple[str, float]] = {}
+        #: Writes in flight in this server.
+        self._inflight = InflightWrites()
 
     # -- clusters -------------------------------------------------------------------------------
 
@@ -175,11 +172,14 @@ class HelmDriver:
         return out, secrets[1]
 
     async def _latest(self, ref: ReleaseRef) -> StoredRecord | None:
-        # Every revision but the latest is `superseded` (or, after a failed upgrade, an
-        # older `deployed`/`failed` one), so this selects few records; the highest wins.
-        found = await self._stored(ref.cluster, ref.namespace,
-                                   f"owner=helm,name={ref.name},status!=superseded")
-        return max(found, key=lambda s: s.record.revision, default=None)
+        return _highest(await self._stored(ref.cluster, ref.namespace, _latest_selector(ref)))
+
+    async def _existing(self, ref: ReleaseRef) -> StoredRecord:
+        """The latest record of a release; NotFound when there is none."""
+        stored = await self._latest(ref)
+        if stored is None:
+            raise NotFound(f"{describe_release(ref)} not found")
+        return stored
 
     async def _revision(self, ref: ReleaseRef, revision: int) -> StoredRecord | None:
         client = self._client(ref.cluster)
@@ -195,18 +195,16 @@ class HelmDriver:
         if revision:
             stored = await self._revision(ref, revision)
             if stored is None:
-                raise NotFound(f"revision {revision} of {_describe(ref)} not found")
+                raise NotFound(f"revision {revision} of {describe_release(ref)} not found")
         else:
-            stored = await self._latest(ref)
-            if stored is None:
-                raise NotFound(f"{_describe(ref)} not found")
+            stored = await self._existing(ref)
         return stored.record
 
     async def history(self, ref: ReleaseRef) -> builtins.list[ReleaseRecord]:
         validate_release_name(ref.name)
         found = await self._stored(ref.cluster, ref.namespace, f"owner=helm,name={ref.name}")
         if not found:
-            raise NotFound(f"{_describe(ref)} not found")
+            raise NotFound(f"{describe_release(ref)} not found")
         by_revision = {s.record.revision: s.record for s in found}
         return [by_revision[r] for r in sorted(by_revision)]
 
@@ -228,11 +226,7 @@ class HelmDriver:
             key = (stored.record.namespace, stored.record.name)
             if key not in latest or stored.record.revision > latest[key].record.revision:
                 latest[key] = stored
-        out = [s.record for s in latest.values()]
-        epoch = datetime.min.replace(tzinfo=UTC)
-        out.sort(key=lambda r: (r.last_deployed or r.first_deployed or epoch, r.name),
-                 reverse=True)
-        return out
+        return newest_first([s.record for s in latest.values()])
 
     # -- live objects ---------------------------------------------------------------------------
 
@@ -268,12 +262,12 @@ class HelmDriver:
         last: Any = None
         first = True
         while True:
-            found, version = await self._stored_at(
-                ref.cluster, ref.namespace, f"owner=helm,name={ref.name},status!=superseded")
-            stored = max(found, key=lambda s: s.record.revision, default=None)
+            found, version = await self._stored_at(ref.cluster, ref.namespace,
+                                                   _latest_selector(ref))
+            stored = _highest(found)
             if stored is None:
                 if first:
-                    raise NotFound(f"{_describe(ref)} not found")
+                    raise NotFound(f"{describe_release(ref)} not found")
                 return  # uninstalled while being watched
             record = stored.record
             workloads = await self._workloads(record, ref.cluster)
@@ -307,38 +301,6 @@ class HelmDriver:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _operation(self, ref: ReleaseRef, operation: str) -> Iterator[None]:
-        """Serialise writes to one release in this server: a second one is Aborted at once
-        (queueing it would run it against a release the caller has not seen)."""
-        key = _key(ref)
-        running = self._inflight.get(key)
-        if running is not None:
-            op, started = running
-            since = _since(datetime.fromtimestamp(started, UTC))
-            raise Aborted(f"{_describe(ref)} has an operation in flight: {op} since {since}",
-                          details=[{"operation": op, "since": since}])
-        self._inflight[key] = (operation, time.time())
-        try:
-            yield
-        finally:
-            self._inflight.pop(key, None)
-
-    @staticmethod
-    def _refuse_pending(ref: ReleaseRef, stored: StoredRecord | None) -> None:
-        """Aborted when the release's latest revision says an operation is in flight."""
-        if stored is None:
-            return
-        rec = stored.record
-        if rec.status.is_pending or rec.status is Status.UNINSTALLING:
-            since = _since(rec.last_deployed or rec.first_deployed)
-            operation = rec.status.value.removeprefix("pending-")
-            raise Aborted(
-                f"{_describe(ref)} has an operation in flight: {operation} of revision "
-                f"{rec.revision} ({rec.status.value}) since {since}",
-                details=[{"operation": operation, "status": rec.status.value,
-                          "revision": rec.revision, "since": since}])
-
     async def _after_interruption(self, ref: ReleaseRef, before: int, operation: str) -> None:
         """After helm was stopped (deadline or cancellation): helm marks install/upgrade
         failed on SIGTERM, but `rollback` does not handle signals and SIGKILL leaves nothing
@@ -364,12 +326,12 @@ class HelmDriver:
             raise
 
     async def install(self, opts: InstallOptions) -> ReleaseRecord:
-        with self._operation(opts.ref, "install"):
+        with self._inflight.hold(opts.ref, "install"):
             existing = await self._latest(opts.ref)
-            self._refuse_pending(opts.ref, existing)
             if existing is not None:
+                refuse_pending(opts.ref, existing.record)
                 raise AlreadyExists(
-                    f"{_describe(opts.ref)} already exists: cannot re-use a name that is "
+                    f"{describe_release(opts.ref)} already exists: cannot re-use a name that is "
                     "still in use", details=[{"name": opts.ref.name}])
             async with self._guard(opts.ref, "install", 0):
                 doc = await self.command.install(opts)
@@ -378,53 +340,45 @@ class HelmDriver:
             return records.record_from_release(doc, opts.labels)
 
     async def upgrade(self, opts: UpgradeOptions) -> ReleaseRecord:
-        with self._operation(opts.ref, "upgrade"):
-            current = await self._latest(opts.ref)
-            if current is None:
-                raise NotFound(f"{_describe(opts.ref)} not found")
-            self._refuse_pending(opts.ref, current)
+        with self._inflight.hold(opts.ref, "upgrade"):
+            current = await self._existing(opts.ref)
+            refuse_pending(opts.ref, current.record)
             async with self._guard(opts.ref, "upgrade", current.record.revision):
                 doc = await self.command.upgrade(opts, storage=current.storage)
             # helm merges the new labels over the release's previous ones, as here.
             return records.record_from_release(doc, {**current.record.labels, **opts.labels})
 
     async def rollback(self, opts: RollbackOptions) -> ReleaseRecord:
-        with self._operation(opts.ref, "rollback"):
-            current = await self._latest(opts.ref)
-            if current is None:
-                raise NotFound(f"{_describe(opts.ref)} not found")
-            self._refuse_pending(opts.ref, current)
+        with self._inflight.hold(opts.ref, "rollback"):
+            current = await self._existing(opts.ref)
+            refuse_pending(opts.ref, current.record)
             target = opts.revision or current.record.revision - 1
             if target < 1 or await self._revision(opts.ref, target) is None:
                 what = f"revision {opts.revision}" if opts.revision else "a previous revision"
-                raise NotFound(f"{what} of {_describe(opts.ref)} not found")
+                raise NotFound(f"{what} of {describe_release(opts.ref)} not found")
             async with self._guard(opts.ref, "rollback", current.record.revision):
                 await self.command.rollback(opts, storage=current.storage)
             latest = await self._latest(opts.ref)
             if latest is None:
-                raise NotFound(f"{_describe(opts.ref)} vanished during the rollback")
+                raise NotFound(f"{describe_release(opts.ref)} vanished during the rollback")
             if opts.description and latest.record.description != opts.description:
                 return await self._rewrite(opts.ref, latest, description=opts.description)
             return latest.record
 
     async def uninstall(self, ref: ReleaseRef, *,
                         timeout: float = 300.0) -> ReleaseRecord:  # noqa: ASYNC109
-        with self._operation(ref, "uninstall"):
-            current = await self._latest(ref)
-            if current is None:
-                raise NotFound(f"{_describe(ref)} not found")
-            self._refuse_pending(ref, current)
+        with self._inflight.hold(ref, "uninstall"):
+            current = await self._existing(ref)
+            refuse_pending(ref, current.record)
             await self.command.uninstall(ref, timeout_s=timeout, storage=current.storage)
             return current.record
 
     async def mark_failed(self, ref: ReleaseRef, description: str) -> ReleaseRecord:
-        with self._operation(ref, "mark-failed"):
-            current = await self._latest(ref)
-            if current is None:
-                raise NotFound(f"{_describe(ref)} not found")
+        with self._inflight.hold(ref, "mark-failed"):
+            current = await self._existing(ref)
             if not current.record.status.is_pending:
                 raise FailedPrecondition(
-                    f"{_describe(ref)} is {current.record.status.value}, not pending")
+                    f"{describe_release(ref)} is {current.record.status.value}, not pending")
             return await self._rewrite(ref, current, status=Status.FAILED,
                                        description=description)
 
@@ -436,7 +390,7 @@ class HelmDriver:
         path = f"{_records_path(stored.storage, ref.namespace)}/{stored.object_name}"
         obj = await client.get(path)
         if obj is None:
-            raise NotFound(f"record {stored.object_name} of {_describe(ref)} vanished")
+            raise NotFound(f"record {stored.object_name} of {describe_release(ref)} vanished")
         doc = records.decode_payload(records.payload_of(obj, stored.storage))
         info = doc.setdefault("info", {})
         # The resourceVersion of the record as the caller judged it: if helm (or anyone)

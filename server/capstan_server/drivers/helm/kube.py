@@ -41,7 +41,6 @@ from capstan_server.errors import (
     Unavailable,
 )
 from capstan_server.kubeconfig import parse_kubeconfig
-from capstan_server.values import load_yaml
 
 Obj = dict[str, Any]
 
@@ -74,22 +73,10 @@ def _b64(value: Any, what: str) -> bytes:
         raise InvalidArgument(f"kubeconfig {what} is not base64") from e
 
 
-def _named(items: Any, name: str, key: str) -> Mapping[str, Any]:
-    for item in items or []:
-        if isinstance(item, dict) and item.get("name") == name:
-            value = item.get(key)
-            return value if isinstance(value, dict) else {}
-    raise InvalidArgument(f"kubeconfig has no {key} named {name!r}")
-
-
 def load_kubeconfig(text: str) -> KubeConfig:
     """Parse a kubeconfig (its current context); InvalidArgument when it cannot be used."""
     info = parse_kubeconfig(text)  # the registry's checks: self-contained, http(s) server
-    (doc,) = load_yaml(text, what="kubeconfig")  # one mapping, as parse_kubeconfig checked
-    ctx = _named(doc.get("contexts"), info.context, "context")
-    cluster = _named(doc.get("clusters"), info.cluster, "cluster")
-    user: Mapping[str, Any] = (_named(doc.get("users"), str(ctx["user"]), "user")
-                               if ctx.get("user") else {})
+    cluster, user = info.cluster_entry, info.user_entry
 
     def data(section: Mapping[str, Any], key: str) -> bytes | None:
         return _b64(section[key], key) if section.get(key) else None
