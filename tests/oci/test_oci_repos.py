@@ -1,0 +1,198 @@
+"""OCI registries as chart repositories, against the real registry (memory driver): register,
+list charts and versions, show a chart, and each bad input with its code, leaving nothing
+registered or installed."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from cli.runner import capstan
+from conftest import FAKE_KUBECONFIG, HELM, OCI_PASSWORD, OCI_USER, require_tool
+
+from capstan.client import CapstanClient, CapstanError, InvalidArgument, NotFound, to_dict
+from capstan_server.app import ServerHandle
+from oci.conftest import BUILD_VERSION
+
+IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
+IMAGE_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+@pytest.fixture
+def helm() -> Path:
+    return require_tool(HELM)
+
+
+@pytest.fixture
+def client(capstan_server: ServerHandle) -> Any:
+    with CapstanClient(capstan_server.grpc_target, timeout=60) as c:
+        yield c
+
+
+def no_repos(client: Any) -> None:
+    assert client.list_repositories().total == 0
+
+
+def test_register_list_and_show(client: Any, oci_registry: Any, helm: Path,
+                                packaged_charts: dict[str, Path], build_chart: Path) -> None:
+    for chart in ("etcd-8.11.1", "etcd-8.11.2", "never-ready"):
+        oci_registry.push(helm, packaged_charts[chart])
+    oci_registry.push(helm, build_chart)
+    oci_registry.tag("charts/etcd", "8.11.2", "latest")  # not a version: ignored
+    oci_registry.push(helm, packaged_charts["crd-demo"], path="elsewhere")  # another path
+    oci_registry.put_artifact("charts/an-image", "1.0.0", config_media_type=IMAGE_CONFIG,
+                              layer=b"not a chart", layer_media_type=IMAGE_LAYER)
+
+    repo = client.create_repository("bitnami-new", oci_registry.url(), plain_http=True)
+    assert (repo.url, repo.plain_http, repo.chart_count, list(repo.charts)) == (
+        oci_registry.url(), True, 3, [])
+    # The catalog lists the charts under the path; the container image is left out.
+    listed = client.list_charts(repo="bitnami-new", all_version=True).charts
+    assert [(c.name, c.version) for c in listed] == [
+        ("etcd", "8.11.2"), ("etcd", "8.11.1"), ("hooked", BUILD_VERSION),
+        ("never-ready", "0.1.0")]
+    newest = listed[0]
+    assert newest.app_version == "3.5.9" and "etcd" in newest.description
+    assert len(newest.digest) == 64
+
+    shown = client.get_chart("bitnami-new/etcd").chart
+    assert (shown.name, shown.version, shown.repo) == ("etcd", "8.11.2", "bitnami-new")
+    assert "etcd" in shown.readme
+    assert to_dict(shown)["chart"]["values"]["image"]["repository"] == "bitnami/etcd"
+    assert [v.version for v in shown.versions] == ["8.11.2", "8.11.1"]
+    older = client.get_chart("etcd", repo="bitnami-new", version="8.11.1").chart
+    assert older.chart.metadata.version == "8.11.1"
+    # OCI tags write `+` as `_`: the version is given and shown with `+`.
+    built = client.get_chart("bitnami-new/hooked", version=BUILD_VERSION).chart
+    assert built.chart.metadata.version == BUILD_VERSION
+
+    with pytest.raises(InvalidArgument, match="SemVer tags"):
+        client.get_chart("bitnami-new/etcd", version="latest")
+
+
+def test_charts_registered_by_name_and_sync(client: Any, oci_registry: Any, helm: Path,
+                                            packaged_charts: dict[str, Path]) -> None:
+    oci_registry.push(helm, packaged_charts["etcd-8.11.1"])
+    oci_registry.push(helm, packaged_charts["never-ready"])
+    repo = client.create_repository("bitnami-new", oci_registry.url(), plain_http=True,
+                                    charts=["etcd"])
+    assert (repo.chart_count, list(repo.charts)) == (1, ["etcd"])
+    oci_registry.push(helm, packaged_charts["etcd-8.11.2"])
+    assert client.get_chart("bitnami-new/etcd").chart.version == "8.11.1"  # until synced
+    assert client.sync_repository("bitnami-new").chart_count == 1
+    assert client.get_chart("bitnami-new/etcd").chart.version == "8.11.2"
+    with pytest.raises(NotFound):
+        client.get_chart("bitnami-new/never-ready")
+
+
+def test_password_protected_registry(client: Any, oci_registry_auth: Any, helm: Path,
+                                     packaged_charts: dict[str, Path],
+                                     capstan_server: ServerHandle) -> None:
+    oci_registry_auth.push(helm, packaged_charts["etcd-8.11.1"])
+    url = oci_registry_auth.url()
+    for user, password, said in ((OCI_USER, "wrong", "refused the credentials"),
+                                 ("", "", "needs credentials")):
+        with pytest.raises(CapstanError) as refused:
+            client.create_repository("private", url, plain_http=True, username=user,
+                                     password=password)
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert said in refused.value.message
+        no_repos(client)
+
+    repo = client.create_repository("private", url, plain_http=True, username=OCI_USER,
+                                    password=OCI_PASSWORD)
+    assert (repo.username, repo.has_password) == (OCI_USER, True)
+    assert client.get_chart("private/etcd").chart.version == "8.11.1"
+    client.create_cluster("test122", FAKE_KUBECONFIG)
+    created = client.create_release("private/etcd", cluster="test122", namespace="default",
+                                    release_name="etcd-release")
+    assert created.chart_version == "8.11.1" and created.repo_id == repo.id
+    assert len(created.chart_digest) == 63
+    # The password is never echoed, not even to the API.
+    answers = [to_dict(client.get_repository("private")), to_dict(client.list_repositories())]
+    assert OCI_PASSWORD not in json.dumps(answers)
+
+
+def test_bad_input_registers_nothing(client: Any, oci_registry: Any, helm: Path,
+                                     packaged_charts: dict[str, Path]) -> None:
+    oci_registry.push(helm, packaged_charts["etcd-8.11.1"])
+    oci_registry.put_artifact("charts/an-image", "1.0.0", config_media_type=IMAGE_CONFIG,
+                              layer=b"not a chart", layer_media_type=IMAGE_LAYER)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    cases: list[tuple[dict[str, Any], grpc.StatusCode, str]] = [
+        ({"url": "oci://no-such-registry.invalid/charts"}, grpc.StatusCode.UNAVAILABLE,
+         "cannot be reached"),
+        ({"url": f"oci://127.0.0.1:{closed}/charts"}, grpc.StatusCode.UNAVAILABLE,
+         "cannot be reached"),
+        ({"charts": ["an-image"]}, grpc.StatusCode.INVALID_ARGUMENT, "is not a Helm chart"),
+        ({"charts": ["etcd", "no-such-chart"]}, grpc.StatusCode.NOT_FOUND, "no-such-chart"),
+        ({"charts": ["../etc"]}, grpc.StatusCode.INVALID_ARGUMENT, "invalid chart name"),
+        ({"url": "oci://user:pw@127.0.0.1/charts"}, grpc.StatusCode.INVALID_ARGUMENT,
+         "username/password"),
+        ({"url": f"oci://{oci_registry.host}/Charts"}, grpc.StatusCode.INVALID_ARGUMENT,
+         "invalid repository path"),
+        ({"url": "http://127.0.0.1:1/charts"}, grpc.StatusCode.INVALID_ARGUMENT,
+         "OCI registries"),
+        ({"ca_pem": "not a certificate"}, grpc.StatusCode.INVALID_ARGUMENT, "ca_pem"),
+    ]
+    for change, code, said in cases:
+        request = {"url": oci_registry.url(), "plain_http": True, **change}
+        if change.get("url", "").startswith("http:") or "ca_pem" in change:
+            request["plain_http"] = "ca_pem" not in change  # OCI options on an HTTP url
+        with pytest.raises(CapstanError) as failed:
+            client.create_repository("bad", **request)
+        assert (failed.value.code, said in failed.value.message) == (code, True), (
+            change, failed.value)
+        no_repos(client)
+
+
+def test_version_that_is_not_a_chart(client: Any, oci_registry: Any, helm: Path,
+                                     packaged_charts: dict[str, Path]) -> None:
+    """A tag of a chart whose manifest is something else: show and install refuse it."""
+    oci_registry.push(helm, packaged_charts["etcd-8.11.1"])
+    oci_registry.put_artifact("charts/etcd", "9.0.0", config_media_type=IMAGE_CONFIG,
+                              layer=b"not a chart", layer_media_type=IMAGE_LAYER)
+    client.create_repository("bitnami-new", oci_registry.url(), plain_http=True)
+    client.create_cluster("test122", FAKE_KUBECONFIG)
+    with pytest.raises(InvalidArgument, match="config media type"):
+        client.get_chart("bitnami-new/etcd", version="9.0.0")
+    with pytest.raises(InvalidArgument, match="is not a Helm chart"):
+        client.create_release("bitnami-new/etcd", cluster="test122", namespace="default",
+                              release_name="etcd-release", version="9.0.0")
+    assert client.list_releases().total == 0
+    assert client.get_chart("bitnami-new/etcd", version="8.11.1").chart.version == "8.11.1"
+
+
+def test_rest_and_cli(capstan_server: ServerHandle, oci_registry_auth: Any, helm: Path,
+                      packaged_charts: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+                      tmp_path: Path) -> None:
+    from gateway.conftest import Rest
+
+    oci_registry_auth.push(helm, packaged_charts["etcd-8.11.1"])
+    rest = Rest(capstan_server.http_url)
+    answer = rest.post("/api/repos", {
+        "name": "bitnamicharts", "url": oci_registry_auth.url(), "type": "external",
+        "username": OCI_USER, "password": OCI_PASSWORD, "plain_http": True})
+    assert answer.status == 200, answer.text
+    assert answer.body["plain_http"] is True and OCI_PASSWORD not in answer.text
+    wrong = rest.post("/api/repos", {"name": "other", "url": oci_registry_auth.url(),
+                                     "username": OCI_USER, "password": "x", "plain_http": True})
+    assert (wrong.status, wrong.body["status"]) == (403, "PERMISSION_DENIED")
+
+    endpoint = capstan_server.grpc_target
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO(OCI_PASSWORD + "\n"))
+    made = capstan(endpoint, "--output", "json", "k8s-repo-create", "bitnami-new",
+                   oci_registry_auth.url(), "--username", OCI_USER, "--password-stdin",
+                   "--plain-http", "--chart", "etcd")
+    assert made.code == 0, made.stderr
+    assert made.json()["charts"] == ["etcd"] and OCI_PASSWORD not in made.stdout
+    missing = capstan(endpoint, "k8s-repo-create", "x", oci_registry_auth.url(),
+                      "--ca-file", str(tmp_path / "none.pem"))
+    assert missing.code == 2 and "--ca-file" in missing.stderr
