@@ -143,13 +143,13 @@ def packaged_charts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     return packaged
 
 
-def _registry(**credentials: str) -> Iterator[Any]:
+def _registry(**options: Any) -> Iterator[Any]:
     from oci_registry import registry_available, running_registry
 
     if not registry_available():
         pytest.skip("docker-registry / htpasswd are not installed; run `make setup` as root "
                     "(apt-get install docker-registry apache2-utils)")
-    with running_registry(**credentials) as registry:
+    with running_registry(**options) as registry:
         yield registry
 
 
@@ -169,3 +169,11 @@ OCI_USER, OCI_PASSWORD = "capstan", "s3cret-registry-pw"
 def oci_registry_auth() -> Iterator[Any]:
     """`oci_registry` behind htpasswd basic auth (user `OCI_USER`, password `OCI_PASSWORD`)."""
     yield from _registry(username=OCI_USER, password=OCI_PASSWORD)
+
+
+@pytest.fixture
+def oci_registry_token() -> Iterator[Any]:
+    """`oci_registry` as public registries are: HTTPS with a certificate of a test CA
+    (``.ca_pem``), Bearer tokens from a token service (`registry_token.py`) that knows
+    `OCI_USER` / `OCI_PASSWORD` and, like Docker Hub, never grants the catalog."""
+    yield from _registry(username=OCI_USER, password=OCI_PASSWORD, token=True, tls=True)

@@ -4,6 +4,9 @@ free 127.0.0.1 port with temporary storage, optionally behind htpasswd basic aut
 Charts reach it the way publishers put them there: `helm push` (over `--plain-http`, as the
 registry speaks plain HTTP on loopback). `put_artifact` and `tag` speak the distribution API
 directly, for what helm will not push (a manifest that is not a chart, a non-SemVer tag).
+With `token=True` the registry wants Bearer tokens from a `registry_token.TokenService` (as
+Docker Hub does, catalog refused); with `tls=True` it serves HTTPS with a certificate of a test
+CA (`ca_pem`, `ca_file`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import hashlib
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -21,6 +25,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from registry_token import TokenService, write_tls_files
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 HTPASSWD_BIN = shutil.which("htpasswd") or "/usr/bin/htpasswd"
@@ -41,10 +47,13 @@ def _free_port() -> int:
 class OciRegistry:
     """One running registry; `stop()` (or the context manager) ends it and drops its storage."""
 
-    def __init__(self, *, username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, *, username: str | None = None, password: str | None = None,
+                 token: bool = False, tls: bool = False) -> None:
         self.username, self.password = username, password
         self._dir = Path(tempfile.mkdtemp(prefix="capstan-oci-registry-"))
         self.port = _free_port()
+        self.tls = tls
+        self._token: TokenService | None = None
         config = {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},
@@ -52,7 +61,16 @@ class OciRegistry:
                         "delete": {"enabled": True}},
             "http": {"addr": f"127.0.0.1:{self.port}"},
         }
-        if username is not None:
+        if tls:
+            ca, cert, key = write_tls_files(self._dir)
+            self.ca_file = ca
+            config["http"] = {**config["http"],  # type: ignore[dict-item]
+                              "tls": {"certificate": str(cert), "key": str(key)}}
+        if token:
+            assert username is not None and password is not None
+            self._token = TokenService(self._dir, username, password)
+            config["auth"] = self._token.registry_auth()
+        elif username is not None:
             assert password is not None
             htpasswd = self._dir / "htpasswd"
             subprocess.run([HTPASSWD_BIN, "-Bbc", str(htpasswd), username, password],
@@ -79,13 +97,26 @@ class OciRegistry:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"docker-registry exited: {self.log_text()}")
             try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2).close()
+                urllib.request.urlopen(f"{self._base}/v2/", timeout=2,
+                                       context=self._ssl()).close()
                 return
             except urllib.error.HTTPError:
                 return  # 401: up, and asking for credentials
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"docker-registry did not start: {self.log_text()}")
+
+    @property
+    def _base(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    @property
+    def ca_pem(self) -> str:
+        """The PEM of the CA that signed the registry's certificate (with `tls=True`)."""
+        return self.ca_file.read_text()
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
 
     def log_text(self) -> str:
         return (self._dir / "registry.log").read_text(errors="replace")[-2000:]
@@ -99,6 +130,8 @@ class OciRegistry:
                 self._proc.kill()
                 self._proc.wait()
         self._log.close()
+        if self._token is not None:
+            self._token.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     # -- publishing -----------------------------------------------------------------------
@@ -114,19 +147,21 @@ class OciRegistry:
                 auth = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
                 Path(env["HELM_REGISTRY_CONFIG"]).write_text(
                     json.dumps({"auths": {self.host: {"auth": auth}}}))
-            done = subprocess.run([str(helm), "push", str(archive), self.url(path),
-                                   "--plain-http"], env=env, capture_output=True, timeout=120)
+            transport = ["--ca-file", str(self.ca_file)] if self.tls else ["--plain-http"]
+            done = subprocess.run([str(helm), "push", str(archive), self.url(path), *transport],
+                                  env=env, capture_output=True, timeout=120)
             if done.returncode != 0:
                 raise RuntimeError(f"helm push failed: {done.stderr.decode(errors='replace')}")
 
     def _request(self, method: str, path: str, body: bytes = b"",
                  headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
-        request = urllib.request.Request(f"http://{self.host}{path}", data=body or None,
+        assert self._token is None, "speaks Basic auth only"
+        request = urllib.request.Request(f"{self._base}{path}", data=body or None,
                                          method=method, headers=dict(headers or {}))
         if self.username is not None:
             token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
             request.add_header("Authorization", f"Basic {token}")
-        with urllib.request.urlopen(request, timeout=30) as resp:
+        with urllib.request.urlopen(request, timeout=30, context=self._ssl()) as resp:
             return resp.read(), dict(resp.headers)
 
     def _put_blob(self, repository: str, blob: bytes) -> str:
@@ -162,9 +197,9 @@ class OciRegistry:
 
 
 @contextlib.contextmanager
-def running_registry(*, username: str | None = None,
-                     password: str | None = None) -> Iterator[OciRegistry]:
-    registry = OciRegistry(username=username, password=password)
+def running_registry(*, username: str | None = None, password: str | None = None,
+                     token: bool = False, tls: bool = False) -> Iterator[OciRegistry]:
+    registry = OciRegistry(username=username, password=password, token=token, tls=tls)
     try:
         yield registry
     finally:

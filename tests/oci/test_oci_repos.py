@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from cli.runner import capstan
-from conftest import FAKE_KUBECONFIG, HELM, OCI_PASSWORD, OCI_USER, require_tool
+from conftest import FAKE_KUBECONFIG, HELM, OCI_PASSWORD, OCI_USER, TOOLS_BIN, require_tool
 
 from capstan.client import CapstanClient, CapstanError, InvalidArgument, NotFound, to_dict
 from capstan_server.app import ServerHandle
@@ -196,3 +196,27 @@ def test_rest_and_cli(capstan_server: ServerHandle, oci_registry_auth: Any, helm
     missing = capstan(endpoint, "k8s-repo-create", "x", oci_registry_auth.url(),
                       "--ca-file", str(tmp_path / "none.pem"))
     assert missing.code == 2 and "--ca-file" in missing.stderr
+
+
+def test_token_auth_tls_and_no_catalog(client: Any, oci_registry_token: Any,
+                                       packaged_charts: dict[str, Path]) -> None:
+    """A registry as Docker Hub is: Bearer tokens, no catalog; here over TLS with its own CA."""
+    # helm 3.17 speaks plain HTTP to any 127.0.0.1 registry despite --ca-file; helm 4 does not.
+    oci_registry_token.push(require_tool(TOOLS_BIN / "helm4"), packaged_charts["etcd-8.11.1"])
+    url, ca = oci_registry_token.url(), oci_registry_token.ca_pem
+    login = {"username": OCI_USER, "password": OCI_PASSWORD}
+    with pytest.raises(CapstanError, match="certificate") as untrusted:
+        client.create_repository("hub", url, charts=["etcd"], **login)
+    assert untrusted.value.code == grpc.StatusCode.UNAVAILABLE
+    with pytest.raises(InvalidArgument, match="offers no catalog"):
+        client.create_repository("hub", url, ca_pem=ca, **login)
+    with pytest.raises(CapstanError, match="refused the credentials") as refused:
+        client.create_repository("hub", url, ca_pem=ca, charts=["etcd"],
+                                 username=OCI_USER, password="wrong")
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    no_repos(client)
+
+    repo = client.create_repository("hub", url, ca_pem=ca, charts=["etcd"], **login)
+    assert (repo.has_ca, repo.plain_http, repo.chart_count) == (True, False, 1)
+    shown = client.get_chart("hub/etcd").chart
+    assert (shown.version, [v.version for v in shown.versions]) == ("8.11.1", ["8.11.1"])
