@@ -10,6 +10,9 @@ description) is read for each chart's newest version only: a registry answers pe
 public ones count manifest reads against a rate limit. `fetch_oci_archive` resolves a version's
 tag to its manifest at every call (tags can be moved) and pulls the chart layer once, checked
 against its digest and cached by it.
+
+Requests go through the catalog's aiohttp session, the one fetch path of chart repositories, so
+its address rules and limits apply to registry hosts (and token realms) too.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import aiohttp
 
 from capstan_server.charts.repo_index import RepoIndex, parse_index, write_atomically
-from capstan_server.charts.semver import SemverError, Version
+from capstan_server.charts.semver import Version
 from capstan_server.errors import (
     CapstanError,
     FailedPrecondition,
@@ -66,11 +69,17 @@ _MAX_CHART_BYTES = 100 * 1024 * 1024
 _MAX_PAGES = 100
 #: How many of a chart's newest tags are tried for its metadata.
 _METADATA_TRIES = 3
+_CONCURRENT_CHARTS = 8
 _TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
 # OCI repository path components (distribution spec), and an authority without userinfo.
 _PATH = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_NUM = r"(?:0|[1-9][0-9]*)"
+_PRE = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+_STRICT_SEMVER = re.compile(
+    rf"^{_NUM}\.{_NUM}\.{_NUM}(?:-{_PRE}(?:\.{_PRE})*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?$"
+)
 
 
 def is_oci_url(url: str) -> bool:
@@ -128,12 +137,10 @@ def tag_of(version: str) -> str:
 
 
 def _version_of(tag: str) -> str | None:
+    """The chart version a tag names, or None. Strict SemVer, as helm reads OCI tags
+    (`semver.StrictNewVersion`): `latest`, `v1`, `1.0` are not chart versions."""
     version = tag.replace("_", "+")
-    try:
-        Version.parse(version)
-    except SemverError:
-        return None  # `latest` and other non-SemVer tags are not chart versions (helm agrees)
-    return version
+    return version if _STRICT_SEMVER.match(version) else None
 
 
 @dataclass(frozen=True)
@@ -188,8 +195,12 @@ class OciClient:
 
     async def _token(self, params: dict[str, str], scope: str) -> str:
         realm = params.get("realm", "")
-        if urlsplit(realm).scheme not in ("http", "https"):
-            raise FailedPrecondition(f"{self.what} names no usable token realm ({realm!r})")
+        scheme = urlsplit(realm).scheme
+        # The realm is the registry's choice; its credentials never travel in the clear to it
+        # unless the registry itself was registered as plain HTTP.
+        if scheme != "https" and not (scheme == "http" and self.options.plain_http):
+            raise FailedPrecondition(f"{self.what} names a token realm Capstan will not send "
+                                     f"credentials to ({realm!r}: not https)")
         query = {k: v for k, v in (("service", params.get("service", "")),
                                    ("scope", params.get("scope", scope))) if v}
         url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
@@ -411,9 +422,15 @@ async def fetch_oci_index(
     if charts is None:
         raise refused(f"{client.what} offers no catalog: name the charts of repository "
                       f"{name!r} (--chart NAME, `charts` in the request)")
+    # A catalog may list many repositories: a few at a time, not one request storm.
+    slots = asyncio.Semaphore(_CONCURRENT_CHARTS)
+
+    async def one(chart: str) -> list[dict[str, Any]]:
+        async with slots:
+            return await _chart_entries(client, chart, named=bool(options.charts))
+
     try:
-        found = await asyncio.gather(*(_chart_entries(client, c, named=bool(options.charts))
-                                       for c in charts))
+        found = await asyncio.gather(*(one(c) for c in charts))
     except InvalidArgument as err:
         raise refused(err.message, details=err.details) from None
     entries = {c: e for c, e in zip(charts, found, strict=True) if e}
