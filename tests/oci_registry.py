@@ -48,7 +48,7 @@ class OciRegistry:
     """One running registry; `stop()` (or the context manager) ends it and drops its storage."""
 
     def __init__(self, *, username: str | None = None, password: str | None = None,
-                 token: bool = False, tls: bool = False) -> None:
+                 token: bool = False, tls: bool = False, token_tls: bool | None = None) -> None:
         self.username, self.password = username, password
         self._dir = Path(tempfile.mkdtemp(prefix="capstan-oci-registry-"))
         self.port = _free_port()
@@ -61,6 +61,7 @@ class OciRegistry:
                         "delete": {"enabled": True}},
             "http": {"addr": f"127.0.0.1:{self.port}"},
         }
+        cert = key = None
         if tls:
             ca, cert, key = write_tls_files(self._dir)
             self.ca_file = ca
@@ -68,7 +69,10 @@ class OciRegistry:
                               "tls": {"certificate": str(cert), "key": str(key)}}
         if token:
             assert username is not None and password is not None
-            self._token = TokenService(self._dir, username, password)
+            # The token service speaks TLS with the registry's certificate unless told not to.
+            with_tls = tls if token_tls is None else token_tls
+            self._token = TokenService(self._dir, username, password,
+                                       tls=(cert, key) if with_tls and cert and key else None)
             config["auth"] = self._token.registry_auth()
         elif username is not None:
             assert password is not None
@@ -198,8 +202,10 @@ class OciRegistry:
 
 @contextlib.contextmanager
 def running_registry(*, username: str | None = None, password: str | None = None,
-                     token: bool = False, tls: bool = False) -> Iterator[OciRegistry]:
-    registry = OciRegistry(username=username, password=password, token=token, tls=tls)
+                     token: bool = False, tls: bool = False,
+                     token_tls: bool | None = None) -> Iterator[OciRegistry]:
+    registry = OciRegistry(username=username, password=password, token=token, tls=tls,
+                           token_tls=token_tls)
     try:
         yield registry
     finally:

@@ -11,11 +11,10 @@ import base64
 import datetime
 import ipaddress
 import json
+import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -71,7 +70,8 @@ def write_tls_files(directory: Path, ip: str = "127.0.0.1") -> tuple[Path, Path,
 class TokenService:
     """Grants pull/push on any repository to `username`/`password`, nothing to anyone else."""
 
-    def __init__(self, directory: Path, username: str, password: str) -> None:
+    def __init__(self, directory: Path, username: str, password: str, *,
+                 tls: tuple[Path, Path] | None = None) -> None:
         self.username, self.password = username, password
         self.key, self.cert = _cert("capstan test token signer")
         self.bundle = directory / "token-signer.pem"
@@ -87,12 +87,18 @@ class TokenService:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._scheme = "http"
+        if tls is not None:  # (certificate, key)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def realm(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}/token"
 
     def answer(self, request: BaseHTTPRequestHandler) -> None:
         header = request.headers.get("Authorization", "")
@@ -132,11 +138,3 @@ class TokenService:
         self._server.server_close()
 
 
-@contextmanager
-def running_token_service(directory: Path, username: str,
-                          password: str) -> Iterator[TokenService]:
-    service = TokenService(directory, username, password)
-    try:
-        yield service
-    finally:
-        service.stop()

@@ -220,3 +220,21 @@ def test_token_auth_tls_and_no_catalog(client: Any, oci_registry_token: Any,
     assert (repo.has_ca, repo.plain_http, repo.chart_count) == (True, False, 1)
     shown = client.get_chart("hub/etcd").chart
     assert (shown.version, [v.version for v in shown.versions]) == ("8.11.1", ["8.11.1"])
+
+
+def test_no_credentials_to_a_plain_http_token_realm(client: Any) -> None:
+    """A registry over HTTPS whose challenge names an http:// token realm: refused before
+    the credentials are sent anywhere."""
+    from oci_registry import registry_available, running_registry
+
+    if not registry_available():
+        pytest.skip("docker-registry is not installed")
+
+    with running_registry(username=OCI_USER, password=OCI_PASSWORD, token=True, tls=True,
+                          token_tls=False) as registry:
+        with pytest.raises(CapstanError, match="not https") as refused:
+            client.create_repository("hub", registry.url(), ca_pem=registry.ca_pem,
+                                     charts=["etcd"], username=OCI_USER,
+                                     password=OCI_PASSWORD)
+        assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    no_repos(client)
