@@ -161,13 +161,11 @@ def oci_registry() -> Iterator[Any]:
     yield from _registry()
 
 
-#: Credentials of `oci_registry_auth`.
-OCI_USER, OCI_PASSWORD = "capstan", "s3cret-registry-pw"
-
-
 @pytest.fixture
 def oci_registry_auth() -> Iterator[Any]:
-    """`oci_registry` behind htpasswd basic auth (user `OCI_USER`, password `OCI_PASSWORD`)."""
+    """`oci_registry` behind htpasswd basic auth (`oci_registry.OCI_USER` / `OCI_PASSWORD`)."""
+    from oci_registry import OCI_PASSWORD, OCI_USER
+
     yield from _registry(username=OCI_USER, password=OCI_PASSWORD)
 
 
@@ -176,4 +174,6 @@ def oci_registry_token() -> Iterator[Any]:
     """`oci_registry` as public registries are: HTTPS with a certificate of a test CA
     (``.ca_pem``), Bearer tokens from a token service (`registry_token.py`) that knows
     `OCI_USER` / `OCI_PASSWORD` and, like Docker Hub, never grants the catalog."""
+    from oci_registry import OCI_PASSWORD, OCI_USER
+
     yield from _registry(username=OCI_USER, password=OCI_PASSWORD, token=True, tls=True)

@@ -28,9 +28,23 @@ from pathlib import Path
 
 from registry_token import TokenService, write_tls_files
 
+#: The pinned helm binaries (`make setup`).
+TOOLS_BIN = Path(__file__).resolve().parents[1] / ".tools" / "bin"
+#: Credentials of the `oci_registry_auth` and `oci_registry_token` fixtures.
+OCI_USER, OCI_PASSWORD = "capstan", "s3cret-registry-pw"
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 HTPASSWD_BIN = shutil.which("htpasswd") or "/usr/bin/htpasswd"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def pinned_helm(name: str = "helm") -> Path:
+    """`.tools/bin/<name>` (helm, helm3, helm4), or skip the test when it is not installed."""
+    import pytest
+
+    path = TOOLS_BIN / name
+    if not path.exists():
+        pytest.skip(f"{path} is missing; run `make setup`")
+    return path
 
 
 def registry_available() -> bool:

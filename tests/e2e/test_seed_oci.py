@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import OCI_PASSWORD, OCI_USER
+from oci_registry import OCI_PASSWORD, OCI_USER
 from test_seed_helm import (  # the fixtures and helpers of the HTTP scenario
     R8,
     R9,

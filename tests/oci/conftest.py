@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HELM, REPO_ROOT, require_tool
+from oci_registry import pinned_helm
 
 BUILD_VERSION = "0.1.0+build.7"
 
@@ -15,10 +15,10 @@ BUILD_VERSION = "0.1.0+build.7"
 @pytest.fixture(scope="session")
 def build_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample chart `hooked` packaged as version `0.1.0+build.7`."""
-    helm = require_tool(HELM)
+    helm = pinned_helm()
     work = tmp_path_factory.mktemp("build-chart")
     chart = work / "hooked"
-    shutil.copytree(REPO_ROOT / "samples" / "charts" / "hooked", chart)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "samples" / "charts" / "hooked", chart)
     meta = chart / "Chart.yaml"
     meta.write_text(meta.read_text().replace("version: 0.1.0", f"version: {BUILD_VERSION}"))
     env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "HELM_CACHE_HOME": f"{work}/c",

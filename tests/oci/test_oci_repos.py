@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 from cli.runner import capstan
-from conftest import FAKE_KUBECONFIG, HELM, OCI_PASSWORD, OCI_USER, TOOLS_BIN, require_tool
+from oci_registry import OCI_PASSWORD, OCI_USER, pinned_helm
 
 from capstan.client import CapstanClient, CapstanError, InvalidArgument, NotFound, to_dict
 from capstan_server.app import ServerHandle
@@ -25,7 +25,7 @@ IMAGE_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 @pytest.fixture
 def helm() -> Path:
-    return require_tool(HELM)
+    return pinned_helm()
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_charts_registered_by_name_and_sync(client: Any, oci_registry: Any, helm
 
 def test_password_protected_registry(client: Any, oci_registry_auth: Any, helm: Path,
                                      packaged_charts: dict[str, Path],
-                                     capstan_server: ServerHandle) -> None:
+                                     fake_kubeconfig: str) -> None:
     oci_registry_auth.push(helm, packaged_charts["etcd-8.11.1"])
     url = oci_registry_auth.url()
     for user, password, said in ((OCI_USER, "wrong", "refused the credentials"),
@@ -108,7 +108,7 @@ def test_password_protected_registry(client: Any, oci_registry_auth: Any, helm: 
                                     password=OCI_PASSWORD)
     assert (repo.username, repo.has_password) == (OCI_USER, True)
     assert client.get_chart("private/etcd").chart.version == "8.11.1"
-    client.create_cluster("test122", FAKE_KUBECONFIG)
+    client.create_cluster("test122", fake_kubeconfig)
     created = client.create_release("private/etcd", cluster="test122", namespace="default",
                                     release_name="etcd-release")
     assert created.chart_version == "8.11.1" and created.repo_id == repo.id
@@ -154,13 +154,14 @@ def test_bad_input_registers_nothing(client: Any, oci_registry: Any, helm: Path,
 
 
 def test_version_that_is_not_a_chart(client: Any, oci_registry: Any, helm: Path,
-                                     packaged_charts: dict[str, Path]) -> None:
+                                     packaged_charts: dict[str, Path],
+                                     fake_kubeconfig: str) -> None:
     """A tag of a chart whose manifest is something else: show and install refuse it."""
     oci_registry.push(helm, packaged_charts["etcd-8.11.1"])
     oci_registry.put_artifact("charts/etcd", "9.0.0", config_media_type=IMAGE_CONFIG,
                               layer=b"not a chart", layer_media_type=IMAGE_LAYER)
     client.create_repository("bitnami-new", oci_registry.url(), plain_http=True)
-    client.create_cluster("test122", FAKE_KUBECONFIG)
+    client.create_cluster("test122", fake_kubeconfig)
     with pytest.raises(InvalidArgument, match="config media type"):
         client.get_chart("bitnami-new/etcd", version="9.0.0")
     with pytest.raises(InvalidArgument, match="is not a Helm chart"):
@@ -202,7 +203,7 @@ def test_token_auth_tls_and_no_catalog(client: Any, oci_registry_token: Any,
                                        packaged_charts: dict[str, Path]) -> None:
     """A registry as Docker Hub is: Bearer tokens, no catalog; here over TLS with its own CA."""
     # helm 3.17 speaks plain HTTP to any 127.0.0.1 registry despite --ca-file; helm 4 does not.
-    oci_registry_token.push(require_tool(TOOLS_BIN / "helm4"), packaged_charts["etcd-8.11.1"])
+    oci_registry_token.push(pinned_helm("helm4"), packaged_charts["etcd-8.11.1"])
     url, ca = oci_registry_token.url(), oci_registry_token.ca_pem
     login = {"username": OCI_USER, "password": OCI_PASSWORD}
     with pytest.raises(CapstanError, match="certificate") as untrusted:

@@ -10,20 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TOOLS_BIN, require_tool
+from oci_registry import pinned_helm
 
 
 @pytest.mark.parametrize("helm", ["helm3", "helm4"])
 def test_helm_pushes_to_the_registry(oci_registry: Any, packaged_charts: dict[str, Path],
                                      helm: str) -> None:
-    oci_registry.push(require_tool(TOOLS_BIN / helm), packaged_charts["etcd-8.11.1"])
+    oci_registry.push(pinned_helm(helm), packaged_charts["etcd-8.11.1"])
     with urllib.request.urlopen(f"http://{oci_registry.host}/v2/charts/etcd/tags/list") as r:
         assert json.load(r)["tags"] == ["8.11.1"]
 
 
 def test_registry_with_auth_refuses_anonymous(oci_registry_auth: Any,
                                               packaged_charts: dict[str, Path]) -> None:
-    oci_registry_auth.push(require_tool(TOOLS_BIN / "helm"), packaged_charts["etcd-8.11.1"])
+    oci_registry_auth.push(pinned_helm(), packaged_charts["etcd-8.11.1"])
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"http://{oci_registry_auth.host}/v2/_catalog")
     assert refused.value.code == 401

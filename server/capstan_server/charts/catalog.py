@@ -23,7 +23,7 @@ from capstan_server.charts.oci import OciOptions, fetch_oci_archive, fetch_oci_i
 from capstan_server.charts.repo_index import IndexCache, IndexEntry, RepoIndex, fetch_index
 from capstan_server.charts.semver import SemverError, latest
 from capstan_server.drivers.base import ChartSource
-from capstan_server.errors import FailedPrecondition, InvalidArgument, NotFound
+from capstan_server.errors import CapstanError, FailedPrecondition, InvalidArgument, NotFound
 from capstan_server.names import validate_repo_name
 from capstan_server.registry import Registry, RepoRow
 
@@ -102,18 +102,31 @@ class Catalog:
 
     # -- indexes --------------------------------------------------------------------------------
 
-    async def probe(
-        self, name: str, url: str, auth: tuple[str, str] | None
-    ) -> tuple[bytes, RepoIndex]:
-        """Fetch a repository's index before it is registered (bad URL or credentials ->
-        InvalidArgument, unreachable -> Unavailable)."""
-        return await fetch_index(self._http(), url, auth=auth, name=name, refused=InvalidArgument)
+    async def oci_options(self, repo: RepoRow) -> OciOptions | None:
+        """How to reach an OCI repository; None for an HTTP one."""
+        return await self.registry.oci_options(repo.id) if is_oci_url(repo.url) else None
 
-    async def probe_oci(
-        self, name: str, url: str, auth: tuple[str, str] | None, options: OciOptions
+    async def _fetch(
+        self,
+        name: str,
+        url: str,
+        auth: tuple[str, str] | None,
+        oci: OciOptions | None,
+        refused: type[CapstanError],
     ) -> tuple[bytes, RepoIndex]:
-        """`probe` for an OCI registry (credentials refused -> PermissionDenied)."""
-        return await fetch_oci_index(self._http(), url, auth=auth, options=options, name=name)
+        if oci is not None:
+            return await fetch_oci_index(
+                self._http(), url, auth=auth, options=oci, name=name, refused=refused
+            )
+        return await fetch_index(self._http(), url, auth=auth, name=name, refused=refused)
+
+    async def probe(
+        self, name: str, url: str, auth: tuple[str, str] | None, oci: OciOptions | None = None
+    ) -> tuple[bytes, RepoIndex]:
+        """Fetch a repository's index (build an OCI repository's) before it is registered: bad
+        URL or credentials -> InvalidArgument (a registry refusing them: PermissionDenied),
+        unreachable -> Unavailable."""
+        return await self._fetch(name, url, auth, oci, InvalidArgument)
 
     async def adopt(self, repo: RepoRow, raw: bytes, index: RepoIndex) -> None:
         """Cache an index fetched by `probe` for the repository just registered."""
@@ -121,19 +134,8 @@ class Catalog:
 
     async def sync(self, repo: RepoRow) -> RepoIndex:
         """Fetch a registered repository's index again (`helm repo update`)."""
-        if is_oci_url(repo.url):
-            raw, index = await fetch_oci_index(
-                self._http(),
-                repo.url,
-                auth=repo.auth,
-                options=await self.registry.oci_options(repo.id),
-                name=repo.name,
-                refused=FailedPrecondition,
-            )
-        else:
-            raw, index = await fetch_index(
-                self._http(), repo.url, auth=repo.auth, name=repo.name, refused=FailedPrecondition
-            )
+        oci = await self.oci_options(repo)
+        raw, index = await self._fetch(repo.name, repo.url, repo.auth, oci, FailedPrecondition)
         await self.indexes.store(repo.id, raw, index)
         await self.registry.mark_repo_synced(repo.id)
         return index
@@ -202,14 +204,15 @@ class Catalog:
     async def resolve_in(self, repo: RepoRow, chart: str, version: str = "") -> ResolvedChart:
         """Resolve a chart of a known repository and download its archive."""
         entry, versions = await self.find(repo, chart, version)
-        if is_oci_url(repo.url):
+        oci = await self.oci_options(repo)
+        if oci is not None:
             archive, _ = await fetch_oci_archive(
                 self._http(),
                 repo.url,
                 entry.name,
                 entry.version,
                 auth=repo.auth,
-                options=await self.registry.oci_options(repo.id),
+                options=oci,
                 name=repo.name,
                 cache_dir=self.archives_dir,
             )

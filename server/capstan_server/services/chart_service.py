@@ -48,7 +48,7 @@ def _validate_url(url: str) -> str:
     return url
 
 
-def oci_options(request: chart_pb2.CreateRepositoryRequest) -> OciOptions | None:
+def _oci_options(request: chart_pb2.CreateRepositoryRequest) -> OciOptions | None:
     """The OCI options of a registration of an `oci://` url (None for an HTTP repository);
     InvalidArgument for a bad url, chart name or CA, or OCI options on an HTTP url."""
     if not is_oci_url(request.url):
@@ -91,14 +91,14 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
         return len(index.entries) if index else 0
 
     async def _message(self, repo: RepoRow, count: int | None = None) -> chart_pb2.Repository:
-        oci = await self.registry.oci_options(repo.id) if is_oci_url(repo.url) else None
+        oci = await self.catalog.oci_options(repo)
         return msg.repo_message(repo, await self._count(repo) if count is None else count, oci)
 
     async def CreateRepository(
         self, request: chart_pb2.CreateRepositoryRequest, context: Context
     ) -> chart_pb2.Repository:
         name = validate_repo_name(request.name)
-        oci = oci_options(request)
+        oci = _oci_options(request)
         url = request.url if oci else _validate_url(request.url)
         kind = msg.release_type(request.type)
         if request.password and not request.username:
@@ -106,10 +106,7 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
         if await self.registry.find_repo(name) is not None:
             raise AlreadyExists(f"repository {name!r} is already registered")
         auth = (request.username, request.password) if request.username else None
-        if oci:
-            raw, index = await self.catalog.probe_oci(name, url, auth, oci)
-        else:
-            raw, index = await self.catalog.probe(name, url, auth)
+        raw, index = await self.catalog.probe(name, url, auth, oci)
         repo = await self.registry.add_repo(
             name,
             url,
