@@ -239,3 +239,17 @@ def test_no_credentials_to_a_plain_http_token_realm(client: Any) -> None:
                                      password=OCI_PASSWORD)
         assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
     no_repos(client)
+
+
+def test_catalog_and_tags_come_in_pages(client: Any, oci_registry: Any, helm: Path,
+                                        packaged_charts: dict[str, Path],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from capstan_server.charts import oci
+
+    for chart in ("etcd-8.11.1", "etcd-8.11.2", "never-ready", "hooked"):
+        oci_registry.push(helm, packaged_charts[chart])
+    monkeypatch.setattr(oci, "_PAGE_SIZE", 1)  # every answer one entry and a Link to the next
+    client.create_repository("bitnami-new", oci_registry.url(), plain_http=True)
+    listed = client.list_charts(repo="bitnami-new", all_version=True).charts
+    assert [(c.name, c.version) for c in listed] == [
+        ("etcd", "8.11.2"), ("etcd", "8.11.1"), ("hooked", "0.1.0"), ("never-ready", "0.1.0")]

@@ -24,13 +24,14 @@ import hashlib
 import json
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
+from multidict import CIMultiDict
 
 from capstan_server.charts.repo_index import RepoIndex, parse_index, write_atomically
 from capstan_server.charts.semver import Version
@@ -66,6 +67,8 @@ _MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _MAX_LIST_BYTES = 16 * 1024 * 1024
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
 _MAX_CHART_BYTES = 100 * 1024 * 1024
+#: Entries asked for per page of a catalog or tag list, and the most pages read.
+_PAGE_SIZE = 1000
 _MAX_PAGES = 100
 #: How many of a chart's newest tags are tried for its metadata.
 _METADATA_TRIES = 3
@@ -229,7 +232,7 @@ class OciClient:
                                 "username and password")
 
     async def get(self, path: str, *, scope: str = "", accept: str = "", limit: int,
-                  missing: type[CapstanError] = NotFound) -> tuple[bytes, dict[str, str]]:
+                  missing: type[CapstanError] = NotFound) -> tuple[bytes, Mapping[str, str]]:
         """GET `/v2/...` and return body and headers, answering auth challenges once.
 
         Unreachable or 5xx → Unavailable; credentials refused → PermissionDenied; 404 →
@@ -266,8 +269,8 @@ class OciClient:
                     if resp.status != 200:
                         raise FailedPrecondition(f"{self.what} answered HTTP {resp.status} "
                                                  f"for {path}")
-                    return await _read_capped(resp, limit, f"{self.what}: {path}"), dict(
-                        resp.headers)
+                    body = await _read_capped(resp, limit, f"{self.what}: {path}")
+                    return body, CIMultiDict(resp.headers)
             except aiohttp.ClientSSLError as err:
                 raise Unavailable(f"{self.what}: TLS failed ({err}); give the registry's CA "
                                   "certificate (--ca-file), or --plain-http if it speaks "
@@ -293,9 +296,12 @@ class OciClient:
             link = re.match(r'\s*<([^>]+)>\s*;\s*rel="?next"?', headers.get("Link", ""))
             if not link:
                 return found
-            path = urljoin(path, link[1])
-            if not path.startswith("/v2/"):
-                raise FailedPrecondition(f"{self.what} sent a next page outside /v2/")
+            # Relative as distribution sends it, or absolute on the same registry.
+            following = urlsplit(urljoin(path, link[1]))
+            path = following.path + (f"?{following.query}" if following.query else "")
+            elsewhere = following.netloc.lower() not in ("", self.location.host)
+            if elsewhere or not path.startswith("/v2/"):
+                raise FailedPrecondition(f"{self.what} sent a next page elsewhere ({link[1]})")
         return found
 
     async def check(self) -> None:
@@ -306,7 +312,7 @@ class OciClient:
         """The charts under the repository path, from the registry's catalog; None when the
         registry offers none (most public ones)."""
         try:
-            names = await self._list("/v2/_catalog?n=1000", "repositories",
+            names = await self._list(f"/v2/_catalog?n={_PAGE_SIZE}", "repositories",
                                      scope="registry:catalog:*")
         except (NotFound, PermissionDenied, FailedPrecondition):
             return None
@@ -318,7 +324,7 @@ class OciClient:
         return f"repository:{self.location.repository(chart)}:pull"
 
     async def tags(self, chart: str) -> list[str]:
-        return await self._list(f"/v2/{self.location.repository(chart)}/tags/list?n=1000",
+        return await self._list(f"/v2/{self.location.repository(chart)}/tags/list?n={_PAGE_SIZE}",
                                 "tags", scope=self._scope(chart))
 
     async def manifest(self, chart: str, version: str) -> ChartManifest:
