@@ -408,7 +408,7 @@ class ResourceAPI:
         api_version = body.get("apiVersion")
         kind = body.get("kind")
         if api_version and api_version != rt.api_version and not (
-            rt.crd_name and str(api_version).startswith(rt.group + "/")
+            (rt.crd_name or rt.storage_version) and str(api_version).startswith(rt.group + "/")
         ):
             raise BadRequest(
                 f"the API version in the data ({api_version}) does not match the expected API "

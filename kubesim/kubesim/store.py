@@ -88,14 +88,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import managed_fields
-from .crds import crd_accepted, validate_crd
+from .admission import admit
 from .errors import AlreadyExists, BadRequest, Conflict, Forbidden, Gone, Invalid, NotFound
+from .names import name_problems
 from .objects import (
     Obj,
     clone,
     generate_name,
     meta,
-    name_problem,
     new_uid,
     now_rfc3339,
     owner_uids,
@@ -543,9 +543,10 @@ class Store:
                     break
             m["name"] = name
         name = str(name)
-        problem = name_problem(name, dns_label=rt.key == _NAMESPACES)
-        if problem and not rt.crd_name:
-            raise Invalid(rt, name, [("metadata.name", f'Invalid value: "{name}": {problem}')])
+        problems = name_problems(name, rt.name_rule)
+        if problems:
+            raise Invalid(rt, name, [("metadata.name", f'Invalid value: "{name}": {problem}')
+                                     for problem in problems])
         if rt.namespaced:
             ns_obj = self._find(_NAMESPACES, "", ns)
             if ns_obj is None:
@@ -569,9 +570,7 @@ class Store:
         if clear_status and rt.has_status:
             obj.pop("status", None)
         apply_defaults(rt, obj)
-        if rt.key == _CRDS:
-            validate_crd(rt, obj)
-            crd_accepted(obj)
+        admit(rt, obj)
         self._mutate(rt, obj, None)
         return obj
 
@@ -660,9 +659,7 @@ class Store:
                     if old.get(f) != new.get(f):
                         raise Invalid(rt, name, [(f, "Forbidden: field is immutable when "
                                                   "`immutable` is set")])
-            if rt.key == _CRDS:
-                validate_crd(rt, new)
-                crd_accepted(new)
+            admit(rt, new)
             self._mutate(rt, new, old)
         new["metadata"].pop("resourceVersion", None)
         if rt.has_generation and spec_part(new) != spec_part(old):
