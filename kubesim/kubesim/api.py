@@ -20,6 +20,7 @@ import yaml
 from aiohttp import web
 
 from . import managed_fields
+from .bindings import BINDINGS, bind
 from .errors import (
     ApiError,
     BadRequest,
@@ -421,6 +422,9 @@ class ResourceAPI:
 
     async def _create(self, request: web.Request, rr: ResourceRequest) -> web.StreamResponse:
         body = self._check_type(rr.rt, await read_body(request))
+        if rr.rt.key == BINDINGS:
+            bind(self.store, body, rr.namespace)
+            return json_response(_status_success(), 201)
         obj = self.store.create(
             rr.rt,
             body,

@@ -51,7 +51,8 @@ _RESOURCE = "resource.k8s.io/v1"
 _FLOW = "flowcontrol.apiserver.k8s.io/v1"
 
 BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
-    # core/v1
+    # core/v1 (bindings are never stored: `bindings`; componentstatuses are seeded, read-only)
+    _r(_CORE, "bindings", "Binding", verbs=("create",)),
     _r(_CORE, "componentstatuses", "ComponentStatus", False, ("cs",), verbs=("get", "list")),
     _r(_CORE, "configmaps", "ConfigMap", short=("cm",)),
     _r(_CORE, "endpoints", "Endpoints", short=("ep",)),

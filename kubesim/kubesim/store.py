@@ -112,6 +112,7 @@ Mutator = Callable[[ResourceType, Obj, Obj | None], None]
 _Key = tuple[str, str]
 
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_COMPONENTS = ("controller-manager", "etcd-0", "scheduler")
 _NAMESPACES: _Key = ("", "namespaces")
 _CRDS: _Key = ("apiextensions.k8s.io", "customresourcedefinitions")
 
@@ -186,6 +187,10 @@ class Store:
         for ns in _SYSTEM_NAMESPACES:
             self.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                        "metadata": {"name": ns}})
+        # what `kubectl get componentstatuses` shows on a healthy control plane (read-only)
+        for component in _COMPONENTS:
+            self.create("componentstatuses", {"metadata": {"name": component}, "conditions": [
+                {"type": "Healthy", "status": "True", "message": "ok"}]})
 
     # ------------------------------------------------------------------ basics
 
