@@ -4,6 +4,7 @@ registered or installed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import sys
@@ -39,7 +40,8 @@ def no_repos(client: Any) -> None:
 
 
 def test_register_list_and_show(client: Any, oci_registry: Any, helm: Path,
-                                packaged_charts: dict[str, Path], build_chart: Path) -> None:
+                                packaged_charts: dict[str, Path], build_chart: Path,
+                                capstan_server: ServerHandle) -> None:
     for chart in ("etcd-8.11.1", "etcd-8.11.2", "never-ready"):
         oci_registry.push(helm, packaged_charts[chart])
     oci_registry.push(helm, build_chart)
@@ -63,8 +65,13 @@ def test_register_list_and_show(client: Any, oci_registry: Any, helm: Path,
     shown = client.get_chart("bitnami-new/etcd").chart
     assert (shown.name, shown.version, shown.repo) == ("etcd", "8.11.2", "bitnami-new")
     assert "etcd" in shown.readme
-    assert to_dict(shown)["chart"]["values"]["image"]["repository"] == "bitnami/etcd"
+    content = to_dict(shown)["chart"]
+    assert content["values"]["image"]["repository"] == "bitnami/etcd"
+    assert content["schema"]["type"] == "object"  # values.schema.json
     assert [v.version for v in shown.versions] == ["8.11.2", "8.11.1"]
+    # The chart layer, pulled once, is cached by its digest (the sha256 of the pushed .tgz).
+    layer = hashlib.sha256(packaged_charts["etcd-8.11.2"].read_bytes()).hexdigest()
+    assert (capstan_server.data_dir / "charts" / f"{layer}.tgz").is_file()
     older = client.get_chart("etcd", repo="bitnami-new", version="8.11.1").chart
     assert older.chart.metadata.version == "8.11.1"
     # OCI tags write `+` as `_`: the version is given and shown with `+`.
