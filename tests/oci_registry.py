@@ -32,6 +32,8 @@ from registry_token import TokenService, write_tls_files
 TOOLS_BIN = Path(__file__).resolve().parents[1] / ".tools" / "bin"
 #: Credentials of the `oci_registry_auth` and `oci_registry_token` fixtures.
 OCI_USER, OCI_PASSWORD = "capstan", "s3cret-registry-pw"
+#: The version of the `build_chart` fixture's chart (`+` is `_` in its OCI tag).
+BUILD_VERSION = "0.1.0+build.7"
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 HTPASSWD_BIN = shutil.which("htpasswd") or "/usr/bin/htpasswd"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

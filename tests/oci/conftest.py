@@ -7,9 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from oci_registry import pinned_helm
-
-BUILD_VERSION = "0.1.0+build.7"
+from oci_registry import BUILD_VERSION, pinned_helm
 
 
 @pytest.fixture(scope="session")
