@@ -544,6 +544,10 @@ class Store:
             m["name"] = name
         name = str(name)
         problem = name_problem(name, dns_label=rt.key == _NAMESPACES)
+        if rt.group == "rbac.authorization.k8s.io":
+            # RBAC names need only be path segments (``system:discovery``)
+            problem = ("may not contain '/' or '%', nor be '.' or '..'"
+                       if name in (".", "..") or "/" in name or "%" in name else None)
         if problem and not rt.crd_name:
             raise Invalid(rt, name, [("metadata.name", f'Invalid value: "{name}": {problem}')])
         if rt.namespaced:
