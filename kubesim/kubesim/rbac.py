@@ -197,6 +197,17 @@ class RBACAuthorizer:
         text = errors[0] if len(errors) == 1 else "[" + ", ".join(errors) + "]"
         return Decision(False, f"RBAC: {text}")
 
+    def rules(self, user: UserInfo, namespace: str) -> tuple[list[PolicyRule], list[str]]:
+        """Every rule that applies to ``user`` in ``namespace``, and the resolution errors."""
+        rules: list[PolicyRule] = []
+        errors: list[str] = []
+        for visited in self.visit_rules(user, namespace):
+            if visited.error:
+                errors.append(visited.error)
+            if visited.rule is not None:
+                rules.append(visited.rule)
+        return rules, errors
+
     def rules_for(
         self, user: UserInfo, namespace: str
     ) -> tuple[list[PolicyRule], list[PolicyRule], list[str]]:
@@ -204,13 +215,8 @@ class RBACAuthorizer:
         (what SelfSubjectRulesReview reports)."""
         resource: list[PolicyRule] = []
         non_resource: list[PolicyRule] = []
-        errors: list[str] = []
-        for visited in self.visit_rules(user, namespace):
-            if visited.error:
-                errors.append(visited.error)
-            rule = visited.rule
-            if rule is None:
-                continue
+        rules, errors = self.rules(user, namespace)
+        for rule in rules:
             if _strings(rule, "nonResourceURLs"):
                 non_resource.append({"verbs": list(_strings(rule, "verbs")),
                                      "nonResourceURLs": list(_strings(rule, "nonResourceURLs"))})

@@ -300,3 +300,30 @@ def test_parse_user_token() -> None:
     assert parse_user_token("bob:t")[1].groups == ("system:authenticated",)
     with pytest.raises(ValueError):
         parse_user_token("no-token")
+
+
+# ---------------------------------------------------------------- escalation
+
+
+def test_rule_covers() -> None:
+    from kubesim.escalation import uncovered
+
+    owner = [{"apiGroups": [""], "resources": ["pods", "*/status"], "verbs": ["get", "list"]},
+             {"apiGroups": ["apps"], "resources": ["*"], "verbs": ["*"]},
+             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+              "resourceNames": ["a"]},
+             {"nonResourceURLs": ["/logs/*"], "verbs": ["get"]}]
+    assert uncovered(owner, [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+                             {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["list"]},
+                             {"apiGroups": ["apps"], "resources": ["deployments/scale"],
+                              "verbs": ["patch"]},
+                             {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"],
+                              "resourceNames": ["a"]},
+                             {"nonResourceURLs": ["/logs/x"], "verbs": ["get"]}]) == []
+    assert uncovered(owner, [{"apiGroups": [""], "resources": ["pods"],
+                              "verbs": ["get", "delete"]}]) == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]
+    # a name-restricted owner rule does not cover all names
+    assert uncovered(owner, [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}])
+    assert uncovered(owner, [{"apiGroups": ["*"], "resources": ["pods"], "verbs": ["get"]}])
+    assert uncovered(owner, [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])

@@ -391,3 +391,55 @@ def test_helm_as_project(helm_name: str, request: pytest.FixtureRequest, teams: 
     proc = helm_run("install", "there", str(chart), "-n", "team-b")
     assert proc.returncode != 0 and "forbidden" in proc.stderr
     assert helm_run("uninstall", "ok", "-n", "team-a").returncode == 0
+
+
+def test_rbac_writes_cannot_escalate(teams: KubeSimThread) -> None:
+    """A project with ``admin`` in its namespace may grant there only what it holds."""
+    _bind(teams, "team-a", "admin", {"kind": "User", "name": "alice"})
+    who = {"Impersonate-User": "alice"}
+    roles = f"/apis/{RBAC}/v1/namespaces/team-a/roles"
+    bindings = f"/apis/{RBAC}/v1/namespaces/team-a/rolebindings"
+
+    def role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": {"name": name},
+                "rules": rules}
+
+    def binding(name: str, kind: str, role_name: str) -> dict[str, Any]:
+        return {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding", "metadata": {"name": name},
+                "roleRef": {"apiGroup": RBAC, "kind": kind, "name": role_name},
+                "subjects": [{"kind": "User", "name": "mallory", "apiGroup": RBAC}]}
+
+    ok = role("reader", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}])
+    assert _http(teams, "POST", roles, ok, headers=who)[0] == 201
+    status, body = _http(teams, "POST", roles, role("all", [
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]), headers=who)
+    assert status == 403
+    assert body["message"].startswith(
+        f'roles.{RBAC} "all" is forbidden: user "alice" (groups=["system:authenticated"]) is '
+        "attempting to grant RBAC permissions not currently held:\n"
+        '{APIGroups:["*"], Resources:["*"], Verbs:["*"]}')
+    assert teams.store.try_get(f"roles.{RBAC}", "all", "team-a") is None
+    # updates and patches are checked too
+    status, _ = _http(teams, "PATCH", f"{roles}/reader", {"rules": [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]},
+        headers={**who, "Content-Type": "application/merge-patch+json"})
+    assert status == 403
+    # bindings: to what alice holds, yes; to cluster-admin, no -- unless she may `bind` it
+    assert _http(teams, "POST", bindings, binding("r", "Role", "reader"), headers=who)[0] == 201
+    assert _http(teams, "POST", bindings, binding("v", "ClusterRole", "view"),
+                 headers=who)[0] == 201
+    status, body = _http(teams, "POST", bindings, binding("root", "ClusterRole",
+                                                          "cluster-admin"), headers=who)
+    assert status == 403 and "not currently held" in body["message"]
+    teams.store.create(f"roles.{RBAC}", {"metadata": {"name": "binder"}, "rules": [
+        {"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"],
+         "resourceNames": ["cluster-admin"]}]}, "team-a")
+    teams.store.create(f"rolebindings.{RBAC}", {
+        "metadata": {"name": "alice-binder"},
+        "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "binder"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": RBAC}]}, "team-a")
+    assert _http(teams, "POST", bindings, binding("root", "ClusterRole", "cluster-admin"),
+                 headers=who)[0] == 201
+    # the admin is never checked
+    assert _http(teams, "POST", roles, role("all", [
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]))[0] == 201

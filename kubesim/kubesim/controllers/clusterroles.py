@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ..escalation import ACTING_USER
 from ..rbac_defaults import RBAC_GROUP, aggregate
 from ..store import Event
 from .base import Controller, Key, Router
@@ -34,4 +35,9 @@ class ClusterRoleAggregationController(Controller):
         return [_ALL]
 
     def reconcile(self, key: Key) -> None:
-        aggregate(self.store)
+        # The controller writes as itself, not as the user whose write woke it up.
+        token = ACTING_USER.set(None)
+        try:
+            aggregate(self.store)
+        finally:
+            ACTING_USER.reset(token)
