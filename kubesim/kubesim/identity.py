@@ -109,12 +109,17 @@ class Authenticator:
                 raise Unauthorized()
             return ADMIN
         scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer":
+        user = self.user_for_token(value.strip()) if scheme.lower() == "bearer" else None
+        if user is None:
             raise Unauthorized()
-        presented = value.strip().encode()
+        return user
+
+    def user_for_token(self, token: str) -> UserInfo | None:
+        """Whose bearer token this is (None: nobody's)."""
+        presented = token.encode()
         if secrets.compare_digest(presented, self.admin_token.encode()):
             return ADMIN
-        for token, user in self.user_tokens.items():
-            if secrets.compare_digest(presented, token.encode()):
+        for known, user in self.user_tokens.items():
+            if secrets.compare_digest(presented, known.encode()):
                 return user
-        raise Unauthorized()
+        return None

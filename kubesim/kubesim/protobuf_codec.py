@@ -339,6 +339,9 @@ SCHEMAS: dict[tuple[str, str], Schema] = {
     ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): SUBJECT_ACCESS_REVIEW,
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): SELF_SUBJECT_RULES_REVIEW,
     ("authentication.k8s.io/v1", "SelfSubjectReview"): {1: ("metadata", OBJECT_META)},
+    ("authentication.k8s.io/v1", "TokenReview"): {
+        1: ("metadata", OBJECT_META),
+        2: ("spec", {1: ("token", "string"), 2: ("audiences", "strings")})},
 }
 
 

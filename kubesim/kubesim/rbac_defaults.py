@@ -6,7 +6,8 @@
 (aggregated from ``system:aggregate-to-*`` through the ``rbac.authorization.k8s.io/aggregate-to-*``
 labels, so a CRD's ClusterRole labelled that way extends them), ``system:discovery``,
 ``system:basic-user`` and ``system:public-info-viewer`` (bound to every authenticated user, so
-discovery and ``kubectl auth can-i`` work for anyone). Objects that exist are left alone.
+discovery and ``kubectl auth can-i`` work for anyone), and ``system:auth-delegator`` (unbound;
+what extension API servers' charts bind). Objects that exist are left alone.
 
 `aggregate` is the clusterrole-aggregation controller's reconcile: the rules of a ClusterRole
 with an ``aggregationRule`` become the union, in name order without duplicates, of the rules of
@@ -60,6 +61,10 @@ _CLUSTER_ROLES: dict[str, tuple[dict[str, str], list[dict[str, Any]], dict[str, 
         _rule(("create",), ("authorization.k8s.io",), "selfsubjectaccessreviews",
               "selfsubjectrulesreviews"),
         _rule(("create",), ("authentication.k8s.io",), "selfsubjectreviews"),
+    ], None),
+    "system:auth-delegator": ({}, [
+        _rule(("create",), ("authentication.k8s.io",), "tokenreviews"),
+        _rule(("create",), ("authorization.k8s.io",), "subjectaccessreviews"),
     ], None),
     "system:public-info-viewer": ({}, [_urls(("get",), "/livez", "/readyz", "/healthz",
                                              "/version", "/version/")], None),

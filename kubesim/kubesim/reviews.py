@@ -3,9 +3,9 @@
 ``authorization.k8s.io/v1``: SelfSubjectAccessReview (may *I* ...?), SubjectAccessReview (may
 *this user* ...?), LocalSubjectAccessReview (the same, in one namespace) and
 SelfSubjectRulesReview (what may I do in a namespace?). ``authentication.k8s.io/v1``:
-SelfSubjectReview (who am I?). Like the API server, these are create-only and never stored;
-creating one needs RBAC's ``create`` on it like any other request (``system:basic-user`` grants
-the self reviews to every authenticated user).
+SelfSubjectReview (who am I?) and TokenReview (whose is this bearer token?). Like the API
+server, these are create-only and never stored; creating one needs RBAC's ``create`` on it like
+any other request (``system:basic-user`` grants the self reviews to every authenticated user).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aiohttp import web
 
 from .api import json_response, read_body
 from .errors import ApiError, BadRequest, MethodNotAllowed
-from .identity import UserInfo
+from .identity import Authenticator, UserInfo
 from .rbac import RBACAuthorizer
 from .request_info import Attributes
 
@@ -34,6 +34,7 @@ _KINDS = {
     (AUTHORIZATION, "localsubjectaccessreviews", True): "LocalSubjectAccessReview",
     (AUTHORIZATION, "selfsubjectrulesreviews", False): "SelfSubjectRulesReview",
     (AUTHENTICATION, "selfsubjectreviews", False): "SelfSubjectReview",
+    (AUTHENTICATION, "tokenreviews", False): "TokenReview",
 }
 
 
@@ -47,7 +48,7 @@ def review_kind(path: str) -> tuple[str, str] | None:
 
 
 def _invalid(kind: str, field: str, message: str) -> ApiError:
-    group = AUTHENTICATION if kind == "SelfSubjectReview" else AUTHORIZATION
+    group = AUTHENTICATION if kind in ("SelfSubjectReview", "TokenReview") else AUTHORIZATION
     return ApiError(
         422, "Invalid", f'{kind}.{group.split("/")[0]} "" is invalid: {field}: {message}',
         {"group": group.split("/")[0], "kind": kind,
@@ -90,7 +91,8 @@ def _subject(kind: str, spec: Mapping[str, Any]) -> UserInfo:
 
 
 async def serve_review(
-    request: web.Request, user: UserInfo, authorizer: RBACAuthorizer
+    request: web.Request, user: UserInfo, authorizer: RBACAuthorizer,
+    authenticator: Authenticator,
 ) -> web.StreamResponse | None:
     """Answer ``request`` if it creates a review (else None: not a review path)."""
     found = review_kind(request.path)
@@ -105,13 +107,21 @@ async def serve_review(
     spec = body.get("spec") or {}
     if not isinstance(spec, Mapping):
         raise BadRequest("spec must be an object")
-    api_version = AUTHENTICATION if kind == "SelfSubjectReview" else AUTHORIZATION
+    api_version = AUTHENTICATION if kind in ("SelfSubjectReview", "TokenReview") else (
+        AUTHORIZATION)
     out: dict[str, Any] = {"kind": kind, "apiVersion": api_version,
                            "metadata": {"creationTimestamp": None}}
     if kind == "SelfSubjectReview":
         out["status"] = {"userInfo": user.to_dict()}
         return json_response(out, 201)
     out["spec"] = dict(spec)
+    if kind == "TokenReview":
+        if not spec.get("token"):
+            raise _invalid(kind, "spec.token", "Required value")
+        reviewed = authenticator.user_for_token(str(spec.get("token", "")))
+        out["status"] = ({"authenticated": True, "user": reviewed.to_dict()} if reviewed
+                         else {"authenticated": False, "error": "invalid bearer token"})
+        return json_response(out, 201)
     if kind == "SelfSubjectRulesReview":
         resource, non_resource, errors = authorizer.rules_for(user, str(spec.get("namespace", "")))
         status: dict[str, Any] = {"resourceRules": resource, "nonResourceRules": non_resource,

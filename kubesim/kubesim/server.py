@@ -208,7 +208,8 @@ class KubeSim:
     async def _auth_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in _PUBLIC_PATHS:
             user = self.access.admit(request, self.anonymous)
-            review = await serve_review(request, user, self.access.authorizer)
+            review = await serve_review(request, user, self.access.authorizer,
+                                        self.access.authenticator)
             if review is not None:
                 return review
         response: web.StreamResponse = await handler(request)

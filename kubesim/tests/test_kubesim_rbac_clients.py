@@ -443,3 +443,27 @@ def test_rbac_writes_cannot_escalate(teams: KubeSimThread) -> None:
     # the admin is never checked
     assert _http(teams, "POST", roles, role("all", [
         {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]))[0] == 201
+
+
+def test_token_review(teams: KubeSimThread) -> None:
+    teams.server.access.authenticator.add_user("bob-token", "bob", ("devs",))
+    path = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+    def review(token: str, **headers: str) -> tuple[int, Any]:
+        return _http(teams, "POST", path, {"apiVersion": "authentication.k8s.io/v1",
+                                           "kind": "TokenReview", "spec": {"token": token}},
+                     headers=headers)
+
+    status, body = review("bob-token")
+    assert status == 201 and body["status"] == {
+        "authenticated": True, "user": {"username": "bob",
+                                        "groups": ["devs", "system:authenticated"]}}
+    assert review("nope")[1]["status"]["authenticated"] is False
+    assert review("")[0] == 422
+    # creating one needs RBAC's create on tokenreviews (system:auth-delegator grants it)
+    assert review("bob-token", **{"Impersonate-User": "alice"})[0] == 403
+    teams.store.create(f"clusterrolebindings.{RBAC}", {
+        "metadata": {"name": "alice-delegator"},
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "system:auth-delegator"},
+        "subjects": [{"kind": "User", "name": "alice", "apiGroup": RBAC}]})
+    assert review("bob-token", **{"Impersonate-User": "alice"})[0] == 201
