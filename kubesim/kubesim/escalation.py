@@ -25,7 +25,7 @@ from typing import Any
 from .errors import ApiError
 from .identity import UserInfo
 from .objects import Obj
-from .rbac import RBAC_GROUP, PolicyRule, RBACAuthorizer, forbidden_details
+from .rbac import RBAC_GROUP, PolicyRule, RBACAuthorizer, forbidden_details, rule_strings
 from .request_info import Attributes
 from .resources import ResourceType
 
@@ -36,23 +36,18 @@ _ROLE_KINDS = {"Role": "roles", "ClusterRole": "clusterroles"}
 _BINDING_KINDS = {"RoleBinding", "ClusterRoleBinding"}
 
 
-def _strings(rule: PolicyRule, key: str) -> list[str]:
-    value = rule.get(key)
-    return [str(v) for v in value] if isinstance(value, list) else []
-
-
 def breakdown(rule: PolicyRule) -> list[dict[str, list[str]]]:
     """A rule as rules of one verb, group, resource and name (or one URL and verb)."""
     out: list[dict[str, list[str]]] = []
-    names = _strings(rule, "resourceNames")
-    for group in _strings(rule, "apiGroups"):
-        for resource in _strings(rule, "resources"):
-            for verb in _strings(rule, "verbs"):
+    names = rule_strings(rule, "resourceNames")
+    for group in rule_strings(rule, "apiGroups"):
+        for resource in rule_strings(rule, "resources"):
+            for verb in rule_strings(rule, "verbs"):
                 base = {"apiGroups": [group], "resources": [resource], "verbs": [verb]}
                 out.extend([{**base, "resourceNames": [n]} for n in names] if names else [base])
-    for url in _strings(rule, "nonResourceURLs"):
+    for url in rule_strings(rule, "nonResourceURLs"):
         out.extend({"nonResourceURLs": [url], "verbs": [verb]}
-                   for verb in _strings(rule, "verbs"))
+                   for verb in rule_strings(rule, "verbs"))
     return out
 
 
@@ -77,15 +72,16 @@ def _urls_cover(owned: Sequence[str], wanted: Sequence[str]) -> bool:
 
 def rule_covers(owner: PolicyRule, wanted: PolicyRule) -> bool:
     """Whether ``owner`` grants all of the (broken-down) rule ``wanted``."""
-    verbs, groups = _strings(owner, "verbs"), _strings(owner, "apiGroups")
-    owner_names, wanted_names = _strings(owner, "resourceNames"), _strings(wanted, "resourceNames")
+    get = rule_strings
+    verbs, groups = get(owner, "verbs"), get(owner, "apiGroups")
+    owner_names, wanted_names = get(owner, "resourceNames"), get(wanted, "resourceNames")
     names_ok = not owner_names or (bool(wanted_names)
                                    and all(n in owner_names for n in wanted_names))
     return (
-        ("*" in verbs or all(v in verbs for v in _strings(wanted, "verbs")))
-        and ("*" in groups or all(g in groups for g in _strings(wanted, "apiGroups")))
-        and _resources_cover(_strings(owner, "resources"), _strings(wanted, "resources"))
-        and _urls_cover(_strings(owner, "nonResourceURLs"), _strings(wanted, "nonResourceURLs"))
+        ("*" in verbs or all(v in verbs for v in get(wanted, "verbs")))
+        and ("*" in groups or all(g in groups for g in get(wanted, "apiGroups")))
+        and _resources_cover(get(owner, "resources"), get(wanted, "resources"))
+        and _urls_cover(get(owner, "nonResourceURLs"), get(wanted, "nonResourceURLs"))
         and names_ok
     )
 

@@ -39,22 +39,23 @@ class Decision:
     reason: str = ""
 
 
-def _strings(rule: PolicyRule, key: str) -> Sequence[str]:
+def rule_strings(rule: PolicyRule, key: str) -> list[str]:
+    """A list field of a rule (``verbs`` ...), as strings; [] when absent or malformed."""
     value = rule.get(key)
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
 def verb_matches(rule: PolicyRule, verb: str) -> bool:
-    return any(v in ("*", verb) for v in _strings(rule, "verbs"))
+    return any(v in ("*", verb) for v in rule_strings(rule, "verbs"))
 
 
 def api_group_matches(rule: PolicyRule, group: str) -> bool:
-    return any(g in ("*", group) for g in _strings(rule, "apiGroups"))
+    return any(g in ("*", group) for g in rule_strings(rule, "apiGroups"))
 
 
 def resource_matches(rule: PolicyRule, combined: str, subresource: str) -> bool:
     """``*``, the exact ``resource[/subresource]``, or ``*/<subresource>`` for a subresource."""
-    for res in _strings(rule, "resources"):
+    for res in rule_strings(rule, "resources"):
         if res in ("*", combined):
             return True
         if subresource and res == f"*/{subresource}":
@@ -63,12 +64,12 @@ def resource_matches(rule: PolicyRule, combined: str, subresource: str) -> bool:
 
 
 def resource_name_matches(rule: PolicyRule, name: str) -> bool:
-    names = _strings(rule, "resourceNames")
+    names = rule_strings(rule, "resourceNames")
     return not names or name in names
 
 
 def non_resource_url_matches(rule: PolicyRule, path: str) -> bool:
-    for url in _strings(rule, "nonResourceURLs"):
+    for url in rule_strings(rule, "nonResourceURLs"):
         if url in ("*", path):
             return True
         if url.endswith("*") and path.startswith(url.rstrip("*")):
@@ -217,15 +218,16 @@ class RBACAuthorizer:
         non_resource: list[PolicyRule] = []
         rules, errors = self.rules(user, namespace)
         for rule in rules:
-            if _strings(rule, "nonResourceURLs"):
-                non_resource.append({"verbs": list(_strings(rule, "verbs")),
-                                     "nonResourceURLs": list(_strings(rule, "nonResourceURLs"))})
-            if _strings(rule, "resources"):
-                entry: dict[str, Any] = {"verbs": list(_strings(rule, "verbs")),
-                                         "apiGroups": list(_strings(rule, "apiGroups")),
-                                         "resources": list(_strings(rule, "resources"))}
-                if _strings(rule, "resourceNames"):
-                    entry["resourceNames"] = list(_strings(rule, "resourceNames"))
+            verbs = rule_strings(rule, "verbs")
+            if rule_strings(rule, "nonResourceURLs"):
+                non_resource.append({"verbs": verbs,
+                                     "nonResourceURLs": rule_strings(rule, "nonResourceURLs")})
+            if rule_strings(rule, "resources"):
+                entry: dict[str, Any] = {"verbs": verbs,
+                                         "apiGroups": rule_strings(rule, "apiGroups"),
+                                         "resources": rule_strings(rule, "resources")}
+                if rule_strings(rule, "resourceNames"):
+                    entry["resourceNames"] = rule_strings(rule, "resourceNames")
                 resource.append(entry)
         return resource, non_resource, errors
 

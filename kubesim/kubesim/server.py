@@ -183,6 +183,7 @@ class KubeSim:
     def restore(self, snapshot: dict[str, Any]) -> None:
         """`Store.restore` a snapshot, then let the running controllers resync to it."""
         self.store.restore(snapshot)
+        ensure_defaults(self.store)  # a snapshot from before RBAC has no default roles
         resync = getattr(self._controllers, "resync", None)
         if callable(resync):
             resync()
