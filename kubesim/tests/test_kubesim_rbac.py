@@ -327,3 +327,15 @@ def test_rule_covers() -> None:
     assert uncovered(owner, [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}])
     assert uncovered(owner, [{"apiGroups": ["*"], "resources": ["pods"], "verbs": ["get"]}])
     assert uncovered(owner, [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])
+
+
+def test_cli_user_token_flag() -> None:
+    from kubesim.cli import build_parser
+
+    args = build_parser().parse_args(["--user-token", "alice:t1:devs",
+                                      "--user-token", "bob:t2"])
+    assert dict(args.user_token) == {
+        "t1": UserInfo("alice", groups=("devs", "system:authenticated")),
+        "t2": UserInfo("bob", groups=("system:authenticated",))}
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--user-token", "nobody"])
