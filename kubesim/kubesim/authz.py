@@ -35,7 +35,7 @@ class Access:
         """The user ``request`` acts as, once authorized; raises 401/403 `ApiError` s."""
         requestor = self.authenticator.authenticate(request.headers.get("Authorization"),
                                                     anonymous)
-        user = impersonated_user(request.headers, requestor, self.authorizer.authorize)
+        user = impersonated_user(request.headers.items(), requestor, self.authorizer.authorize)
         if not user.privileged:
             attrs = request_attributes(user, request.method, request.path, request.query)
             decision = self.authorizer.authorize(attrs)

@@ -11,11 +11,9 @@ service account its ``system:serviceaccounts`` groups when no group is given).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote
-
-from multidict import CIMultiDictProxy
 
 from .errors import ApiError
 from .identity import UserInfo, split_service_account, with_authenticated
@@ -41,23 +39,31 @@ class _Ask:
 
 
 def impersonated_user(
-    headers: CIMultiDictProxy[str],
+    headers: Iterable[tuple[str, str]],
     requestor: UserInfo,
     authorize: Callable[[Attributes], Decision],
 ) -> UserInfo:
     """The user a request acts as: ``requestor``, or whom its headers ask to impersonate.
 
-    Raises a 403 `ApiError` naming the first thing the requestor may not impersonate, and a
-    500 (what the API server answers) for groups, a uid or extras without a user.
+    ``headers``: every (name, value) of the request, repeated names included. Raises a 403
+    `ApiError` naming the first thing the requestor may not impersonate, and a 500 (what the
+    API server answers) for groups, a uid or extras without a user.
     """
-    name = headers.get(USER_HEADER, "")
-    groups = tuple(headers.getall(GROUP_HEADER, []))
-    uid = headers.get(UID_HEADER, "")
+    name = uid = ""
+    group_list: list[str] = []
     extra: dict[str, tuple[str, ...]] = {}
-    for header, value in headers.items():
-        if header.lower().startswith(EXTRA_PREFIX.lower()):
+    for header, value in headers:
+        lower = header.lower()
+        if lower == USER_HEADER.lower():
+            name = name or value
+        elif lower == GROUP_HEADER.lower():
+            group_list.append(value)
+        elif lower == UID_HEADER.lower():
+            uid = uid or value
+        elif lower.startswith(EXTRA_PREFIX.lower()):
             key = unquote(header[len(EXTRA_PREFIX):]).lower()
             extra[key] = (*extra.get(key, ()), value)
+    groups = tuple(group_list)
     if not (name or groups or uid or extra):
         return requestor
     if not name:

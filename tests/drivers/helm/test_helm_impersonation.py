@@ -83,6 +83,12 @@ async def test_reads_impersonate(kubesim: KubeSimThread, unique_namespace: str) 
     admin = KubeClient(cfg, cluster_name="sim")
     path = f"/api/v1/namespaces/{unique_namespace}/secrets"
     try:
+        review = await client.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                                      body={"apiVersion": "authentication.k8s.io/v1",
+                                            "kind": "SelfSubjectReview"})
+        assert review["status"]["userInfo"] == {
+            "username": "capstan:project:a",
+            "groups": ["capstan:projects", "team a", "system:authenticated"]}
         with pytest.raises(FailedPrecondition, match='User "capstan:project:a" cannot list'):
             await client.list_objects(path)
         assert (await admin.list_objects(path))[0] == []  # the stored identity is unchanged

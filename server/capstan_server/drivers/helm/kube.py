@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDict
 
 from capstan_server.drivers.base import KubeIdentity
 from capstan_server.errors import (
@@ -196,10 +195,10 @@ class KubeClient:
         if self._session is None or self._session.closed:
             async with self._session_lock:
                 if self._session is None or self._session.closed:
-                    headers = CIMultiDict({"Accept": "application/json",
-                                           "User-Agent": "capstan-helm-driver"})
-                    headers.update(self._credentials())
-                    headers.extend(self._impersonation())
+                    # a list: Impersonate-Group repeats, once per group
+                    headers = [("Accept", "application/json"),
+                               ("User-Agent", "capstan-helm-driver"),
+                               *self._credentials().items(), *self._impersonation()]
                     ctx = _ssl_context(self.config)
                     connector = aiohttp.TCPConnector(ssl=ctx, limit=64)
                     self._session = aiohttp.ClientSession(
