@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
-from multidict import CIMultiDict
 
 from capstan_server.charts.repo_index import RepoIndex, parse_index, write_atomically
 from capstan_server.charts.semver import Version
@@ -270,7 +269,7 @@ class OciClient:
                         raise FailedPrecondition(f"{self.what} answered HTTP {resp.status} "
                                                  f"for {path}")
                     body = await _read_capped(resp, limit, f"{self.what}: {path}")
-                    return body, CIMultiDict(resp.headers)
+                    return body, resp.headers.copy()  # case-insensitive still
             except aiohttp.ClientSSLError as err:
                 raise Unavailable(f"{self.what}: TLS failed ({err}); give the registry's CA "
                                   "certificate (--ca-file), or --plain-http if it speaks "
