@@ -33,10 +33,11 @@ from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import build_gateway, capstan_services
 from capstan_server.interceptors import RpcInterceptor
+from capstan_server.replicas import ReplicaOptions, start_recovery
 
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
-    from capstan_server.drivers.base import Driver
+    from capstan_server.drivers.base import ClusterTarget, Driver
     from capstan_server.services import Services
 
 log = logging.getLogger("capstan.server")
@@ -75,6 +76,8 @@ class ServerOptions:
     grace: float = DEFAULT_GRACE
     #: Extra gRPC server interceptors, run after Capstan's own (tests use this to spy on calls).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
+    #: Replica identity, Lease duration and stuck-release policy (`replicas.py`).
+    replicas: ReplicaOptions = field(default_factory=ReplicaOptions)
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -109,6 +112,7 @@ class CapstanServer:
         self._channel: grpc.aio.Channel | None = None
         self._http: web.AppRunner | None = None
         self._dev: DevEnvironment | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self._ready = False
         self._stopping = False
         self._stopped = asyncio.Event()
@@ -154,6 +158,8 @@ class CapstanServer:
         if options.dev:
             await self._start_dev()
         await self._start_http()
+        self._recovery = start_recovery(self._driver, self._cluster_targets,
+                                        options.replicas)
         await self._set_health(_SERVING)
         self._ready = True
         log.info(
@@ -168,6 +174,12 @@ class CapstanServer:
                 }
             },
         )
+
+    async def _cluster_targets(self) -> list[ClusterTarget]:
+        from capstan_server.services.addressing import target
+
+        rows, _ = await self.services.registry.list_clusters()
+        return [target(row) for row in rows]
 
     async def _start_grpc(self) -> None:
         services = self.services
@@ -243,6 +255,8 @@ class CapstanServer:
             return
         self._stopping = True
         self._ready = False
+        if self._recovery is not None:  # a stopping replica starts no more writes
+            self._recovery.cancel()
         try:
             if self._health is not None:
                 await self._health.enter_graceful_shutdown()
@@ -302,7 +316,9 @@ def _open_driver(options: ServerOptions) -> Driver:
     from capstan_server.drivers import create_driver
 
     driver: Driver = create_driver(
-        options.driver, data_dir=options.data_dir, helm_bin=options.helm_bin
+        options.driver, data_dir=options.data_dir, helm_bin=options.helm_bin,
+        replica_id=options.replicas.replica_id,
+        lease_duration=options.replicas.lease_duration,
     )
     return driver
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
+from capstan_server.drivers.helm.leases import DEFAULT_LEASE_DURATION
 from capstan_server.logs import LogFormat, configure_logging
+from capstan_server.replicas import STUCK_POLICIES, ReplicaOptions
 
 log = logging.getLogger("capstan.server")
 
@@ -48,10 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "'samples' of the sample charts")
     parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="time calls in flight get to finish on SIGTERM (default %(default)s)")
+    parser.add_argument("--replica-id", default="", metavar="NAME",
+                        help="this replica's name in release Leases (default hostname-pid)")
+    parser.add_argument("--lease-duration", type=_positive, default=DEFAULT_LEASE_DURATION,
+                        metavar="SECONDS", help="lifetime of an unrenewed release Lease; a dead "
+                        "replica's pending release is recovered within twice this (default "
+                        "%(default)s)")
+    parser.add_argument("--on-stuck", choices=STUCK_POLICIES, default="mark-failed",
+                        help="what a replica does with a release another, dead replica left "
+                        "pending (default %(default)s)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
     return parser
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {text}")
+    return value
 
 
 def missing_helm(helm_bin: Path, *, driver: str, dev: bool) -> str | None:
@@ -89,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             helm_bin=helm_bin,
             dev=args.dev,
             grace=args.shutdown_grace,
+            replicas=ReplicaOptions(replica_id=args.replica_id,
+                                    lease_duration=args.lease_duration,
+                                    on_stuck=args.on_stuck),
         )
         asyncio.run(serve(options))
     except StartupError as exc:

@@ -10,7 +10,8 @@ from capstan_server.drivers.base import Driver
 DRIVER_NAMES = ("helm", "memory")
 
 
-def create_driver(name: str, *, data_dir: Path, helm_bin: Path | None = None) -> Driver:
+def create_driver(name: str, *, data_dir: Path, helm_bin: Path | None = None,
+                  replica_id: str = "", lease_duration: float = 15.0) -> Driver:
     """A new driver: `helm` (the official helm binary, state in the clusters) or `memory`
     (a test double, state in this process). Raises ValueError for any other name."""
     if name == "memory":
@@ -21,5 +22,6 @@ def create_driver(name: str, *, data_dir: Path, helm_bin: Path | None = None) ->
         # Imported lazily: the memory driver must not need the helm driver's dependencies.
         from capstan_server.drivers.helm.driver import HelmDriver
 
-        return HelmDriver(data_dir=data_dir, helm_bin=helm_bin)
+        return HelmDriver(data_dir=data_dir, helm_bin=helm_bin, replica_id=replica_id,
+                          lease_duration=lease_duration)
     raise ValueError(f"unknown driver {name!r}; choose one of {', '.join(DRIVER_NAMES)}")

@@ -235,9 +235,10 @@ async def test_concurrent_upgrades_across_replicas(driver: HelmDriver, cluster: 
                                                    charts: dict[str, Path], tmp_path: Path,
                                                    kubesim: KubeSimThread,
                                                    unique_namespace: str) -> None:
-    """A second server (another replica) finds the release pending and is ABORTED; the first
-    upgrade finishes and no revision is lost."""
-    other = HelmDriver(data_dir=tmp_path / "replica-2", helm_bin=driver.command.helm_bin)
+    """A second server (another replica) finds the release's Lease held and is ABORTED, naming
+    the holder; the first upgrade finishes, the Lease is released and no revision is lost."""
+    other = HelmDriver(data_dir=tmp_path / "replica-2", helm_bin=driver.command.helm_bin,
+                       replica_id="replica-2")
     try:
         ref, chart = await _never_ready(driver, cluster, charts, unique_namespace, "shared")
         # The first upgrade's change of the Deployment is slow, so it stays pending a while.
@@ -248,10 +249,15 @@ async def test_concurrent_upgrades_across_replicas(driver: HelmDriver, cluster: 
         await _wait_for_status(driver, ref, Status.PENDING_UPGRADE)
         with pytest.raises(Aborted) as second:
             await other.upgrade(UpgradeOptions(ref=ref, chart=chart, values={}, labels=LABELS))
-        assert "pending-upgrade" in second.value.message and "since" in second.value.message
+        message = second.value.message
+        assert f"replica {driver.leases.identity}: upgrade since" in message
         done = await first
         assert (done.revision, done.status) == (2, Status.DEPLOYED)
         assert [h.revision for h in await other.history(ref)] == [1, 2]
+        # Released: the other replica now writes it.
+        again = await other.upgrade(UpgradeOptions(ref=ref, chart=chart, values={},
+                                                   labels=LABELS))
+        assert again.revision == 3
     finally:
         await other.close()
 

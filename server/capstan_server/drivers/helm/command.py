@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -307,6 +310,21 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
+def _die_with_server(server_pid: int) -> None:
+    """In the forked child, before exec: the kernel SIGKILLs helm when the server dies (even
+    by kill -9), so no helm outlives its server; the release it left pending is recovered by
+    another replica (`recovery.py`). Linux only (prctl); elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != server_pid:  # the server died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class HelmCommand:
     """Runs one helm binary for the driver: version detection, files, argv, processes.
 
@@ -441,6 +459,7 @@ class HelmCommand:
                 # Own session: a Ctrl-C aimed at the server does not reach helm directly;
                 # the server decides when and how helm is stopped.
                 start_new_session=True,
+                preexec_fn=functools.partial(_die_with_server, os.getpid()),
             )
         except OSError as e:
             raise OperationFailed(f"cannot run helm {self.helm_bin}: {e} (install the pinned "

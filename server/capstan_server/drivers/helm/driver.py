@@ -22,6 +22,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -54,6 +55,11 @@ from capstan_server.drivers.helm.command import (
     validate_labels,
 )
 from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
+from capstan_server.drivers.helm.leases import (
+    DEFAULT_LEASE_DURATION,
+    ReleaseLeases,
+    default_replica_id,
+)
 from capstan_server.drivers.helm.manifest import (
     WORKLOAD_KINDS,
     parse_manifest,
@@ -93,7 +99,8 @@ class HelmDriver:
     name = "helm"
 
     def __init__(self, *, data_dir: Path, helm_bin: Path | None = None,
-                 term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0) -> None:
+                 term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0,
+                 replica_id: str = "", lease_duration: float = DEFAULT_LEASE_DURATION) -> None:
         self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace)
         self.poll_interval = poll_interval
         self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
@@ -103,6 +110,9 @@ class HelmDriver:
                                     asyncio.Future[builtins.list[NamespaceInfo]]] = {}
         #: Writes in flight in this server.
         self._inflight = InflightWrites()
+        #: Writes in flight in any replica (`leases.py`).
+        self.leases = ReleaseLeases(identity=replica_id or default_replica_id(),
+                                    duration=lease_duration)
 
     # -- clusters -------------------------------------------------------------------------------
 
@@ -120,6 +130,10 @@ class HelmDriver:
                 closing.add_done_callback(self._closing.discard)
             self._clients[key] = client
         return client
+
+    def kube(self, cluster: ClusterTarget) -> KubeClient:
+        """The API client of a cluster (as its stored kubeconfig), shared with the driver."""
+        return self._client(cluster)
 
     async def check_cluster(self, cluster: ClusterTarget) -> None:
         client = self._client(cluster)
@@ -303,6 +317,18 @@ class HelmDriver:
 
     # -- writes ---------------------------------------------------------------------------------
 
+    @contextlib.asynccontextmanager
+    async def _writing(self, ref: ReleaseRef, operation: str) -> AsyncIterator[None]:
+        """The one gate of every write: no other write to the release in flight in this
+        server (InflightWrites, checked first: no API call for a refusal) nor in any other
+        replica (the release's Lease, held until the write is done). The Lease is Capstan's
+        own bookkeeping, so it is written as the stored kubeconfig even when helm acts as a
+        project (`act_as`), whose role need not allow Leases."""
+        with self._inflight.hold(ref, operation):
+            admin = dataclasses.replace(ref.cluster, act_as=None)
+            async with self.leases.hold(self._client(admin), ref, operation):
+                yield
+
     async def _after_interruption(self, ref: ReleaseRef, before: int, operation: str) -> None:
         """After helm was stopped (deadline or cancellation): helm marks install/upgrade
         failed on SIGTERM, but `rollback` does not handle signals and SIGKILL leaves nothing
@@ -328,7 +354,7 @@ class HelmDriver:
             raise
 
     async def install(self, opts: InstallOptions) -> ReleaseRecord:
-        with self._inflight.hold(opts.ref, "install"):
+        async with self._writing(opts.ref, "install"):
             existing = await self._latest(opts.ref)
             if existing is not None:
                 refuse_pending(opts.ref, existing.record)
@@ -342,7 +368,7 @@ class HelmDriver:
             return records.record_from_release(doc, opts.labels)
 
     async def upgrade(self, opts: UpgradeOptions) -> ReleaseRecord:
-        with self._inflight.hold(opts.ref, "upgrade"):
+        async with self._writing(opts.ref, "upgrade"):
             current = await self._existing(opts.ref)
             refuse_pending(opts.ref, current.record)
             async with self._guard(opts.ref, "upgrade", current.record.revision):
@@ -351,7 +377,7 @@ class HelmDriver:
             return records.record_from_release(doc, {**current.record.labels, **opts.labels})
 
     async def rollback(self, opts: RollbackOptions) -> ReleaseRecord:
-        with self._inflight.hold(opts.ref, "rollback"):
+        async with self._writing(opts.ref, "rollback"):
             current = await self._existing(opts.ref)
             refuse_pending(opts.ref, current.record)
             target = opts.revision or current.record.revision - 1
@@ -369,14 +395,14 @@ class HelmDriver:
 
     async def uninstall(self, ref: ReleaseRef, *,
                         timeout: float = 300.0) -> ReleaseRecord:  # noqa: ASYNC109
-        with self._inflight.hold(ref, "uninstall"):
+        async with self._writing(ref, "uninstall"):
             current = await self._existing(ref)
             refuse_pending(ref, current.record)
             await self.command.uninstall(ref, timeout_s=timeout, storage=current.storage)
             return current.record
 
     async def mark_failed(self, ref: ReleaseRef, description: str) -> ReleaseRecord:
-        with self._inflight.hold(ref, "mark-failed"):
+        async with self._writing(ref, "mark-failed"):
             current = await self._existing(ref)
             if not current.record.status.is_pending:
                 raise FailedPrecondition(
