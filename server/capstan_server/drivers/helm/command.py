@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import functools
 import hashlib
 import json
 import logging
 import os
 import re
+import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -310,19 +308,18 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def _die_with_server(server_pid: int) -> None:
-    """In the forked child, before exec: the kernel SIGKILLs helm when the server dies (even
-    by kill -9), so no helm outlives its server; the release it left pending is recovered by
-    another replica (`recovery.py`). Linux only (prctl); elsewhere a no-op."""
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != server_pid:  # the server died before prctl took effect
-        os._exit(1)
+def _die_with_server() -> tuple[str, ...]:
+    """The argv prefix that makes the kernel SIGKILL helm when the server dies (even by
+    kill -9), so no helm outlives its server; the release it left pending is then recovered by
+    another replica (`recovery.py`). util-linux's `setpriv --pdeathsig` sets PR_SET_PDEATHSIG
+    and execs helm (same process). A `preexec_fn` calling prctl cannot be used: Python code
+    between fork and exec in a process with gRPC's threads crashes. Without setpriv (not
+    Linux, or a minimal image): no prefix, and helm only stops at its own timeout."""
+    setpriv = shutil.which("setpriv")
+    return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
 
 
-_PR_SET_PDEATHSIG = 1
+DIE_WITH_SERVER = _die_with_server()
 
 
 class HelmCommand:
@@ -450,7 +447,7 @@ class HelmCommand:
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
-                str(self.helm_bin), *argv,
+                *DIE_WITH_SERVER, str(self.helm_bin), *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -459,7 +456,6 @@ class HelmCommand:
                 # Own session: a Ctrl-C aimed at the server does not reach helm directly;
                 # the server decides when and how helm is stopped.
                 start_new_session=True,
-                preexec_fn=functools.partial(_die_with_server, os.getpid()),
             )
         except OSError as e:
             raise OperationFailed(f"cannot run helm {self.helm_bin}: {e} (install the pinned "

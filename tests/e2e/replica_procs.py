@@ -1,0 +1,92 @@
+"""`capstan-server` replicas as real processes (so a test can kill -9 one), on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from capstan.client import CapstanClient, Unavailable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Replica:
+    """One `capstan-server` process; `.client` talks to it over gRPC."""
+
+    def __init__(self, name: str, data_dir: Path, helm_bin: Path, extra: Sequence[str]) -> None:
+        self.name = name
+        self.data_dir = data_dir
+        self.grpc_target = f"127.0.0.1:{free_port()}"
+        self.http_url = f"http://127.0.0.1:{free_port()}"
+        self.log_path = data_dir.parent / f"{name}.log"
+        argv = [sys.executable, "-m", "capstan_server.main", "--grpc-listen", self.grpc_target,
+                "--http-listen", self.http_url.removeprefix("http://"), "--data-dir",
+                str(data_dir), "--helm-bin", str(helm_bin), "--replica-id", name,
+                "--shutdown-grace", "5", *extra]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.client = CapstanClient(self.grpc_target, timeout=120, retries=0)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"replica {self.name} exited: {self.log_path.read_text()}")
+            try:
+                self.client.list_clusters()
+                return
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def helm_pids(self) -> list[int]:
+        """helm processes this replica started (their working dir is under its data dir)."""
+        root = str(self.data_dir.resolve())
+        out = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.readlink(entry / "cwd").startswith(root):
+                        out.append(int(entry.name))
+                except OSError:
+                    continue
+        return out
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@contextmanager
+def replicas(tmp_path: Path, helm_bin: Path, names: Sequence[str],
+             extra: Sequence[str] = ()) -> Iterator[list[Replica]]:
+    started: list[Replica] = []
+    try:
+        for name in names:
+            started.append(Replica(name, tmp_path / name, helm_bin, extra))
+        yield started
+    finally:
+        for replica in started:
+            replica.stop()
