@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from .changes import Event, Key, StoredObject
@@ -175,6 +176,11 @@ class Store(Deletions):
                 if key == CRDS:
                     self.registry.add_crd(obj)
             self._rv = max(self._rv, rv)
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]:
+        """The store's re-entrant lock: while it is held, nothing is committed by others."""
+        return self._lock
 
     def set_journal(self, journal: Journal | None) -> None:
         """Record every later change in ``journal`` before it is applied (see `Journal`)."""
