@@ -12,7 +12,8 @@ resourceVersion continues from the last one. Watches do not survive a restart (a
 from an older resourceVersion gets 410 Expired and relists, as after an etcd compaction).
 
 The journal is compacted (a new snapshot, then an empty journal) when it outgrows
-``compact_above`` bytes, at start and at `State.close`. A snapshot is replaced atomically
+``compact_above`` bytes and twice the last snapshot (so compaction costs stay proportional to
+the writes), at start and at `State.close`. A snapshot is replaced atomically
 (written beside it, synced, renamed); journal lines with a resourceVersion the snapshot already
 holds are skipped, so a crash between the two steps is harmless. A torn last line (the process
 died inside ``write``) was never answered, and is dropped.
@@ -52,6 +53,7 @@ class State:
         self.compact_above = compact_above
         self._fd: int | None = None
         self._size = 0
+        self._snapshot_size = 0
 
     # ------------------------------------------------------------------ Journal protocol
 
@@ -70,7 +72,7 @@ class State:
         self._size += len(line)
 
     def committed(self) -> None:
-        if self._size > self.compact_above:
+        if self._size > max(self.compact_above, 2 * self._snapshot_size):
             self.compact()
 
     def restored(self) -> None:
@@ -138,6 +140,7 @@ class State:
         finally:
             os.close(fd)
         tmp.replace(self.path)
+        self._snapshot_size = len(data)
 
 
 def open_state(store: Store, path: str | Path, *, fsync: bool = False,
