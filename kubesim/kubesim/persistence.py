@@ -119,15 +119,16 @@ class State:
 
     def close(self) -> None:
         """Compact and stop recording (the store keeps working, unpersisted)."""
-        self.store.set_journal(None)
-        if self._fd is None:
-            return
-        try:
-            self._write_snapshot()
-            os.ftruncate(self._fd, 0)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        with self.store.lock:
+            self.store.set_journal(None)
+            if self._fd is None:
+                return
+            try:
+                self._write_snapshot()
+                os.ftruncate(self._fd, 0)
+            finally:
+                os.close(self._fd)
+                self._fd = None
 
     def _write_snapshot(self) -> None:
         data = self.store.dump_json()
