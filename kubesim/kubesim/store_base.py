@@ -40,6 +40,7 @@ class Journal(Protocol):
     def restored(self) -> None:
         """Every object was replaced (`Store.restore`)."""
 
+
 NAMESPACES: Key = ("", "namespaces")
 CRDS: Key = ("apiextensions.k8s.io", "customresourcedefinitions")
 

@@ -251,3 +251,13 @@ def test_invalid_name_over_http_is_422(kubectl: Path, kubesim: KubeSimThread,
     assert proc.returncode != 0
     assert 'Service "9lives" is invalid: metadata.name: Invalid value: "9lives": a DNS-1035 ' \
         "label must consist of" in proc.stderr
+
+
+def test_several_name_problems_are_aggregated_as_the_api_server_does() -> None:
+    with pytest.raises(Invalid) as err:
+        Store().create("configmaps", {"metadata": {"name": "X" * 254}})
+    message = err.value.message
+    assert message.startswith(f'ConfigMap "{"X" * 254}" is invalid: [metadata.name: ')
+    assert "must be no more than 253 characters, metadata.name: Invalid value" in message
+    assert message.endswith("]")
+    assert len(err.value.details["causes"]) == 2  # type: ignore[index]
