@@ -33,6 +33,7 @@ from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import build_gateway, capstan_services
 from capstan_server.interceptors import RpcInterceptor
+from capstan_server.registry_store import RegistryOptions
 from capstan_server.replicas import ReplicaOptions, start_recovery
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class ServerOptions:
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
     #: Replica identity, Lease duration and stuck-release policy (`replicas.py`).
     replicas: ReplicaOptions = field(default_factory=ReplicaOptions)
+    #: Where clusters and repositories are registered (`registry_store.py`).
+    registry: RegistryOptions = field(default_factory=RegistryOptions)
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -152,7 +155,8 @@ class CapstanServer:
         self._driver = _open_driver(options)
         from capstan_server.services import open_services
 
-        self._services = await open_services(data_dir=options.data_dir, driver=self._driver)
+        self._services = await open_services(data_dir=options.data_dir, driver=self._driver,
+                                             registry_options=options.registry)
         await self._start_grpc()
         self._channel = grpc.aio.insecure_channel(self.grpc_target, options=_GRPC_OPTIONS)
         if options.dev:

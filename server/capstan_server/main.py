@@ -18,6 +18,7 @@ from typing import cast
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.drivers.helm.leases import DEFAULT_LEASE_DURATION
 from capstan_server.logs import LogFormat, configure_logging
+from capstan_server.registry_store import REGISTRY_BACKENDS, RegistryOptions
 from capstan_server.replicas import STUCK_POLICIES, ReplicaOptions
 
 log = logging.getLogger("capstan.server")
@@ -50,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "'samples' of the sample charts")
     parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="time calls in flight get to finish on SIGTERM (default %(default)s)")
+    parser.add_argument("--registry", choices=REGISTRY_BACKENDS, default="sqlite",
+                        help="where clusters and repositories are registered: sqlite (under "
+                        "--data-dir, per replica) or kubernetes (Secrets shared by every "
+                        "replica; default %(default)s)")
+    parser.add_argument("--registry-namespace", default="capstan", metavar="NS",
+                        help="--registry kubernetes: the namespace of the Secrets (default "
+                        "%(default)s)")
+    parser.add_argument("--registry-kubeconfig", type=Path, default=None, metavar="FILE",
+                        help="--registry kubernetes: kubeconfig of the cluster Capstan runs in "
+                        "(default: the in-cluster config)")
     parser.add_argument("--replica-id", default="", metavar="NAME",
                         help="this replica's name in release Leases (default hostname-pid)")
     parser.add_argument("--lease-duration", type=_positive, default=DEFAULT_LEASE_DURATION,
@@ -107,6 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             helm_bin=helm_bin,
             dev=args.dev,
             grace=args.shutdown_grace,
+            registry=RegistryOptions(backend=args.registry,
+                                     namespace=args.registry_namespace,
+                                     kubeconfig=args.registry_kubeconfig),
             replicas=ReplicaOptions(replica_id=args.replica_id,
                                     lease_duration=args.lease_duration,
                                     on_stuck=args.on_stuck),

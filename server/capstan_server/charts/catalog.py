@@ -25,7 +25,8 @@ from capstan_server.charts.semver import SemverError, latest
 from capstan_server.drivers.base import ChartSource
 from capstan_server.errors import CapstanError, FailedPrecondition, InvalidArgument, NotFound
 from capstan_server.names import validate_repo_name
-from capstan_server.registry import Registry, RepoRow
+from capstan_server.registry import RepoRow
+from capstan_server.registry_store import RegistryStore
 
 __all__ = ["Catalog", "ResolvedChart", "parse_chart_reference", "validate_chart_name"]
 
@@ -81,7 +82,7 @@ class ResolvedChart:
 class Catalog:
     """Repository indexes and chart archives, cached under `<data_dir>/repos` and `/charts`."""
 
-    def __init__(self, data_dir: Path, registry: Registry) -> None:
+    def __init__(self, data_dir: Path, registry: RegistryStore) -> None:
         self.registry = registry
         self.indexes = IndexCache(data_dir / "repos")
         self.archives_dir = data_dir / "charts"

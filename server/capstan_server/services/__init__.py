@@ -8,7 +8,7 @@ from pathlib import Path
 
 from capstan_server.charts.catalog import Catalog
 from capstan_server.drivers.base import Driver
-from capstan_server.registry import Registry
+from capstan_server.registry_store import RegistryOptions, RegistryStore, open_registry
 from capstan_server.services.addressing import Resolver
 from capstan_server.services.chart_service import ChartServicer
 from capstan_server.services.cluster_service import ClusterServicer
@@ -25,7 +25,7 @@ class Services:
     release: ReleaseServicer
     chart: ChartServicer
     cluster: ClusterServicer
-    registry: Registry
+    registry: RegistryStore
     catalog: Catalog
 
     async def close(self) -> None:
@@ -36,9 +36,10 @@ class Services:
             await self.registry.close()
 
 
-async def open_services(*, data_dir: Path, driver: Driver) -> Services:
-    """Open the registry under `data_dir` and build the servicers on `driver`."""
-    registry = await Registry.open(data_dir)
+async def open_services(*, data_dir: Path, driver: Driver,
+                        registry_options: RegistryOptions | None = None) -> Services:
+    """Open the registry (`registry_store.open_registry`) and build the servicers on `driver`."""
+    registry = await open_registry(data_dir, registry_options or RegistryOptions())
     catalog = Catalog(data_dir, registry)
     resolver = Resolver(registry, driver)
     return Services(

@@ -27,7 +27,8 @@ from capstan_server.drivers.base import (
 )
 from capstan_server.errors import Aborted, InvalidArgument, NotFound, Unavailable
 from capstan_server.names import validate_namespace, validate_release_name
-from capstan_server.registry import ClusterRow, Registry
+from capstan_server.registry import ClusterRow
+from capstan_server.registry_store import RegistryStore
 from capstan_server.services.messages import external_id, release_id
 
 
@@ -132,7 +133,7 @@ def _partial_lookup_error(
 class Resolver:
     """Resolves clusters, namespaces and release addresses against the registry and driver."""
 
-    def __init__(self, registry: Registry, driver: Driver) -> None:
+    def __init__(self, registry: RegistryStore, driver: Driver) -> None:
         self.registry = registry
         self.driver = driver
 

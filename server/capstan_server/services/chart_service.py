@@ -26,7 +26,8 @@ from capstan_server.errors import (
     Unavailable,
 )
 from capstan_server.names import validate_repo_name
-from capstan_server.registry import Registry, RepoRow
+from capstan_server.registry import RepoRow
+from capstan_server.registry_store import RegistryStore
 from capstan_server.services import messages as msg
 from capstan_server.services.addressing import Resolver, unreachable_detail
 
@@ -81,7 +82,7 @@ def _matches(entry: IndexEntry, keyword: str) -> bool:
 class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
     """See chart.proto for the contract of each call."""
 
-    def __init__(self, registry: Registry, catalog: Catalog, resolver: Resolver) -> None:
+    def __init__(self, registry: RegistryStore, catalog: Catalog, resolver: Resolver) -> None:
         self.registry = registry
         self.catalog = catalog
         self.resolver = resolver

@@ -16,7 +16,7 @@ from capstan_server.drivers.base import ClusterTarget, Driver
 from capstan_server.errors import AlreadyExists, FailedPrecondition, Unavailable
 from capstan_server.kubeconfig import parse_kubeconfig
 from capstan_server.names import validate_cluster_name
-from capstan_server.registry import Registry
+from capstan_server.registry_store import RegistryStore
 from capstan_server.services import messages as msg
 from capstan_server.services.addressing import (
     Resolver,
@@ -34,7 +34,7 @@ _FORCE = "force (--force, or `force` in the request)"
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     """See cluster.proto for the contract of each call."""
 
-    def __init__(self, registry: Registry, driver: Driver, resolver: Resolver) -> None:
+    def __init__(self, registry: RegistryStore, driver: Driver, resolver: Resolver) -> None:
         self.registry = registry
         self.driver = driver
         self.resolver = resolver

@@ -36,7 +36,8 @@ from capstan_server.drivers.base import (
 )
 from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from capstan_server.names import generate_release_name, validate_namespace, validate_release_name
-from capstan_server.registry import ClusterRow, Registry
+from capstan_server.registry import ClusterRow
+from capstan_server.registry_store import RegistryStore
 from capstan_server.services import messages as msg
 from capstan_server.services.addressing import (
     LocatedRelease,
@@ -79,7 +80,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     """See release.proto for the contract of each call."""
 
     def __init__(
-        self, registry: Registry, catalog: Catalog, driver: Driver, resolver: Resolver
+        self, registry: RegistryStore, catalog: Catalog, driver: Driver, resolver: Resolver
     ) -> None:
         self.registry = registry
         self.catalog = catalog
