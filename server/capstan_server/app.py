@@ -155,8 +155,11 @@ class CapstanServer:
         self._driver = _open_driver(options)
         from capstan_server.services import open_services
 
-        self._services = await open_services(data_dir=options.data_dir, driver=self._driver,
-                                             registry_options=options.registry)
+        try:
+            self._services = await open_services(data_dir=options.data_dir, driver=self._driver,
+                                                 registry_options=options.registry)
+        except CapstanError as exc:  # e.g. --registry kubernetes without a usable cluster
+            raise StartupError(f"registry: {exc.message}") from None
         await self._start_grpc()
         self._channel = grpc.aio.insecure_channel(self.grpc_target, options=_GRPC_OPTIONS)
         if options.dev:

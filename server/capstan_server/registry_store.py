@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from capstan_server.charts.oci import OciOptions
+from capstan_server.errors import CapstanError, InvalidArgument
 from capstan_server.registry import ClusterRow, Registry, RepoRow, RepoType
 
 RegistryBackend = Literal["sqlite", "kubernetes"]
@@ -64,9 +65,18 @@ async def open_registry(data_dir: Path, options: RegistryOptions) -> RegistrySto
         return await Registry.open(data_dir)
     from capstan_server.registry_kube import KubeRegistry, in_cluster_kubeconfig
 
-    text = (options.kubeconfig.read_text() if options.kubeconfig is not None
-            else in_cluster_kubeconfig())
-    return await KubeRegistry.open(text, options.namespace)
+    if options.kubeconfig is None:
+        text = in_cluster_kubeconfig()
+    else:
+        try:
+            text = options.kubeconfig.read_text()
+        except OSError as e:
+            raise InvalidArgument(f"cannot read --registry-kubeconfig: {e}") from e
+    try:
+        return await KubeRegistry.open(text, options.namespace)
+    except CapstanError as e:
+        raise InvalidArgument(f"the registry namespace {options.namespace!r} cannot be read: "
+                              f"{e.message}") from e
 
 
 __all__ = ["REGISTRY_BACKENDS", "RegistryOptions", "RegistryStore", "open_registry"]
