@@ -34,7 +34,12 @@ import referencing.exceptions
 
 from capstan_server.errors import FailedPrecondition, InvalidArgument
 
-__all__ = ["SCHEMA_BUDGET_S", "validate_schema", "validate_schema_async"]
+__all__ = [
+    "SCHEMA_BUDGET_S",
+    "check_references",
+    "validate_schema",
+    "validate_schema_async",
+]
 
 #: Wall-clock budget of one validation (a real chart's schema takes milliseconds).
 SCHEMA_BUDGET_S = 5.0
@@ -155,7 +160,9 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, str, Any]]:
             stack.extend((v, f"{where}/{i}") for i, v in enumerate(current))
 
 
-def _check_document(schema: Mapping[str, Any], chart: str) -> None:
+def check_references(schema: Mapping[str, Any], chart: str) -> None:
+    """InvalidArgument naming the first reference of `schema` outside the document;
+    FailedPrecondition for a schema that could only be checked with Python's `re`."""
     uses_unevaluated = uses_pattern_properties = False
     for where, key, value in _walk(schema, "#"):
         if key in _REF_KEYWORDS and isinstance(value, str) and not value.startswith("#"):
@@ -188,7 +195,7 @@ def validate_schema(
     if not schema:
         return
     schema = dict(schema)
-    _check_document(schema, chart)
+    check_references(schema, chart)
     deadline = time.monotonic() + budget_s
     try:
         base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)

@@ -13,10 +13,17 @@ import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import aiohttp
-
-from capstan_server.charts.archive import ChartFiles, fetch_archive, read_chart_files
+from capstan_server.charts.archive import (
+    ArchiveStore,
+    ChartFiles,
+    check_entry,
+    read_chart_files,
+)
+from capstan_server.charts.fetch import Fetcher
+from capstan_server.charts.limits import RepoLimits
+from capstan_server.charts.lru import ByteLRU
 from capstan_server.charts.repo_index import IndexCache, IndexEntry, RepoIndex, fetch_index
 from capstan_server.charts.semver import SemverError, latest
 from capstan_server.drivers.base import ChartSource
@@ -76,26 +83,22 @@ class ResolvedChart:
 
 
 class Catalog:
-    """Repository indexes and chart archives, cached under `<data_dir>/repos` and `/charts`."""
+    """Repository indexes and chart archives, cached under `<data_dir>/repos` and `/charts`,
+    everything fetched through one `Fetcher` under `limits`."""
 
-    def __init__(self, data_dir: Path, registry: Registry) -> None:
+    def __init__(
+        self, data_dir: Path, registry: Registry, limits: RepoLimits | None = None
+    ) -> None:
         self.registry = registry
-        self.indexes = IndexCache(data_dir / "repos")
+        self.limits = limits or RepoLimits()
+        self.fetcher = Fetcher(self.limits)
+        self.indexes = IndexCache(data_dir / "repos", self.limits)
         self.archives_dir = data_dir / "charts"
-        self._session: aiohttp.ClientSession | None = None
-        self._files: dict[Path, ChartFiles] = {}
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Chart archives must arrive byte for byte (their digest is checked), so nothing is
-            # decompressed behind our back; `download` handles a gzipped index itself.
-            self._session = aiohttp.ClientSession(auto_decompress=False)
-        return self._session
+        self.archives = ArchiveStore(self.archives_dir, self.fetcher, self.limits)
+        self._files: ByteLRU[tuple[str, str], ChartFiles] = ByteLRU(self.limits.chart_cache_bytes)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.fetcher.close()
 
     # -- indexes --------------------------------------------------------------------------------
 
@@ -104,7 +107,15 @@ class Catalog:
     ) -> tuple[bytes, RepoIndex]:
         """Fetch a repository's index before it is registered (bad URL or credentials ->
         InvalidArgument, unreachable -> Unavailable)."""
-        return await fetch_index(self._http(), url, auth=auth, name=name, refused=InvalidArgument)
+        parts = urlsplit(url)
+        return await fetch_index(
+            self.fetcher,
+            url,
+            auth=auth,
+            name=name,
+            repo_key=f"probe:{parts.scheme}://{parts.netloc}",
+            refused=InvalidArgument,
+        )
 
     async def adopt(self, repo: RepoRow, raw: bytes, index: RepoIndex) -> None:
         """Cache an index fetched by `probe` for the repository just registered."""
@@ -113,7 +124,12 @@ class Catalog:
     async def sync(self, repo: RepoRow) -> RepoIndex:
         """Fetch a registered repository's index again (`helm repo update`)."""
         raw, index = await fetch_index(
-            self._http(), repo.url, auth=repo.auth, name=repo.name, refused=FailedPrecondition
+            self.fetcher,
+            repo.url,
+            auth=repo.auth,
+            name=repo.name,
+            repo_key=f"repo:{repo.id}",
+            refused=FailedPrecondition,
         )
         await self.indexes.store(repo.id, raw, index)
         await self.registry.mark_repo_synced(repo.id)
@@ -126,6 +142,8 @@ class Catalog:
 
     async def forget(self, repo: RepoRow) -> None:
         await self.indexes.forget(repo.id)
+        await self.archives.forget(repo.id)
+        self._files.discard_where(lambda key: key[0] == repo.id)
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -177,15 +195,10 @@ class Catalog:
     async def resolve_in(self, repo: RepoRow, chart: str, version: str = "") -> ResolvedChart:
         """Resolve a chart of a known repository and download its archive."""
         entry, versions = await self.find(repo, chart, version)
-        archive = await fetch_archive(
-            self._http(),
-            entry,
-            repo_url=repo.url,
-            auth=repo.auth,
-            cache_dir=self.archives_dir,
-            repo_name=repo.name,
+        archive, fresh = await self.archives.get(
+            entry, repo_id=repo.id, repo_url=repo.url, repo_name=repo.name, auth=repo.auth
         )
-        files = await self.files(archive, entry)
+        files = await self.files(repo.id, archive, entry, fresh)
         source = ChartSource(
             repo_id=repo.id,
             repo_name=repo.name,
@@ -198,17 +211,19 @@ class Catalog:
         )
         return ResolvedChart(repo, entry, versions, files, source)
 
-    async def files(self, archive: Path, entry: IndexEntry) -> ChartFiles:
-        """The files of a cached archive, read once and checked against its index entry."""
-        files = self._files.get(archive)
+    async def files(
+        self, repo_id: str, archive: Path, entry: IndexEntry, fresh: ChartFiles | None = None
+    ) -> ChartFiles:
+        """The files of a cached archive (`fresh`: just read while downloading it), kept in
+        memory under a byte budget and checked against its index entry."""
+        key = (repo_id, entry.digest)
+        files = self._files.get(key)
         if files is None:
             label = f"{entry.name}-{entry.version}"
-            files = await asyncio.to_thread(read_chart_files, archive, chart=label)
-            meta = files.metadata
-            if (meta.get("name"), str(meta.get("version"))) != (entry.name, entry.version):
-                raise FailedPrecondition(
-                    f"chart archive {label} holds Chart.yaml of "
-                    f"{meta.get('name')!r} {meta.get('version')!r}, not what the index says"
+            if fresh is None:
+                fresh = await asyncio.to_thread(
+                    read_chart_files, archive, chart=label, limits=self.limits
                 )
-            self._files[archive] = files
+            files = check_entry(fresh, entry)
+            self._files.put(key, files, files.size)
         return files

@@ -44,7 +44,7 @@ from capstan_server.services.addressing import (
     target,
     unreachable_error,
 )
-from capstan_server.values_schema import validate_schema_async
+from capstan_server.values_schema import check_references, validate_schema_async
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_STUCK_AFTER = 300
@@ -71,6 +71,9 @@ async def _check_schema(resolved: ResolvedChart, config: dict[str, Any]) -> None
     """Validate the values helm would render with against the chart's values.schema.json."""
     coalesced = helm_values.coalesce(resolved.files.values, config)
     label = f"{resolved.entry.name}-{resolved.entry.version}"
+    # helm checks subcharts' schemas too, following their refs: refuse those that leave them.
+    for path, schema in resolved.files.subchart_schemas:
+        check_references(schema, f"{label} ({path})")
     await validate_schema_async(coalesced, resolved.files.schema, chart=label)
 
 
