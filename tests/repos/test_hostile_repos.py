@@ -1,0 +1,499 @@
+"""Issue 15, row by row: a malicious chart repository (served by the test on 127.0.0.1) gets a
+4xx (503 when it is merely unreachable) in bounded time, /healthz keeps answering meanwhile, and
+nothing is written outside the data dir or left in the archive cache.
+
+Attack sizes are shrunk to what still proves each bound; the Capstan server runs the memory
+driver (the helm limits of row 9 are tested with the real helm in tests/drivers/helm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from capstan_server.app import ServerHandle
+from capstan_server.charts.limits import MiB, RepoLimits
+from repos.hostile_repo import (
+    CHART_YAML,
+    HostileRepo,
+    RawTcpServer,
+    body,
+    drip,
+    endless,
+    entry,
+    gzip_bomb,
+    raw_tgz,
+    redirect,
+    sha256,
+    tar_header,
+    tgz,
+)
+
+LIMITS = RepoLimits(
+    fetch_timeout_s=8.0,
+    idle_timeout_s=4.0,
+    min_rate_bytes_s=4096,
+    rate_grace_s=1.5,
+    connections_per_repo=2,
+    max_index_bytes=8 * MiB,
+    chart_cache_bytes=2 * MiB,
+)
+#: Generous: the machine is shared; what matters is "seconds", not "minutes".
+BOUND_S = 20.0
+HEALTH_WORST_S = 3.0
+
+
+class Rest:
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(self, method: str, path: str, payload: Any = None) -> tuple[int, Any]:
+        data = json.dumps(payload).encode() if payload is not None else None
+        request = urllib.request.Request(self.base + path, method=method, data=data,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                return answer.status, json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def register(self, name: str, url: str) -> tuple[int, Any]:
+        return self.call("POST", "/api/repos", {"name": name, "url": url})
+
+    def show(self, repo: str, chart: str = "evil") -> tuple[int, Any]:
+        return self.call("GET", f"/api/charts/{chart}?repo={repo}")
+
+    def install(self, repo: str, chart: str = "evil", **extra: Any) -> tuple[int, Any]:
+        return self.call("POST", "/api/releases", {
+            "chart_name": f"{repo}/{chart}", "cluster": "test122", "namespace": "default",
+            "release_name": "victim", **extra})
+
+
+class HealthProbe:
+    """Asks /healthz every 50 ms on a thread; `worst` is the slowest answer (inf: none)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.worst = 0.0
+        self.answers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=30) as answer:
+                    assert answer.status == 200
+                self.answers += 1
+            except (OSError, AssertionError):
+                self.worst = float("inf")
+            self.worst = max(self.worst, time.monotonic() - started)
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(35)
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileRepo]:
+    with HostileRepo() as repo:
+        yield repo
+
+
+@pytest.fixture
+def capstan(capstan_server_factory: Callable[..., ServerHandle]) -> ServerHandle:
+    return capstan_server_factory(repo_limits=LIMITS)
+
+
+@pytest.fixture
+def rest(capstan: ServerHandle, fake_kubeconfig: str) -> Rest:
+    rest = Rest(capstan.http_url)
+    status, _ = rest.call("POST", "/api/clusters", {"name": "test122",
+                                                    "kubeconfig": fake_kubeconfig})
+    assert status == 200
+    return rest
+
+
+def cache_files(data_dir: Path) -> list[str]:
+    """Archives and temporary files under the data dir's chart cache."""
+    charts = data_dir / "charts"
+    return sorted(str(p.relative_to(charts)) for p in charts.rglob("*") if p.is_file()) if (
+        charts.exists()) else []
+
+
+@contextlib.contextmanager
+def attack(capstan: ServerHandle, bound_s: float = BOUND_S, cached: int = 0) -> Iterator[None]:
+    """The attack inside must end within `bound_s`, /healthz must keep answering, and
+    nothing may be left in the cache (but `cached` sound, digest-checked archives) or written
+    next to the data dir."""
+    outside = sorted(p.name for p in capstan.data_dir.parent.iterdir())
+    started = time.monotonic()
+    with HealthProbe(capstan.http_url) as probe:
+        yield
+    elapsed = time.monotonic() - started
+    assert elapsed < bound_s, f"took {elapsed:.1f} s"
+    assert probe.answers > 0 and probe.worst < HEALTH_WORST_S, f"/healthz: {probe.worst:.1f} s"
+    assert len(cache_files(capstan.data_dir)) == cached
+    assert all(name.endswith(".tgz") for name in cache_files(capstan.data_dir))
+    assert not [p for p in capstan.data_dir.rglob(".*-*") if p.is_file()]  # no temp files
+    assert sorted(p.name for p in capstan.data_dir.parent.iterdir()) == outside
+
+
+def benign_chart(hostile: HostileRepo, name: str = "evil", **files: bytes) -> str:
+    members = {f"{name}/Chart.yaml": CHART_YAML.replace(b"evil", name.encode()),
+               **{f"{name}/{k.replace('_', '.')}": v for k, v in files.items()}}
+    archive = tgz(members)
+    hostile.archive(f"{name}-1.0.0.tgz", archive)
+    return sha256(archive)
+
+
+def serve_chart(hostile: HostileRepo, archive: bytes, **extra: Any) -> None:
+    hostile.archive("evil-1.0.0.tgz", archive)
+    hostile.index({"evil": [entry("evil", "1.0.0", digest=sha256(archive), **extra)]})
+
+
+# -- row 1: $ref to files and URLs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ref", ["file:///etc/passwd#/nope", "SECRET_URL"])
+def test_row1_schema_refs_outside_the_document_are_refused(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo, ref: str
+) -> None:
+    hostile.route("/secret.json", body(b'{"token": "SECRET-TOKEN"}'))
+    ref = ref.replace("SECRET_URL", hostile.url + "/secret.json")
+    schema = json.dumps({"properties": {"a": {"$ref": ref}}}).encode()
+    serve_chart(hostile, tgz({"evil/Chart.yaml": CHART_YAML, "evil/values.schema.json": schema}))
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan, cached=1):  # the archive is sound; its schema is the attack
+        status, answer = rest.install("evil")
+    assert status == 400 and ref in answer["message"]
+    assert "SECRET-TOKEN" not in json.dumps(answer) and "root:" not in json.dumps(answer)
+    assert "/secret.json" not in hostile.requests
+    assert rest.call("GET", "/api/releases/victim")[0] == 404
+
+
+def test_row1_subchart_schema_refs_are_refused_before_helm_sees_them(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    schema = json.dumps({"$ref": "http://169.254.169.254/latest/meta-data/"}).encode()
+    serve_chart(hostile, tgz({"evil/Chart.yaml": CHART_YAML,
+                              "evil/charts/sub/Chart.yaml": b"name: sub\nversion: 1.0.0\n",
+                              "evil/charts/sub/values.schema.json": schema}))
+    assert rest.register("evil", hostile.url)[0] == 200
+    status, answer = rest.install("evil")
+    assert status == 400 and "169.254.169.254" in answer["message"]
+
+
+# -- row 2: compressed index bombs --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_row2_an_index_that_inflates_past_the_cap_is_refused_while_inflating(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo, encoding: str
+) -> None:
+    bomb = gzip_bomb(64 * MiB, prefix=b"apiVersion: v1\nentries: {}\n#")
+    if encoding == "deflate":
+        bomb = zlib.compress(gzip.decompress(bomb), 9)
+    hostile.index(bomb, **{"Content-Encoding": encoding})
+    with attack(capstan):
+        status, answer = rest.register("bomb", hostile.url)
+    assert status == 400 and "larger than" in answer["message"]
+    assert rest.call("GET", "/api/repos")[1]["total"] == 0
+
+
+# -- row 3: digests as paths, digests of other repositories ----------------------------------
+
+
+@pytest.mark.parametrize("digest", ["../../../../etc/x", "/etc/passwd", "sha256:xyz", "g" * 64])
+def test_row3_a_digest_that_is_not_sha256_is_refused_without_a_request(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo, digest: str
+) -> None:
+    hostile.index({"evil": [entry("evil", "1.0.0", digest=digest, urls=["nowhere.tgz"])]})
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, answer = rest.show("evil")
+    assert status in (400, 409) and "sha256" in answer["message"]
+    assert "/nowhere.tgz" not in hostile.requests
+
+
+def test_row3_another_repositorys_digest_serves_nothing_of_it(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    with HostileRepo() as victim:
+        digest = benign_chart(victim, "private", values_yaml=b"password: hunter2\n")
+        victim.index({"private": [entry("private", "1.0.0", digest=digest)]})
+        assert rest.register("victim", victim.url)[0] == 200
+        assert rest.show("victim", "private")[0] == 200  # now in the victim's cache
+        hostile.index({"private": [entry("private", "1.0.0", digest=digest,
+                                          urls=["bogus.tgz"])]})
+        assert rest.register("evil", hostile.url)[0] == 200
+        status, answer = rest.show("evil", "private")
+    assert status == 409 and "hunter2" not in json.dumps(answer)
+    assert "/bogus.tgz" in hostile.requests  # it had to download its own
+
+
+# -- row 4: archive bombs ------------------------------------------------------------------------
+
+
+def _entries(count: int) -> Iterator[bytes]:
+    yield tar_header(b"evil/Chart.yaml", len(CHART_YAML)) + CHART_YAML.ljust(512, b"\x00")
+    for i in range(count):
+        yield tar_header(f"evil/f{i}".encode(), 0)
+
+
+@pytest.mark.parametrize(
+    ("archive", "message"),
+    [
+        (lambda: raw_tgz(_entries(30_000)), "more than 10000 entries"),
+        (lambda: raw_tgz(tar_header(b"././@PaxHeader", 2 << 30, b"x")), "extended header"),
+        (lambda: raw_tgz(tar_header(b"././@LongLink", 2 << 30, b"L")), "extended header"),
+        (lambda: raw_tgz(tar_header(b"././@PaxHeader", 431, b"x") + b"1" * 431 + bytes(81)),
+         "PAX header is corrupt"),
+    ],
+    ids=["many-entries", "pax-2GiB", "longname-2GiB", "pax-digits-cve-2024-6232"],
+)
+def test_row4_archive_bombs_are_refused_before_anything_is_built(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo,
+    archive: Callable[[], bytes], message: str,
+) -> None:
+    serve_chart(hostile, archive())
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, answer = rest.show("evil")
+    assert status == 409 and message in answer["message"]
+
+
+# -- row 5: endless archives, archives without a digest ----------------------------------------
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "slow"])
+def test_row5_an_endless_archive_is_given_up_and_its_part_removed(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo, fast: bool
+) -> None:
+    # Fast: stopped at the size cap; slow: at the minimum rate (or the deadline).
+    hostile.route("/evil-1.0.0.tgz",
+                  endless() if fast else drip(b"", per_second=100, forever=True))
+    hostile.index({"evil": [entry("evil", "1.0.0", digest="0" * 64)]})
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, answer = rest.show("evil")
+    assert status in (409, 503), answer
+
+
+def test_row5_an_archive_without_digest_is_never_written(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    benign_chart(hostile)
+    hostile.index({"evil": [entry("evil", "1.0.0")]})
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, answer = rest.show("evil")
+    assert status == 409 and "no digest" in answer["message"]
+    assert "/evil-1.0.0.tgz" not in hostile.requests
+
+
+# -- row 6: the in-memory caches stay under their budget ----------------------------------------
+
+
+def test_row6_chart_files_in_memory_stay_under_the_budget(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    entries = {}
+    for i in range(6):  # 6 charts of ~0.9 MB of values each, budget 2 MiB
+        name = f"big{i}"
+        values = b"k: " + b"x" * 900_000 + b"\n"
+        digest = benign_chart(hostile, name, values_yaml=values)
+        entries[name] = [entry(name, "1.0.0", digest=digest)]
+    hostile.index(entries)
+    assert rest.register("big", hostile.url)[0] == 200
+    for name in entries:
+        assert rest.show("big", name)[0] == 200
+    files = capstan.server.services.catalog._files
+    assert files.used <= LIMITS.chart_cache_bytes and len(files) < len(entries)
+
+
+# -- row 7: drips cannot take the pool -----------------------------------------------------------
+
+
+def test_row7_a_dripping_repository_cannot_starve_another(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    hostile.route("/evil-1.0.0.tgz", drip(b"\x1f" * 10_000, per_second=1))
+    hostile.index({"evil": [entry("evil", "1.0.0", digest="0" * 64)]})
+    assert rest.register("evil", hostile.url)[0] == 200
+    with HostileRepo() as other:
+        digest = benign_chart(other, "fine")
+        other.index({"fine": [entry("fine", "1.0.0", digest=digest)]})
+        assert rest.register("other", other.url)[0] == 200
+        with attack(capstan, cached=1), ThreadPoolExecutor(12) as pool:  # the benign chart
+            drips = [pool.submit(rest.show, "evil") for _ in range(10)]
+            time.sleep(0.5)
+            started = time.monotonic()
+            assert rest.show("other", "fine")[0] == 200
+            assert rest.call("POST", "/api/repos/other/sync")[0] == 200
+            assert time.monotonic() - started < 5
+            assert {d.result()[0] for d in drips} <= {409, 503}
+
+
+# -- row 8: catastrophic patterns ------------------------------------------------------------------
+
+
+def test_row8_a_catastrophic_pattern_does_not_freeze_the_server(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    schema = json.dumps({"properties": {"a": {"type": "string", "pattern": "^(a|aa)+$"}}})
+    serve_chart(hostile, tgz({"evil/Chart.yaml": CHART_YAML,
+                              "evil/values.yaml": b"a: " + b"a" * 200 + b"!\n",
+                              "evil/values.schema.json": schema.encode()}))
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan, cached=1):  # the archive is sound; its schema is the attack
+        status, answer = rest.install("evil")
+    assert status == 400 and "does not match" in answer["message"]
+
+
+# -- row 10: two-faced archives --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        {"evil/Chart.yaml": CHART_YAML, "evil/values.yaml": b"image: benign\n",
+         "twin/values.yaml": b"image: evil.example.net/miner\n"},
+        {"evil/Chart.yaml": CHART_YAML, "evil/values.yaml": b"image: benign\n",
+         "evil/./values.yaml": b"image: evil.example.net/miner\n"},
+    ],
+    ids=["two-top-level-dirs", "duplicate-entry"],
+)
+def test_row10_an_archive_with_two_faces_is_refused(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo, members: dict[str, bytes]
+) -> None:
+    serve_chart(hostile, tgz(members))
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, answer = rest.show("evil")
+    assert status == 409 and ("top-level" in answer["message"] or "twice" in answer["message"])
+
+
+# -- row 11: internal addresses --------------------------------------------------------------
+
+
+@pytest.fixture
+def strict(capstan_server_factory: Callable[..., ServerHandle]) -> Rest:
+    """A server that allows no internal host at all (the production default)."""
+    return Rest(capstan_server_factory(repo_limits=LIMITS, allow_repo_hosts=()).http_url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://169.254.169.254/latest", "http://127.0.0.1:{port}", "http://localhost:{port}",
+     "http://[::1]:{port}", "http://0.0.0.0:{port}", "http://[::ffff:127.0.0.1]:{port}",
+     "http://127.0.0.2:{port}"],
+)
+def test_row11_internal_repository_urls_are_refused(
+    strict: Rest, hostile: HostileRepo, url: str
+) -> None:
+    hostile.index({})
+    status, answer = strict.register("internal", url.format(port=hostile.port))
+    assert status == 400 and "--allow-repo-host" in answer["message"], answer
+    assert hostile.requests == []
+
+
+def test_row11_redirects_and_index_urls_to_internal_addresses_are_refused(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    # 127.0.0.1 is allowed for this server (the test repository lives there), 127.0.0.2 not.
+    hostile.route("/moved/index.yaml", redirect(f"http://127.0.0.2:{hostile.port}/index.yaml"))
+    status, answer = rest.register("moved", hostile.url + "/moved")
+    assert status == 400 and "redirects to a host" in answer["message"]
+    for url in [f"http://127.0.0.2:{hostile.port}/evil.tgz", "http://169.254.169.254/x.tgz",
+                "file:///etc/passwd"]:
+        hostile.index({"evil": [entry("evil", "1.0.0", digest="0" * 64, urls=[url])]})
+        rest.call("DELETE", "/api/repos/evil?force=true")
+        assert rest.register("evil", hostile.url)[0] == 200
+        with attack(capstan):
+            status, answer = rest.show("evil")
+        assert status == 409, answer
+    assert "/evil.tgz" not in hostile.requests
+
+
+def test_row11_a_non_http_service_is_never_echoed(
+    capstan: ServerHandle, rest: Rest
+) -> None:
+    with RawTcpServer(b"SSH-2.0-OpenSSH token=SECRET-TOKEN\r\n") as raw:
+        status, answer = rest.register("raw", f"http://127.0.0.1:{raw.port}")
+    assert status == 503 and "SECRET-TOKEN" not in json.dumps(answer), answer
+
+
+def test_row11_a_digest_mismatch_does_not_tell_what_was_fetched(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    hostile.archive("evil-1.0.0.tgz", b"anything")
+    hostile.index({"evil": [entry("evil", "1.0.0", digest="0" * 64)]})
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, answer = rest.show("evil")
+    assert status == 409 and sha256(b"anything") not in json.dumps(answer)
+
+
+# -- row 12: odd entries, deep YAML, bad ports, alias bombs ------------------------------------
+
+
+def test_row12_a_parent_directory_entry_is_a_4xx(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    serve_chart(hostile, tgz({"evil/Chart.yaml": CHART_YAML, "evil/../../x": b"x"}))
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, answer = rest.show("evil")
+    assert status == 409 and "parent directory" in answer["message"]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        b"apiVersion: v1\nentries:\n  deep: " + b"[" * 500 + b"]" * 500 + b"\n",
+        b"apiVersion: v1\nentries: {}\n"
+        + b"a: &a [" + b",".join([b"x"] * 9) + b"]\n"
+        + b"".join(f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n".encode()
+                   for p, c in zip("abcdefg", "bcdefgh", strict=True)),
+    ],
+    ids=["nested-500", "alias-bomb"],
+)
+def test_row12_deep_or_exploding_index_yaml_is_a_4xx_at_once(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo, index: bytes
+) -> None:
+    hostile.index(index)
+    with attack(capstan, bound_s=10):
+        status, answer = rest.register("yaml", hostile.url)
+    assert status == 400, answer
+
+
+def test_row12_a_url_port_above_65535_is_a_4xx(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    assert rest.register("port", "http://127.0.0.1:99999")[0] == 400
+    hostile.index({"evil": [entry("evil", "1.0.0", digest="0" * 64,
+                                  urls=["http://127.0.0.1:70000/evil.tgz"])]})
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, _ = rest.show("evil")
+    assert status == 409
+
