@@ -39,6 +39,7 @@ from capstan_server.interceptors import RpcInterceptor
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
     from capstan_server.drivers.base import Driver
+    from capstan_server.drivers.helm.command import HelmLimits
     from capstan_server.services import Services
 
 log = logging.getLogger("capstan.server")
@@ -79,6 +80,8 @@ class ServerOptions:
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
     #: Budgets and address policy of chart repository fetches (`dev` also allows loopback).
     repo_limits: RepoLimits = field(default_factory=RepoLimits)
+    #: Memory and CPU time of each helm process (helm driver); None: the defaults.
+    helm_limits: HelmLimits | None = None
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -311,7 +314,10 @@ def _open_driver(options: ServerOptions) -> Driver:
     from capstan_server.drivers import create_driver
 
     driver: Driver = create_driver(
-        options.driver, data_dir=options.data_dir, helm_bin=options.helm_bin
+        options.driver,
+        data_dir=options.data_dir,
+        helm_bin=options.helm_bin,
+        helm_limits=options.helm_limits,
     )
     return driver
 

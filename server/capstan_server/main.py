@@ -17,6 +17,7 @@ from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.charts.limits import RepoLimits
+from capstan_server.drivers.helm.command import HelmLimits
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     repos.add_argument("--chart-cache-bytes", type=int, default=defaults.chart_cache_bytes,
                        metavar="BYTES", help="memory for files read from chart archives "
                        "(default %(default)s)")
+    helm_defaults = HelmLimits()
+    parser.add_argument("--helm-memory-limit", type=int, default=helm_defaults.memory_mib,
+                        metavar="MIB", help="address space of each helm process, in MiB "
+                        "(default %(default)s; helm needs 768 to start; 0: no limit)")
+    parser.add_argument("--helm-cpu-limit", type=int, default=helm_defaults.cpu_s,
+                        metavar="SECONDS", help="CPU time of each helm process "
+                        "(default %(default)s; 0: no limit)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
@@ -129,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dev=args.dev,
             grace=args.shutdown_grace,
             repo_limits=repo_limits(args),
+            helm_limits=HelmLimits(memory_mib=args.helm_memory_limit, cpu_s=args.helm_cpu_limit),
         )
         asyncio.run(serve(options))
     except StartupError as exc:
