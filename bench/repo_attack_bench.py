@@ -134,8 +134,8 @@ def benign_load(base: str, seconds: float, clients: int) -> list[float]:
     return latencies
 
 
-def attacks(base: str, evil: HostileRepo) -> list[Callable[[], int]]:
-    """One callable per attack; each is run in a loop on its own thread."""
+def attacks(base: str, evil: HostileRepo) -> dict[str, list[Callable[[], int]]]:
+    """Attack name -> callables, each run in a loop on its own thread."""
     many = raw_tgz(tar_header(b"evil/Chart.yaml", len(CHART_YAML))
                    + CHART_YAML.ljust(512, b"\x00")
                    + b"".join(tar_header(f"evil/f{i}".encode(), 0) for i in range(200_000)))
@@ -174,13 +174,15 @@ def attacks(base: str, evil: HostileRepo) -> list[Callable[[], int]]:
 
     install = {"chart_name": "evil/regex", "cluster": "c", "namespace": "default",
                "release_name": "r"}
-    return [
-        *[show(c) for c in ("many", "pax", "twin", "endless", "meta")],
-        *[show("drip") for _ in range(10)],
-        register("/bomb"), register("/aliases"),
-        lambda: call(base, "POST", "/api/repos", {"name": "m", "url": "http://169.254.169.254"}),
-        lambda: call(base, "POST", "/api/releases", install),
-    ]
+    return {
+        **{f"archive-{c}": [show(c)] for c in ("many", "pax", "twin", "endless", "meta")},
+        "archive-drip": [show("drip") for _ in range(10)],
+        "index-gzip-bomb": [register("/bomb")],
+        "index-alias-bomb": [register("/aliases")],
+        "metadata-address": [lambda: call(base, "POST", "/api/repos",
+                                          {"name": "m", "url": "http://169.254.169.254"})],
+        "schema-pattern": [lambda: call(base, "POST", "/api/releases", install)],
+    }
 
 
 def summary(latencies: list[float]) -> str:
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="5 s per phase")
+    parser.add_argument("--only", default="", metavar="NAMES",
+                        help="comma-separated attacks to run (default: all)")
     args = parser.parse_args(argv)
     seconds = 5.0 if args.quick else args.seconds
     with tempfile.TemporaryDirectory() as tmp, HostileRepo() as benign, HostileRepo() as evil:
@@ -219,8 +223,12 @@ def main(argv: list[str] | None = None) -> int:
                 while not stop.is_set():
                     counts.append(attack())
 
+            chosen = attacks(base, evil)
+            if args.only:
+                chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
+            print(f"attacks: {', '.join(chosen)}")
             threads = [threading.Thread(target=loop, args=(a,), daemon=True)
-                       for a in attacks(base, evil)]
+                       for group in chosen.values() for a in group]
             for t in threads:
                 t.start()
             time.sleep(1)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import ipaddress
 import os
 import socket
@@ -48,6 +49,9 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _INFLATE_STEP = 1 << 20
 _URL_SHOWN = 200
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+#: One thread inflates for every fetch: what it allocates stays in one malloc arena (a pool
+#: of threads would each keep the peak of a bomb in an arena of its own, for good).
+_INFLATE_THREAD = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inflate")
 
 
 def same_origin(a: str, b: str) -> bool:
@@ -133,22 +137,32 @@ class _TooSlow(Exception):
     pass
 
 
-class _Inflater:
-    """Undo a Content-Encoding with a cap on the inflated bytes."""
+class _TooLarge(Exception):
+    pass
 
-    def __init__(self, encoding: str) -> None:
+
+class _Inflater:
+    """Undo a Content-Encoding with a cap on the inflated bytes (checked at every step, so a
+    bomb costs at most the cap)."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
         wbits = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS}.get(
             encoding, zlib.MAX_WBITS
         )
         self._z = zlib.decompressobj(wbits)
+        self._left = limit
 
-    def pieces(self, data: bytes) -> list[bytes]:
-        out = []
+    def feed(self, data: bytes, sink: Callable[[bytes], None]) -> None:
+        """Inflate `data` into `sink` piece by piece. Blocking (zlib lets go of the GIL): run
+        it in a worker thread, with the event loop waiting for it (so `sink` is never called
+        concurrently)."""
         while data:
-            piece = self._z.decompress(data, _INFLATE_STEP)
-            out.append(piece)
+            piece = self._z.decompress(data, min(_INFLATE_STEP, self._left + 1))
+            self._left -= len(piece)
+            if self._left < 0:
+                raise _TooLarge
+            sink(piece)
             data = self._z.unconsumed_tail
-        return out
 
 
 class Fetcher:
@@ -330,10 +344,15 @@ class Fetcher:
         encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
             raise refused(f"{what} uses an unsupported Content-Encoding ({_shown(url)})")
-        inflater = None if encoding in ("", "identity") else _Inflater(encoding)
-        too_large = refused(f"{what} is larger than {limit} bytes ({_shown(url)})")
+        inflater = None if encoding in ("", "identity") else _Inflater(encoding, limit)
+
+        def too_large() -> CapstanError:
+            # Made when raised: an exception kept in a local would hold this frame (and, through
+            # `sink`, the whole body) in a reference cycle until the garbage collector runs.
+            return refused(f"{what} is larger than {limit} bytes ({_shown(url)})")
+
         started = time.monotonic()
-        wire = produced = 0
+        wire = 0
         while True:
             chunk = await resp.content.readany()
             if not chunk:
@@ -343,18 +362,19 @@ class Fetcher:
             if elapsed > limits.rate_grace_s and wire < limits.min_rate_bytes_s * elapsed:
                 raise _TooSlow
             if wire > limit:
-                raise too_large
+                raise too_large()
+            if inflater is None:
+                sink(chunk)
+                continue
             try:
-                pieces = inflater.pieces(chunk) if inflater else [chunk]
+                # Off the event loop: one chunk of a bomb inflates to 1000 times its size.
+                await asyncio.get_running_loop().run_in_executor(
+                    _INFLATE_THREAD, inflater.feed, chunk, sink
+                )
             except zlib.error:
                 raise refused(f"{what} sent a corrupt {encoding} body ({_shown(url)})") from None
-            for piece in pieces:
-                produced += len(piece)
-                if produced > limit:
-                    raise too_large
-                sink(piece)
-            if len(pieces) > 1:
-                await asyncio.sleep(0)  # let others run between inflation steps
+            except _TooLarge:
+                raise too_large() from None
 
 
 def _describe(err: BaseException) -> str:

@@ -181,7 +181,8 @@ async def fetch_index(
 ) -> tuple[bytes, RepoIndex]:
     """Download and parse a repository's index; the raw bytes are kept for the cache."""
     what = f"chart repository {name!r}"
-    chunks: list[bytes] = []
+    # One growing buffer (not a list of pieces): freed at once, its memory goes back to the OS.
+    buffer = bytearray()
     await fetcher.fetch(
         index_url(repo_url),
         repo_key=repo_key,
@@ -190,11 +191,11 @@ async def fetch_index(
         what=what,
         limit=fetcher.limits.max_index_bytes,
         refused=refused,
-        sink=chunks.append,
+        sink=buffer.extend,
         accept_encoding="gzip",
     )
-    raw = b"".join(chunks)
-    del chunks
+    raw = bytes(buffer)
+    del buffer
     index = await asyncio.to_thread(
         parse_index, raw, source=what, refused=refused, limits=fetcher.limits
     )
