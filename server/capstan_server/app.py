@@ -437,6 +437,7 @@ def start_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     repo_limits: RepoLimits | None = None,
     allow_repo_hosts: Sequence[str] = (),
+    helm_limits: HelmLimits | None = None,
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -459,6 +460,7 @@ def start_server(
         grace=grace,
         interceptors=interceptors,
         repo_limits=limits,
+        helm_limits=helm_limits,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)
