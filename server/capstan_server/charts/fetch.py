@@ -33,6 +33,7 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -165,6 +166,20 @@ class _Inflater:
             data = self._z.unconsumed_tail
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One `Fetcher.fetch` call's arguments (see there)."""
+
+    url: str
+    repo_url: str
+    auth: tuple[str, str] | None
+    what: str
+    limit: int
+    refused: type[CapstanError]
+    sink: Callable[[bytes], None]
+    accept_encoding: str
+
+
 class Fetcher:
     """One HTTP session for every repository fetch, under `RepoLimits`."""
 
@@ -229,11 +244,11 @@ class Fetcher:
                 f"{what} is busy: {limits.connections_per_repo} fetches from it are still in "
                 "flight; retry later"
             ) from None
+        request = _Request(url, repo_url, auth, what, limit, refused, sink, accept_encoding)
         try:
             remaining = limits.fetch_timeout_s - (time.monotonic() - started)
             async with asyncio.timeout(max(remaining, 0.001)):
-                await self._fetch(url, repo_url, auth, what, limit, refused, sink,
-                                  accept_encoding)
+                await self._fetch(request)
         except TimeoutError:
             raise Unavailable(
                 f"{what} did not answer within {limits.fetch_timeout_s:g} s ({_shown(url)})"
@@ -241,22 +256,13 @@ class Fetcher:
         finally:
             slot.release()
 
-    async def _fetch(
-        self,
-        url: str,
-        repo_url: str,
-        auth: tuple[str, str] | None,
-        what: str,
-        limit: int,
-        refused: type[CapstanError],
-        sink: Callable[[bytes], None],
-        accept_encoding: str,
-    ) -> None:
-        first = url
+    async def _fetch(self, request: _Request) -> None:
+        first = url = request.url
+        auth, what, refused = request.auth, request.what, request.refused
         for _ in range(self.limits.max_redirects + 1):
             self._check_url(url, first, what, refused)
-            headers = {"Accept-Encoding": accept_encoding}
-            if auth and same_origin(url, repo_url):
+            headers = {"Accept-Encoding": request.accept_encoding}
+            if auth and same_origin(url, request.repo_url):
                 token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
                 headers["Authorization"] = f"Basic {token}"
             try:
@@ -272,7 +278,7 @@ class Fetcher:
                         url = urljoin(url, resp.headers["Location"])
                         continue
                     self._check_status(resp.status, first, what, auth, refused)
-                    await self._read(resp, first, what, limit, refused, sink)
+                    await self._read(resp, request)
                     return
             except AddressRefused as err:
                 raise self._refusal(err, first, url, what, refused) from None
@@ -331,16 +337,10 @@ class Fetcher:
         if status != 200:
             raise refused(f"{what} was not found (HTTP {status} from {_shown(url)})")
 
-    async def _read(
-        self,
-        resp: aiohttp.ClientResponse,
-        url: str,
-        what: str,
-        limit: int,
-        refused: type[CapstanError],
-        sink: Callable[[bytes], None],
-    ) -> None:
+    async def _read(self, resp: aiohttp.ClientResponse, request: _Request) -> None:
         limits = self.limits
+        url, what, limit, refused = request.url, request.what, request.limit, request.refused
+        sink = request.sink
         encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
             raise refused(f"{what} uses an unsupported Content-Encoding ({_shown(url)})")
