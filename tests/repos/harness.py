@@ -24,7 +24,7 @@ LIMITS = RepoLimits(
     rate_grace_s=1.5,
     connections_per_repo=2,
     max_index_bytes=8 * MiB,
-    chart_cache_bytes=2 * MiB,
+    chart_cache_bytes=8 * MiB,
 )
 #: Generous: the machine is shared; what matters is "seconds", not "minutes".
 BOUND_S = 20.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+from pathlib import Path
 
 import pytest
 from repos.hostile_repo import CHART_YAML, raw_tgz, tar_header, tgz
@@ -12,6 +13,7 @@ from repos.hostile_repo import CHART_YAML, raw_tgz, tar_header, tgz
 from capstan_server.charts.fetch import AddressPolicy, AddressRefused
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.charts.lru import ByteLRU
+from capstan_server.charts.repo_index import IndexCache, parse_index
 from capstan_server.charts.tar import ArchiveError, read_tgz
 
 
@@ -93,3 +95,19 @@ def test_the_reader_budgets() -> None:
     header = tar_header(b"c/a", 1000)
     with pytest.raises(ArchiveError, match="truncated"):
         _read(raw_tgz(header + b"short"))
+
+
+async def test_parsed_indexes_stay_under_their_budget(tmp_path: Path) -> None:
+    raw = b"apiVersion: v1\nentries:\n  a:\n  - {name: a, version: 1.0.0}\n" + b"#" * 1000
+    index = parse_index(raw, source="test")
+    cache = IndexCache(tmp_path, RepoLimits(index_cache_bytes=len(raw) * 8 * 2))
+    for repo in ("r1", "r2", "r3"):
+        await cache.store(repo, raw, index)
+    assert cache._parsed.used <= cache.limits.index_cache_bytes and len(cache._parsed) == 2
+    reloaded = await cache.load("r1", name="r1")  # evicted: parsed again from the file
+    assert reloaded is not None and reloaded.versions("a")
+
+
+def test_the_reader_keeps_little() -> None:
+    with pytest.raises(ArchiveError, match="pass 10 bytes"):
+        _read(tgz({"c/Chart.yaml": CHART_YAML}), max_read_bytes=10)

@@ -34,6 +34,8 @@ from capstan_server.registry import Registry, RepoRow
 __all__ = ["Catalog", "ResolvedChart", "parse_chart_reference", "validate_chart_name"]
 
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: What files read from an archive cost in memory once parsed, per byte of them (estimated).
+_PARSED_BYTES_PER_FILE_BYTE = 4
 #: Shown in a NOT_FOUND for an unknown version.
 _VERSIONS_SHOWN = 20
 
@@ -225,5 +227,5 @@ class Catalog:
                     read_chart_files, archive, chart=label, limits=self.limits
                 )
             files = check_entry(fresh, entry)
-            self._files.put(key, files, files.size)
+            self._files.put(key, files, files.size * _PARSED_BYTES_PER_FILE_BYTE)
         return files

@@ -47,11 +47,14 @@ class RepoLimits:
     max_archive_bytes: int = 20 * MiB
     max_unpacked_bytes: int = 100 * MiB
     max_file_bytes: int = 5 * MiB
+    #: What Capstan keeps of one archive (Chart.yaml, values, schemas, README) in all.
+    max_read_bytes: int = 16 * MiB
     #: Entries in one archive (real charts have tens to a few thousand).
     max_archive_entries: int = 10_000
     #: One PAX extended header or GNU long name (Go's archive/tar allows 1 MiB).
     max_tar_header_bytes: int = 1 * MiB
     #: Parsed indexes kept in memory, by estimated size (`--index-cache-bytes`).
     index_cache_bytes: int = 256 * MiB
-    #: Files read from chart archives kept in memory (`--chart-cache-bytes`).
+    #: Files read from chart archives kept in memory, parsed, by estimated size
+    #: (`--chart-cache-bytes`).
     chart_cache_bytes: int = 64 * MiB

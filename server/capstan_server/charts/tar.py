@@ -164,7 +164,7 @@ def read_tgz(source: BinaryIO, limits: RepoLimits, wanted: Callable[[str], bool]
     files: list[TarFile] = []
     seen: set[str] = set()
     top: str | None = None
-    entries = 0
+    entries = kept = 0
     long_name: str | None = None
     pax: dict[str, str] = {}
     while True:
@@ -225,6 +225,10 @@ def read_tgz(source: BinaryIO, limits: RepoLimits, wanted: Callable[[str], bool]
         if size > limits.max_file_bytes:
             raise ArchiveError(f"{inside[:100]} is larger than {limits.max_file_bytes} bytes")
         if wanted(inside):
+            kept += size
+            if kept > limits.max_read_bytes:
+                raise ArchiveError(f"the chart's values, schemas and README pass "
+                                   f"{limits.max_read_bytes} bytes")
             data = stream.read(padded)[:size]
             if len(data) != size:
                 raise ArchiveError("the archive is truncated")
