@@ -72,13 +72,21 @@ def test_row1_schema_refs_outside_the_document_are_refused(
     assert rest.call("GET", "/api/releases/victim")[0] == 404
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["directory", "nested-tgz"])
 def test_row1_subchart_schema_refs_are_refused_before_helm_sees_them(
-    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo, packed: bool
 ) -> None:
+    # helm validates subcharts' schemas too, and would follow the ref itself.
     schema = json.dumps({"$ref": "http://169.254.169.254/latest/meta-data/"}).encode()
-    serve_chart(hostile, tgz({"evil/Chart.yaml": CHART_YAML,
-                              "evil/charts/sub/Chart.yaml": b"name: sub\nversion: 1.0.0\n",
-                              "evil/charts/sub/values.schema.json": schema}))
+    sub = {"sub/Chart.yaml": b"name: sub\nversion: 1.0.0\n", "sub/values.schema.json": schema}
+    if packed:
+        inner = tgz({"deep/Chart.yaml": b"name: deep\nversion: 1.0.0\n",
+                     "deep/values.schema.json": schema})
+        sub = {"sub/Chart.yaml": sub["sub/Chart.yaml"], "sub/charts/deep-1.0.0.tgz": inner}
+        members = {"evil/Chart.yaml": CHART_YAML, "evil/charts/sub-1.0.0.tgz": tgz(sub)}
+    else:
+        members = {"evil/Chart.yaml": CHART_YAML, **{f"evil/charts/{k}": v for k, v in sub.items()}}
+    serve_chart(hostile, tgz(members))
     assert rest.register("evil", hostile.url)[0] == 200
     status, answer = rest.install("evil")
     assert status == 400 and "169.254.169.254" in answer["message"]

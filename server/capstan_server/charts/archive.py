@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -45,6 +46,7 @@ __all__ = [
 _README_NAMES = ("readme.md", "readme.txt", "readme")
 _TOP_FILES = ("Chart.yaml", "values.yaml", "values.schema.json")
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_MAX_SUBCHART_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,9 @@ class ChartFiles:
     schema: dict[str, Any] | None
     #: README.md (or README.txt / README), "" if none.
     readme: str
-    #: The values.schema.json of subcharts (path inside the chart -> schema): helm checks them
-    #: too, so Capstan refuses their references outside the document before helm runs.
+    #: The values.schema.json of subcharts, directories and `.tgz` alike (path inside the chart,
+    #: schema): helm checks them too, so Capstan refuses their references outside the document
+    #: before helm runs.
     subchart_schemas: tuple[tuple[str, dict[str, Any]], ...] = ()
     #: Bytes read from the archive (what the in-memory cache counts).
     size: int = 0
@@ -90,12 +93,44 @@ def archive_url(entry: IndexEntry, repo_url: str) -> str:
     return urljoin(repo_url.rstrip("/") + "/", entry.urls[0])
 
 
+def _is_subchart_archive(name: str) -> bool:
+    # helm loads `charts/*.tgz` (at any depth of directory subcharts) as subcharts.
+    return name.endswith(".tgz") and posixpath.basename(posixpath.dirname(name)) == "charts"
+
+
 def _wanted(name: str) -> bool:
     return (
         name in _TOP_FILES
         or name.lower() in _README_NAMES
         or (name.startswith("charts/") and name.endswith("/values.schema.json"))
+        or _is_subchart_archive(name)
     )
+
+
+def _subchart_schemas(
+    files: dict[str, bytes], chart: str, limits: RepoLimits, prefix: str = "", depth: int = 0
+) -> list[tuple[str, dict[str, Any]]]:
+    """The values.schema.json of every subchart, directory or archive, nested archives
+    included: helm validates them all (following their refs), so Capstan must see them all."""
+    found = []
+    for name, data in sorted(files.items()):
+        path = prefix + name
+        in_subchart = name.startswith("charts/") or bool(prefix)
+        if in_subchart and posixpath.basename(name) == "values.schema.json":
+            found.append((path, _schema(data, chart, path)))
+        elif _is_subchart_archive(name):
+            if depth >= _MAX_SUBCHART_DEPTH:
+                raise FailedPrecondition(
+                    f"chart {chart}: subchart archives nest more than {_MAX_SUBCHART_DEPTH} deep"
+                )
+            try:
+                inner = read_tgz(io.BytesIO(data), limits, _wanted)
+            except ArchiveError as err:
+                raise FailedPrecondition(f"chart {chart}: {path}: {err}") from None
+            found += _subchart_schemas(
+                {f.name: f.data for f in inner}, chart, limits, f"{path}/", depth + 1
+            )
+    return found
 
 
 def read_chart_files(archive: Path | bytes, *, chart: str, limits: RepoLimits) -> ChartFiles:
@@ -122,11 +157,7 @@ def read_chart_files(archive: Path | bytes, *, chart: str, limits: RepoLimits) -
     schema = _schema(wanted["values.schema.json"], chart, "values.schema.json") if (
         "values.schema.json" in wanted
     ) else None
-    subcharts = tuple(
-        (name, _schema(data, chart, name))
-        for name, data in sorted(wanted.items())
-        if name.startswith("charts/")
-    )
+    subcharts = tuple(_subchart_schemas(wanted, chart, limits))
     readme = next(
         (data for name, data in wanted.items() if name.lower() in _README_NAMES), b""
     )
@@ -136,7 +167,7 @@ def read_chart_files(archive: Path | bytes, *, chart: str, limits: RepoLimits) -
         schema,
         readme.decode("utf-8", errors="replace"),
         subcharts,
-        size=sum(len(f.data) for f in found),
+        size=sum(len(f.data) for f in found if not _is_subchart_archive(f.name)),
     )
 
 
