@@ -2,9 +2,11 @@
 reference (`<repo>/<chart>` plus a version or constraint) to a downloaded, digest-checked
 archive (`ChartSource`) that drivers install from.
 
-Only charts of registered repositories can be resolved: a local path, a `file://`, `oci://` or
-`http(s)://` reference, or anything else that is not `<registered repo>/<chart>`, is refused,
-so a caller can never make the server read its own files or fetch from an arbitrary place.
+Repositories are Helm HTTP(S) repositories or OCI registries (`charts/oci.py` gives those an
+index of the same shape). Only charts of registered repositories can be resolved: a local path,
+a `file://`, `oci://` or `http(s)://` reference, or anything else that is not
+`<registered repo>/<chart>`, is refused, so a caller can never make the server read its own
+files or fetch from an arbitrary place.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from capstan_server.charts.archive import (
 from capstan_server.charts.fetch import Fetcher
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.charts.lru import ByteLRU
+from capstan_server.charts.oci import OciOptions, fetch_oci_archive, fetch_oci_index, is_oci_url
 from capstan_server.charts.repo_index import IndexCache, IndexEntry, RepoIndex, fetch_index
 from capstan_server.charts.semver import SemverError, latest
 from capstan_server.drivers.base import ChartSource
-from capstan_server.errors import FailedPrecondition, InvalidArgument, NotFound
+from capstan_server.errors import CapstanError, FailedPrecondition, InvalidArgument, NotFound
 from capstan_server.names import validate_repo_name
 from capstan_server.registry import Registry, RepoRow
 
@@ -104,20 +107,36 @@ class Catalog:
 
     # -- indexes --------------------------------------------------------------------------------
 
-    async def probe(
-        self, name: str, url: str, auth: tuple[str, str] | None
+    async def oci_options(self, repo: RepoRow) -> OciOptions | None:
+        """How to reach an OCI repository; None for an HTTP one."""
+        return await self.registry.oci_options(repo.id) if is_oci_url(repo.url) else None
+
+    async def _fetch(
+        self,
+        name: str,
+        url: str,
+        auth: tuple[str, str] | None,
+        oci: OciOptions | None,
+        refused: type[CapstanError],
+        repo_key: str,
     ) -> tuple[bytes, RepoIndex]:
-        """Fetch a repository's index before it is registered (bad URL or credentials ->
-        InvalidArgument, unreachable -> Unavailable)."""
-        parts = urlsplit(url)
+        if oci is not None:
+            return await fetch_oci_index(
+                self.fetcher.session(), url, auth=auth, options=oci, name=name, refused=refused
+            )
         return await fetch_index(
-            self.fetcher,
-            url,
-            auth=auth,
-            name=name,
-            repo_key=f"probe:{parts.scheme}://{parts.netloc}",
-            refused=InvalidArgument,
+            self.fetcher, url, auth=auth, name=name, repo_key=repo_key, refused=refused
         )
+
+    async def probe(
+        self, name: str, url: str, auth: tuple[str, str] | None, oci: OciOptions | None = None
+    ) -> tuple[bytes, RepoIndex]:
+        """Fetch a repository's index (build an OCI repository's) before it is registered: bad
+        URL or credentials -> InvalidArgument (a registry refusing them: PermissionDenied),
+        unreachable -> Unavailable."""
+        parts = urlsplit(url)
+        key = f"probe:{parts.scheme}://{parts.netloc}"
+        return await self._fetch(name, url, auth, oci, InvalidArgument, key)
 
     async def adopt(self, repo: RepoRow, raw: bytes, index: RepoIndex) -> None:
         """Cache an index fetched by `probe` for the repository just registered."""
@@ -125,13 +144,9 @@ class Catalog:
 
     async def sync(self, repo: RepoRow) -> RepoIndex:
         """Fetch a registered repository's index again (`helm repo update`)."""
-        raw, index = await fetch_index(
-            self.fetcher,
-            repo.url,
-            auth=repo.auth,
-            name=repo.name,
-            repo_key=f"repo:{repo.id}",
-            refused=FailedPrecondition,
+        oci = await self.oci_options(repo)
+        raw, index = await self._fetch(
+            repo.name, repo.url, repo.auth, oci, FailedPrecondition, f"repo:{repo.id}"
         )
         await self.indexes.store(repo.id, raw, index)
         await self.registry.mark_repo_synced(repo.id)
@@ -163,7 +178,13 @@ class Catalog:
         try:
             picked = latest((e.version for e in versions), version.strip())
         except SemverError as err:
-            raise InvalidArgument(f"invalid chart version {version!r}: {err}") from None
+            hint = (
+                "; the versions of a chart in an OCI registry are its SemVer tags, other tags "
+                "(such as 'latest') are not chart versions"
+                if is_oci_url(repo.url)
+                else ""
+            )
+            raise InvalidArgument(f"invalid chart version {version!r}: {err}{hint}") from None
         if picked is None:
             shown = [e.version for e in versions[:_VERSIONS_SHOWN]]
             wanted = f"version {version!r}" if version else "a stable version"
@@ -197,9 +218,23 @@ class Catalog:
     async def resolve_in(self, repo: RepoRow, chart: str, version: str = "") -> ResolvedChart:
         """Resolve a chart of a known repository and download its archive."""
         entry, versions = await self.find(repo, chart, version)
-        archive, fresh = await self.archives.get(
-            entry, repo_id=repo.id, repo_url=repo.url, repo_name=repo.name, auth=repo.auth
-        )
+        oci = await self.oci_options(repo)
+        fresh: ChartFiles | None = None
+        if oci is not None:
+            archive, _ = await fetch_oci_archive(
+                self.fetcher.session(),
+                repo.url,
+                entry.name,
+                entry.version,
+                auth=repo.auth,
+                options=oci,
+                name=repo.name,
+                cache_dir=self.archives.directory / repo.id,  # per repository, as HTTP's
+            )
+        else:
+            archive, fresh = await self.archives.get(
+                entry, repo_id=repo.id, repo_url=repo.url, repo_name=repo.name, auth=repo.auth
+            )
         files = await self.files(repo.id, archive, entry, fresh)
         source = ChartSource(
             repo_id=repo.id,
@@ -218,7 +253,7 @@ class Catalog:
     ) -> ChartFiles:
         """The files of a cached archive (`fresh`: just read while downloading it), kept in
         memory under a byte budget and checked against its index entry."""
-        key = (repo_id, entry.digest)
+        key = (repo_id, archive.stem)  # the archive's sha256, for HTTP and OCI alike
         files = self._files.get(key)
         if files is None:
             label = f"{entry.name}-{entry.version}"

@@ -191,16 +191,30 @@ class Fetcher:
             weakref.WeakValueDictionary()
         )
 
-    def _http(self) -> aiohttp.ClientSession:
+    def session(self) -> aiohttp.ClientSession:
+        """The policed session: every connection it opens (redirects included) is to an
+        address the policy allows. `fetch` uses it; so does the OCI client (charts/oci.py),
+        which speaks the registry protocol itself."""
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 resolver=_PolicyResolver(self.policy), limit=self.limits.connections_total
             )
+            # aiohttp hands address literals past the resolver: check them as each request
+            # (and each redirect it follows) starts.
+            literals = aiohttp.TraceConfig()
+            literals.on_request_start.append(self._check_literal)
             # Bodies arrive byte for byte (digests are checked); `_Inflater` undoes encodings.
             self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, trust_env=False
+                connector=connector, auto_decompress=False, trust_env=False,
+                trace_configs=[literals],
             )
         return self._session
+
+    async def _check_literal(
+        self, session: aiohttp.ClientSession, context: object,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        self.policy.check_literal(params.url.host or "")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -266,7 +280,7 @@ class Fetcher:
                 token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
                 headers["Authorization"] = f"Basic {token}"
             try:
-                async with self._http().get(
+                async with self.session().get(
                     url,
                     headers=headers,
                     allow_redirects=False,
