@@ -51,6 +51,7 @@ from capstan_server.drivers.helm import records
 from capstan_server.drivers.helm.command import (
     DEFAULT_TERM_GRACE,
     HelmCommand,
+    HelmLimits,
     HelmStopped,
     validate_labels,
 )
@@ -100,8 +101,10 @@ class HelmDriver:
 
     def __init__(self, *, data_dir: Path, helm_bin: Path | None = None,
                  term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0,
-                 replica_id: str = "", lease_duration: float = DEFAULT_LEASE_DURATION) -> None:
-        self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace)
+                 limits: HelmLimits | None = None, replica_id: str = "",
+                 lease_duration: float = DEFAULT_LEASE_DURATION) -> None:
+        self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace,
+                                   limits=limits)
         self.poll_interval = poll_interval
         self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
         self._closing: set[asyncio.Future[None]] = set()
