@@ -33,7 +33,7 @@ class Replica:
         argv = [sys.executable, "-m", "capstan_server.main", "--grpc-listen", self.grpc_target,
                 "--http-listen", self.http_url.removeprefix("http://"), "--data-dir",
                 str(data_dir), "--helm-bin", str(helm_bin), "--replica-id", name,
-                "--shutdown-grace", "5", *extra]
+                "--shutdown-grace", "5", "--allow-repo-host", "127.0.0.1", *extra]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         self.client = CapstanClient(self.grpc_target, timeout=120, retries=0)
