@@ -146,6 +146,14 @@ def _repo_of(obj: Obj) -> tuple[RepoRow, OciOptions] | None:
     return row, oci
 
 
+def _version(obj: Obj) -> int:
+    # resourceVersions are opaque to clients, but etcd's (and kubesim's) are integers.
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
 def _encode(values: Mapping[str, str]) -> dict[str, str]:
     return {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
 
@@ -199,8 +207,8 @@ class KubeRegistry:
             self._objects.pop(name, None)
         elif event in ("ADDED", "MODIFIED"):
             old = self._objects.get(name)
-            old_version = int((old or {}).get("metadata", {}).get("resourceVersion") or 0)
-            if int(meta.get("resourceVersion") or 0) >= old_version:
+            # An event older than what a write already applied must not undo it.
+            if _version(obj) >= _version(old or {}):
                 self._objects[name] = obj
         self._version = str(meta.get("resourceVersion") or self._version)
 
@@ -218,7 +226,7 @@ class KubeRegistry:
                     else:
                         self._version = str((obj.get("metadata") or {}).get(
                             "resourceVersion") or self._version)
-            except CapstanError as e:
+            except Exception as e:  # noqa: BLE001 (the watch must outlive any one failure)
                 log.warning("registry watch failed: %s; listing again", e)
                 await asyncio.sleep(1.0)
                 with contextlib.suppress(CapstanError):
