@@ -226,7 +226,7 @@ class KubeRegistry:
                     else:
                         self._version = str((obj.get("metadata") or {}).get(
                             "resourceVersion") or self._version)
-            except Exception as e:  # noqa: BLE001 (the watch must outlive any one failure)
+            except Exception as e:
                 log.warning("registry watch failed: %s; listing again", e)
                 await asyncio.sleep(1.0)
                 with contextlib.suppress(CapstanError):
