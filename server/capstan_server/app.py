@@ -73,6 +73,11 @@ class ServerOptions:
     dev: bool = False
     #: Seconds in-flight calls get to finish on shutdown.
     grace: float = DEFAULT_GRACE
+    #: helm driver: the longest a list or name lookup waits for a cluster (None: default).
+    cluster_read_timeout: float | None = None
+    #: helm driver: helm processes at once, and writes waiting for one (None: defaults).
+    max_helm_processes: int | None = None
+    max_queued_writes: int | None = None
     #: Extra gRPC server interceptors, run after Capstan's own (tests use this to spy on calls).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
 
@@ -302,7 +307,12 @@ def _open_driver(options: ServerOptions) -> Driver:
     from capstan_server.drivers import create_driver
 
     driver: Driver = create_driver(
-        options.driver, data_dir=options.data_dir, helm_bin=options.helm_bin
+        options.driver,
+        data_dir=options.data_dir,
+        helm_bin=options.helm_bin,
+        read_timeout=options.cluster_read_timeout,
+        max_helm_processes=options.max_helm_processes,
+        max_queued_writes=options.max_queued_writes,
     )
     return driver
 
@@ -420,6 +430,9 @@ def start_server(
     dev: bool = False,
     grace: float = DEFAULT_GRACE,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    cluster_read_timeout: float | None = None,
+    max_helm_processes: int | None = None,
+    max_queued_writes: int | None = None,
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -436,6 +449,9 @@ def start_server(
         dev=dev,
         grace=grace,
         interceptors=interceptors,
+        cluster_read_timeout=cluster_read_timeout,
+        max_helm_processes=max_helm_processes,
+        max_queued_writes=max_queued_writes,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

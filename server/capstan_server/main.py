@@ -46,12 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dev", action="store_true",
                         help="also run an embedded kubesim cluster 'default' and a repository "
                         "'samples' of the sample charts")
+    parser.add_argument("--cluster-read-timeout", type=_positive_float, default=None,
+                        metavar="SECONDS",
+                        help="the longest a list or name lookup waits for a cluster before "
+                        "answering from its last known state (default 2)")
+    parser.add_argument("--max-helm-processes", type=_positive_int, default=None, metavar="N",
+                        help="helm processes run at once; further writes queue (default: "
+                        "2 x CPU cores)")
+    parser.add_argument("--max-queued-writes", type=_positive_int, default=None, metavar="N",
+                        help="writes that may wait for a helm process; more are refused with "
+                        "RESOURCE_EXHAUSTED (default 100)")
     parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="time calls in flight get to finish on SIGTERM (default %(default)s)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
     return parser
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
 
 
 def missing_helm(helm_bin: Path, *, driver: str, dev: bool) -> str | None:
@@ -89,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             helm_bin=helm_bin,
             dev=args.dev,
             grace=args.shutdown_grace,
+            cluster_read_timeout=args.cluster_read_timeout,
+            max_helm_processes=args.max_helm_processes,
+            max_queued_writes=args.max_queued_writes,
         )
         asyncio.run(serve(options))
     except StartupError as exc:

@@ -24,6 +24,7 @@ from capstan_server.drivers.base import (
     Driver,
     ReleaseRecord,
     ReleaseRef,
+    StaleCluster,
 )
 from capstan_server.errors import Aborted, InvalidArgument, NotFound, Unavailable
 from capstan_server.names import validate_namespace, validate_release_name
@@ -61,10 +62,15 @@ class LocatedRelease:
 
 @dataclass(frozen=True)
 class UnreachableCluster:
-    """A cluster that could not be asked, and the error that said so."""
+    """A cluster that could not be asked, and the error that said so (a `StaleCluster` when
+    the driver answered from the cluster's last known state)."""
 
     cluster: ClusterRow
     error: Unavailable
+
+    @property
+    def stale(self) -> StaleCluster | None:
+        return self.error if isinstance(self.error, StaleCluster) else None
 
 
 def unreachable_error(down: list[UnreachableCluster]) -> Unavailable:
@@ -180,10 +186,13 @@ class Resolver:
         *,
         name: str = "",
         labels: dict[str, str] | None = None,
+        include_stale: bool = False,
     ) -> tuple[list[LocatedRelease], list[UnreachableCluster]]:
         """The latest revision of every matching release in the given clusters. A cluster that
         cannot be reached (Unavailable) is reported, in the order of `clusters`, instead of
-        failing the call; any other error still fails it."""
+        failing the call; any other error still fails it. With `include_stale`, the releases
+        of a cluster the driver answered from its last known state (`StaleCluster`) are
+        listed too (the cluster is still reported)."""
         answers = await asyncio.gather(
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,
@@ -193,6 +202,8 @@ class Resolver:
         for c, answer in zip(clusters, answers, strict=True):
             if isinstance(answer, Unavailable):
                 down.append(UnreachableCluster(c, answer))
+                if include_stale and isinstance(answer, StaleCluster):
+                    found.extend(LocatedRelease(c, r) for r in answer.records)
             elif isinstance(answer, BaseException):
                 raise answer
             else:

@@ -101,6 +101,11 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         (never for a dry run: nothing was created). Pass `namespace_uids` when building many
         messages for one cluster, to read its namespaces once."""
         live = None
+        if (resources or details) and not record.complete:
+            # A summary from the driver's list cache: show and details need the whole record.
+            record = await self.driver.get(
+                ReleaseRef(target(cluster), record.namespace, record.name), record.revision
+            )
         if (resources or details) and not dry_run:
             live = await self.driver.resources(record, target(cluster))
         if namespace_uids is None:
@@ -184,9 +189,9 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         # named in the answer, unless no cluster in scope answered at all (with a `cluster`
         # filter, that one).
         found, down = await self.resolver.reachable_releases(
-            clusters, request.namespace, name=request.name
+            clusters, request.namespace, name=request.name, include_stale=True
         )
-        if down and len(down) == len(clusters):
+        if down and len(down) == len(clusters) and not any(d.stale for d in down):
             raise unreachable_error(down)
         rows = [
             r
@@ -210,13 +215,19 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             reverse=True,
         )
         shown = rows[offset : offset + limit]
-        in_use = {r.cluster.id: r.cluster for r in shown}
+        # Rows of a cluster answered from its last state get nothing live from it (namespace
+        # ids, resources): asking would wait on the cluster that just failed to answer.
+        stale = {d.cluster.id for d in down}
+        in_use = {r.cluster.id: r.cluster for r in shown if r.cluster.id not in stale}
         uid_maps = await asyncio.gather(*(self.resolver.namespace_uids(c) for c in in_use.values()))
         uids = dict(zip(in_use, uid_maps, strict=True))
         releases = await asyncio.gather(
             *(
                 self._message(
-                    r.cluster, r.record, details=request.details, namespace_uids=uids[r.cluster.id]
+                    r.cluster,
+                    r.record,
+                    details=request.details and r.cluster.id not in stale,
+                    namespace_uids=uids.get(r.cluster.id, {}),
                 )
                 for r in shown
             )
@@ -226,12 +237,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             total=len(rows),
             limit=limit,
             offset=offset,
-            unreachable_clusters=[
-                release_pb2.UnreachableCluster(
-                    name=d.cluster.name, id=d.cluster.id, message=d.error.message
-                )
-                for d in down
-            ],
+            unreachable_clusters=[msg.unreachable_message(d) for d in down],
         )
 
     async def GetRelease(
