@@ -61,7 +61,13 @@ def rpc_error_body(error: grpc.aio.AioRpcError) -> Any:
 
 def _rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
     body = rpc_error_body(error)
-    return web.json_response(body, status=body["code"], dumps=_dumps)
+    response = web.json_response(body, status=body["code"], dumps=_dumps)
+    retry = [d["retry_after_seconds"] for d in body["details"]
+             if isinstance(d, dict) and "retry_after_seconds" in d]
+    if retry:
+        # A refusal for load (429) says when to come back, as HTTP clients expect it.
+        response.headers["Retry-After"] = str(int(retry[0]))
+    return response
 
 
 def _rich_details(error: grpc.aio.AioRpcError) -> list[Any]:

@@ -32,7 +32,7 @@ from capstan_server.drivers.base import (
     UpgradeOptions,
     upgrade_base,
 )
-from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from capstan_server.names import generate_release_name, validate_namespace, validate_release_name
 from capstan_server.registry import ClusterRow, Registry
 from capstan_server.services import messages as msg
@@ -48,6 +48,8 @@ from capstan_server.services.addressing import (
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_STUCK_AFTER = 300
 _GENERATE_ATTEMPTS = 5
+#: How often WatchRelease looks at a queued write's position.
+_QUEUE_POLL = 0.2
 
 #: ListReleases status flags (OR-ed): `deleting` is `uninstalling`, `pending` any `pending-*`.
 _STATUS_FLAGS: dict[str, Callable[[Status], bool]] = {
@@ -118,6 +120,26 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             details=details,
             dry_run=dry_run,
         )
+
+    def _queue_position(self, ref: ReleaseRef) -> int:
+        """Where a write to `ref` waits for a helm process (drivers that queue writes expose
+        `queue_position`; the others never queue)."""
+        position = getattr(self.driver, "queue_position", None)
+        return int(position(ref)) if position is not None else 0
+
+    async def _while_queued(
+        self, ref: ReleaseRef, release: release_pb2.Release, deadline: float
+    ) -> AsyncIterator[release_pb2.ReleaseEvent]:
+        """`queued` events while a write to `ref` waits, one per change of its position."""
+        loop = asyncio.get_running_loop()
+        last = 0
+        while (position := self._queue_position(ref)) and loop.time() < deadline:
+            if position != last:
+                yield release_pb2.ReleaseEvent(
+                    release=release, queued=True, queue_position=position
+                )
+                last = position
+            await asyncio.sleep(_QUEUE_POLL)
 
     async def _generated_name(self, cluster: ClusterRow, namespace: str, chart: str) -> str:
         for attempt in range(_GENERATE_ATTEMPTS):
@@ -387,7 +409,27 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self, request: release_pb2.WatchReleaseRequest, context: Context
     ) -> AsyncIterator[release_pb2.ReleaseEvent]:
         timeout = msg.timeout_seconds(request.timeout)
-        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        except NotFound:
+            # A create still waiting for a helm process has no release yet: report its place
+            # in the queue, then watch the release it makes.
+            cluster = await self.resolver.cluster(request.cluster)
+            ref = ReleaseRef(target(cluster), request.namespace or "default", request.id)
+            if not self._queue_position(ref):
+                raise
+            queued = release_pb2.Release(
+                name=ref.name, cluster=cluster.name, cluster_id=cluster.id, namespace=ref.namespace
+            )
+            async for event in self._while_queued(ref, queued, deadline):
+                yield event
+            found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        else:
+            before = msg.release_message(found.record, found.cluster)
+            async for event in self._while_queued(found.ref, before, deadline):
+                yield event
+        timeout = max(1.0, deadline - asyncio.get_running_loop().time())
         uids = await self.resolver.namespace_uids(found.cluster)
         async for snapshot in self.driver.watch(found.ref, timeout=timeout):
             workloads = snapshot.workloads
