@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import cast
 
@@ -24,12 +25,20 @@ log = logging.getLogger("capstan.server")
 CHECKOUT_HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
 
 
+def _version() -> str:
+    try:
+        return metadata.version("capstan")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="capstan-server",
         description="Capstan: the Helm release lifecycle on many Kubernetes clusters, over gRPC "
         "and REST.",
     )
+    parser.add_argument("--version", action="version", version=f"capstan-server {_version()}")
     parser.add_argument("--grpc-listen", default="127.0.0.1:50051", metavar="HOST:PORT",
                         help="gRPC address (default %(default)s; port 0 picks a free one)")
     parser.add_argument("--http-listen", default="127.0.0.1:8080", metavar="HOST:PORT",

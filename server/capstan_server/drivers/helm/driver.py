@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from capstan_server import metrics
 from capstan_server.drivers.base import (
     ClusterTarget,
     InflightWrites,
@@ -111,6 +112,7 @@ class HelmDriver:
         self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace,
                                    max_processes=max_helm_processes,
                                    max_queued=max_queued_writes)
+        self.command.on_run = metrics.helm_run_done
         self.poll_interval = poll_interval
         #: The longest a list waits for a cluster before answering from its last state.
         self.read_timeout = read_timeout
@@ -156,6 +158,10 @@ class HelmDriver:
     def queue_position(self, ref: ReleaseRef) -> int:
         """Where a write to `ref` waits for a helm process (1: next), 0 when it does not."""
         return self.command.pool.position(queue_key(ref))
+
+    def warm(self, cluster: ClusterTarget) -> None:
+        """Start the cluster's release cache now (at server start), not at the first list."""
+        self._informer(cluster)
 
     def caches(self) -> dict[str, ReleaseInformer]:
         """The release caches started so far, by cluster id (metrics and readiness)."""

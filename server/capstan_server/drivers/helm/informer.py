@@ -130,6 +130,18 @@ class ReleaseInformer:
     def size(self) -> int:
         return len(self._by_release)
 
+    def status_counts(self) -> dict[str, int]:
+        """Releases by the status of their latest revision."""
+        counts: dict[str, int] = {}
+        for record in self._latest():
+            counts[record.status.value] = counts.get(record.status.value, 0) + 1
+        return counts
+
+    @property
+    def settled(self) -> bool:
+        """Synced, or known not to answer (readiness must not wait on a cluster that is down)."""
+        return self.synced or bool(self._error)
+
     def stale_seconds(self) -> float:
         """0 while the cache is live; else seconds since the API last answered."""
         if not self._stale and all(e.is_set() for e in self._watching.values()):
