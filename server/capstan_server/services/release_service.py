@@ -32,7 +32,13 @@ from capstan_server.drivers.base import (
     UpgradeOptions,
     upgrade_base,
 )
-from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from capstan_server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from capstan_server.names import generate_release_name, validate_namespace, validate_release_name
 from capstan_server.registry import ClusterRow, Registry
 from capstan_server.services import messages as msg
@@ -120,6 +126,17 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             details=details,
             dry_run=dry_run,
         )
+
+    async def _list_namespace_uids(self, cluster: ClusterRow) -> dict[str, str]:
+        """Namespace UIDs for a list page, bounded by the driver's read timeout: a cluster that
+        hangs right after its cache answered must not hold the list (its rows then have no
+        `namespace_id`; the next list reports the cluster stale)."""
+        bound = getattr(self.driver, "read_timeout", None)
+        try:
+            async with asyncio.timeout(bound):
+                return await self.resolver.namespace_uids(cluster)
+        except (TimeoutError, Unavailable):
+            return {}
 
     def _queue_position(self, ref: ReleaseRef) -> int:
         """Where a write to `ref` waits for a helm process (drivers that queue writes expose
@@ -241,7 +258,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         # ids, resources): asking would wait on the cluster that just failed to answer.
         stale = {d.cluster.id for d in down}
         in_use = {r.cluster.id: r.cluster for r in shown if r.cluster.id not in stale}
-        uid_maps = await asyncio.gather(*(self.resolver.namespace_uids(c) for c in in_use.values()))
+        uid_maps = await asyncio.gather(*(self._list_namespace_uids(c) for c in in_use.values()))
         uids = dict(zip(in_use, uid_maps, strict=True))
         releases = await asyncio.gather(
             *(
