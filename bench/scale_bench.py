@@ -128,7 +128,7 @@ def helm_children(pid: int) -> int:
             continue
         name = stat[stat.index("(") + 1:stat.rindex(")")]
         parent = int(stat[stat.rindex(")") + 2:].split()[1])
-        count += name == "helm" and parent == pid
+        count += name.startswith("helm") and parent == pid  # helm3/helm4 symlinks too
     return count
 
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from capstan_server.drivers.base import (
     LABEL_RELEASE_ID,
@@ -141,6 +142,10 @@ class Resolver:
     def __init__(self, registry: Registry, driver: Driver) -> None:
         self.registry = registry
         self.driver = driver
+        #: The last answer of `reachable_releases` per scope, with the driver lists it was
+        #: made from: while a driver answers with the very same lists (its cache did not
+        #: change), the same `found` list is returned, which callers may key derived views on.
+        self._last: dict[tuple[Any, ...], tuple[list[Any], list[LocatedRelease]]] = {}
 
     async def cluster(self, id_or_name: str) -> ClusterRow:
         """A cluster by name or UUID; when empty, the only registered cluster."""
@@ -197,6 +202,12 @@ class Resolver:
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,
         )
+        scope = (tuple(c.id for c in clusters), namespace, name,
+                 tuple(sorted((labels or {}).items())), include_stale)
+        last = self._last.get(scope)
+        if last is not None and len(last[0]) == len(answers) and all(
+                a is b for a, b in zip(last[0], answers, strict=True)):
+            return last[1], []
         found: list[LocatedRelease] = []
         down: list[UnreachableCluster] = []
         for c, answer in zip(clusters, answers, strict=True):
@@ -208,6 +219,10 @@ class Resolver:
                 raise answer
             else:
                 found.extend(LocatedRelease(c, r) for r in answer)
+        if not down:
+            if len(self._last) > 64:
+                self._last.clear()
+            self._last[scope] = (list(answers), found)
         return found, down
 
     async def release(

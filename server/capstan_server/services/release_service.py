@@ -92,6 +92,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self.driver = driver
         self.resolver = resolver
         self.locks = ReleaseLocks()
+        #: ListReleases' filtered, sorted rows per (resolver answer, filters); see there.
+        self._views: dict[tuple[Any, ...], tuple[list[LocatedRelease], list[LocatedRelease]]] = {}
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -137,6 +139,37 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 return await self.resolver.namespace_uids(cluster)
         except (TimeoutError, Unavailable):
             return {}
+
+    @staticmethod
+    def _filtered(
+        found: list[LocatedRelease],
+        kind: str,
+        flags: list[Callable[[Status], bool]],
+        search: str,
+    ) -> list[LocatedRelease]:
+        """ListReleases' rows: the filters that are not the driver's, newest first."""
+        rows = [
+            r
+            for r in found
+            if (not kind or msg.release_type_of(r.record) == kind)
+            and (not flags or any(check(r.record.status) for check in flags))
+            and (
+                not search
+                or search in r.record.name.lower()
+                or search in r.record.chart_name.lower()
+            )
+        ]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        rows.sort(
+            key=lambda r: (
+                r.record.last_deployed or r.record.first_deployed or epoch,
+                r.record.name,
+                r.cluster.name,
+                r.record.namespace,
+            ),
+            reverse=True,
+        )
+        return rows
 
     def _queue_position(self, ref: ReleaseRef) -> int:
         """Where a write to `ref` waits for a helm process (drivers that queue writes expose
@@ -232,27 +265,17 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         )
         if down and len(down) == len(clusters) and not any(d.stale for d in down):
             raise unreachable_error(down)
-        rows = [
-            r
-            for r in found
-            if (not kind or msg.release_type_of(r.record) == kind)
-            and (not flags or any(check(r.record.status) for check in flags))
-            and (
-                not search
-                or search in r.record.name.lower()
-                or search in r.record.chart_name.lower()
-            )
-        ]
-        epoch = datetime.min.replace(tzinfo=UTC)
-        rows.sort(
-            key=lambda r: (
-                r.record.last_deployed or r.record.first_deployed or epoch,
-                r.record.name,
-                r.cluster.name,
-                r.record.namespace,
-            ),
-            reverse=True,
-        )
+        # Filtered and sorted once per state of the caches: a page then costs its own rows
+        # only, however many releases there are.
+        view = (id(found), kind, tuple(f for f in _STATUS_FLAGS if getattr(request, f)), search)
+        memo = self._views.get(view)
+        if memo is not None and memo[0] is found:
+            rows = memo[1]
+        else:
+            rows = self._filtered(found, kind, flags, search)
+            if len(self._views) > 64:
+                self._views.clear()
+            self._views[view] = (found, rows)
         shown = rows[offset : offset + limit]
         # Rows of a cluster answered from its last state get nothing live from it (namespace
         # ids, resources): asking would wait on the cluster that just failed to answer.

@@ -149,8 +149,7 @@ class HelmDriver:
             return held[2]
         if held is not None and held[1] is loop:
             self._spawn_close(held[2].close())
-        informer = ReleaseInformer(self._client(cluster), decoder=self._cache,
-                                   read_timeout=self.read_timeout)
+        informer = ReleaseInformer(self._client(cluster), read_timeout=self.read_timeout)
         self._informers[cluster.id] = (digest, loop, informer)
         informer.start()
         return informer
@@ -295,6 +294,8 @@ class HelmDriver:
                                         if _matches(r, namespace, name, labels)],
                 synced_at=stale.synced_at, stale_seconds=stale.stale_seconds,
                 details=stale.details) from None
+        if not (namespace or name or labels):
+            return cached  # the cache's own list, unchanged until the cache changes
         found = [r for r in cached if _matches(r, namespace, name, labels)]
         if name and not found:
             # A release named moments ago by someone else (plain helm, another replica) may

@@ -38,7 +38,7 @@ from typing import Any
 from capstan_server.drivers.base import ReleaseRecord, StaleCluster, newest_first
 from capstan_server.drivers.helm import records
 from capstan_server.drivers.helm.kube import KubeClient, ResourceExpired
-from capstan_server.drivers.helm.records import RecordCache, Storage, StoredRecord
+from capstan_server.drivers.helm.records import Storage, StoredRecord
 from capstan_server.errors import CapstanError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def _summary(stored: StoredRecord) -> StoredRecord:
 class ReleaseInformer:
     """The cache of one cluster (see the module docstring); lives on one event loop."""
 
-    def __init__(self, client: KubeClient, *, decoder: RecordCache | None = None,
+    def __init__(self, client: KubeClient, *,
                  read_timeout: float = DEFAULT_READ_TIMEOUT,
                  fresh_for: float = DEFAULT_FRESH_FOR,
                  watch_seconds: float = WATCH_SECONDS) -> None:
@@ -88,7 +88,6 @@ class ReleaseInformer:
         self.read_timeout = read_timeout
         self.fresh_for = fresh_for
         self.watch_seconds = watch_seconds
-        self._decoder = decoder or RecordCache()
         self._by_release: dict[_ReleaseKey, dict[_ObjKey, StoredRecord]] = {}
         #: (storage, namespace, name) -> resourceVersion of a read-through; older events of
         #: that release and storage are already reflected (or overtaken) and are ignored.
@@ -263,7 +262,9 @@ class ReleaseInformer:
         if not records.is_record_object(obj):
             return
         try:
-            stored = _summary(self._decoder.decode(obj, storage))
+            # Not through the driver's decode cache (records.RecordCache): that keeps whole
+            # records, manifests included, which is what this cache exists to leave out.
+            stored = _summary(records.stored_from_object(obj, storage))
         except CapstanError as e:
             log.warning("skipping an undecodable release record: %s", e.message)
             return
