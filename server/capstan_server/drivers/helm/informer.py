@@ -50,6 +50,7 @@ DEFAULT_FRESH_FOR = 1.0
 #: Server-side length of one watch request; it is resumed from its resourceVersion after.
 WATCH_SECONDS = 300.0
 _BACKOFF_MIN, _BACKOFF_MAX = 0.2, 10.0
+_LIST_PAGE = 500
 STORAGES: tuple[Storage, ...] = ("secret", "configmap")
 
 _ObjKey = tuple[Storage, str, str]  # storage, namespace, object name
@@ -315,8 +316,10 @@ class ReleaseInformer:
         while True:
             try:
                 if not resource_version:
+                    # In pages, so that no single request of a big cluster's list runs into
+                    # the request timeout; every page is of the same snapshot.
                     items, resource_version = await self.client.list_objects(
-                        path, label_selector=records.LATEST_SELECTOR)
+                        path, label_selector=records.LATEST_SELECTOR, page_size=_LIST_PAGE)
                     self._replace(storage, items, _rv({"metadata": {
                         "resourceVersion": resource_version}}))
                     self._touch()
