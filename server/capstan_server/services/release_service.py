@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +57,8 @@ DEFAULT_STUCK_AFTER = 300
 _GENERATE_ATTEMPTS = 5
 #: How often WatchRelease looks at a queued write's position.
 _QUEUE_POLL = 0.2
+#: List rows' messages kept (about one per release, for 20,000 releases).
+_ROW_MESSAGES = 20_000
 
 #: ListReleases status flags (OR-ed): `deleting` is `uninstalling`, `pending` any `pending-*`.
 _STATUS_FLAGS: dict[str, Callable[[Status], bool]] = {
@@ -92,6 +95,10 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self.driver = driver
         self.resolver = resolver
         self.locks = ReleaseLocks()
+        #: List rows' messages by record object (`_row_message`), least recently used first.
+        self._rows: OrderedDict[tuple[Any, ...], tuple[ReleaseRecord, release_pb2.Release]] = (
+            OrderedDict()
+        )
         #: ListReleases' filtered, sorted rows per (resolver answer, filters); see there.
         self._views: dict[tuple[Any, ...], tuple[list[LocatedRelease], list[LocatedRelease]]] = {}
 
@@ -128,6 +135,21 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             details=details,
             dry_run=dry_run,
         )
+
+    def _row_message(self, row: LocatedRelease, uids: dict[str, str]) -> release_pb2.Release:
+        """A list row's message (no details), built once per record object: the driver's
+        cache hands out the same record until it changes."""
+        uid = uids.get(row.record.namespace, "")
+        key = (id(row.record), row.cluster.id, row.cluster.name, uid)
+        held = self._rows.get(key)
+        if held is not None and held[0] is row.record:
+            self._rows.move_to_end(key)
+            return held[1]
+        message = msg.release_message(row.record, row.cluster, namespace_uid=uid)
+        self._rows[key] = (row.record, message)
+        if len(self._rows) > _ROW_MESSAGES:
+            self._rows.popitem(last=False)
+        return message
 
     async def _list_namespace_uids(self, cluster: ClusterRow) -> dict[str, str]:
         """Namespace UIDs for a list page, bounded by the driver's read timeout: a cluster that
@@ -283,17 +305,20 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         in_use = {r.cluster.id: r.cluster for r in shown if r.cluster.id not in stale}
         uid_maps = await asyncio.gather(*(self._list_namespace_uids(c) for c in in_use.values()))
         uids = dict(zip(in_use, uid_maps, strict=True))
-        releases = await asyncio.gather(
-            *(
-                self._message(
-                    r.cluster,
-                    r.record,
-                    details=request.details and r.cluster.id not in stale,
-                    namespace_uids=uids.get(r.cluster.id, {}),
+        if request.details:
+            releases = await asyncio.gather(
+                *(
+                    self._message(
+                        r.cluster,
+                        r.record,
+                        details=r.cluster.id not in stale,
+                        namespace_uids=uids.get(r.cluster.id, {}),
+                    )
+                    for r in shown
                 )
-                for r in shown
             )
-        )
+        else:
+            releases = [self._row_message(r, uids.get(r.cluster.id, {})) for r in shown]
         return release_pb2.ListReleasesResponse(
             releases=releases,
             total=len(rows),
