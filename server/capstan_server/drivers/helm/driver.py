@@ -22,6 +22,7 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -33,6 +34,7 @@ from capstan_server.drivers.base import (
     ClusterTarget,
     InflightWrites,
     InstallOptions,
+    KubeIdentity,
     LiveObject,
     NamespaceInfo,
     ReadinessSnapshot,
@@ -116,7 +118,7 @@ class HelmDriver:
         self.poll_interval = poll_interval
         #: The longest a list waits for a cluster before answering from its last state.
         self.read_timeout = read_timeout
-        self._clients: dict[tuple[str, str], KubeClient] = {}
+        self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
         #: Release caches by cluster id: (kubeconfig digest, loop, informer).
         self._informers: dict[str, tuple[str, asyncio.AbstractEventLoop, ReleaseInformer]] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -130,12 +132,13 @@ class HelmDriver:
 
     def _client(self, cluster: ClusterTarget) -> KubeClient:
         digest = hashlib.sha256(cluster.kubeconfig.encode()).hexdigest()
-        key = (cluster.id, digest)
+        key = (cluster.id, digest, cluster.act_as)
         client = self._clients.get(key)
         if client is None:
-            client = KubeClient(load_kubeconfig(cluster.kubeconfig), cluster_name=cluster.name)
-            # A replaced kubeconfig replaces the client; the old one's connections close.
-            for old in [k for k in self._clients if k[0] == cluster.id]:
+            client = KubeClient(load_kubeconfig(cluster.kubeconfig), cluster_name=cluster.name,
+                                act_as=cluster.act_as)
+            # A replaced kubeconfig replaces the clients; the old ones' connections close.
+            for old in [k for k in self._clients if k[0] == cluster.id and k[1] != digest]:
                 self._spawn_close(self._clients.pop(old).close())
             self._clients[key] = client
         return client
@@ -149,7 +152,9 @@ class HelmDriver:
             return held[2]
         if held is not None and held[1] is loop:
             self._spawn_close(held[2].close())
-        informer = ReleaseInformer(self._client(cluster), read_timeout=self.read_timeout)
+        # The cache reads as the stored kubeconfig, never as a caller it may be asked for.
+        informer = ReleaseInformer(self._client(dataclasses.replace(cluster, act_as=None)),
+                                   read_timeout=self.read_timeout)
         self._informers[cluster.id] = (digest, loop, informer)
         informer.start()
         return informer
@@ -286,6 +291,10 @@ class HelmDriver:
                 return []  # no release can have that name
         if labels:
             validate_labels(labels)
+        if cluster.act_as is not None:
+            # Acting as a caller: the cluster's own access rules decide what it may list, so
+            # the read goes to the API as that caller, not to the shared cache.
+            return await self._list_direct(cluster, namespace, name=name, labels=labels)
         try:
             cached = await self._informer(cluster).releases()
         except StaleCluster as stale:
