@@ -103,9 +103,9 @@ class ReleaseInformer:
         self._wake = asyncio.Event()
         self._probe: asyncio.Task[bool] | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: The latest records, newest first; rebuilt after a change (callers may rely on
+        #: getting the very same list while nothing changed).
         self._view: list[ReleaseRecord] | None = None
-        #: Bumped on every change; the service may key derived views on it.
-        self.generation = 0
 
     # -- lifecycle
 
@@ -255,7 +255,6 @@ class ReleaseInformer:
 
     def _changed(self) -> None:
         self._view = None
-        self.generation += 1
         for key in [k for k, objs in self._by_release.items() if not objs]:
             del self._by_release[key]
 
