@@ -150,6 +150,7 @@ class CapstanServer:
             async with asyncio.timeout(_READY_TIMEOUT):
                 await self.services.registry.list_clusters(limit=1)
             checks["registry"] = "ok"
+            await self._warm_caches()  # clusters registered since start have caches too
         except Exception as exc:  # any failure means not ready; say which
             checks["registry"] = f"error: {type(exc).__name__}: {exc}"
         caches = getattr(self._driver, "caches", None)
