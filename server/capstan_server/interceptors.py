@@ -102,18 +102,17 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             outcome = _Outcome(method, context)
-            with request_ids.bound(outcome.request_id):
-                try:
-                    await _send_request_id(context, outcome.request_id)
-                    result = behavior(request, context)
-                    if inspect.isawaitable(result):
-                        result = await result
-                    return result
-                except BaseException as exc:
-                    await outcome.fail(exc)
-                    raise
-                finally:
-                    outcome.log()
+            try:
+                await _send_request_id(context, outcome.request_id)
+                result = behavior(request, context)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            except BaseException as exc:
+                await outcome.fail(exc)
+                raise
+            finally:
+                outcome.log()
 
         return unary
 
@@ -126,21 +125,20 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             request: Any, context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             outcome = _Outcome(method, context)
-            with request_ids.bound(outcome.request_id):
-                try:
-                    await _send_request_id(context, outcome.request_id)
-                    result = behavior(request, context)
-                    async for message in _until_drained(_messages(result), draining):
-                        outcome.messages += 1
-                        yield message
-                    if draining.is_set():
-                        outcome.code = grpc.StatusCode.UNAVAILABLE
-                        await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
-                except BaseException as exc:
-                    await outcome.fail(exc)
-                    raise
-                finally:
-                    outcome.log()
+            try:
+                await _send_request_id(context, outcome.request_id)
+                result = behavior(request, context)
+                async for message in _until_drained(_messages(result), draining):
+                    outcome.messages += 1
+                    yield message
+                if draining.is_set():
+                    outcome.code = grpc.StatusCode.UNAVAILABLE
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+            except BaseException as exc:
+                await outcome.fail(exc)
+                raise
+            finally:
+                outcome.log()
 
         return server_stream
 
@@ -208,6 +206,8 @@ class _Outcome:
         #: The caller's `x-request-id` (the gateway always sends one) or a new id.
         self.request_id = request_ids.accept(
             _metadata_value(context, request_ids.METADATA_KEY))
+        # grpc.aio serves each call in a task of its own: the id stays with this call.
+        request_ids.bind(self.request_id)
 
     async def fail(self, exc: BaseException) -> None:
         """Record the status `exc` ends the call with; abort the call unless it already is.

@@ -2,7 +2,7 @@
 or gRPC metadata) when it is a sane token, else generated; carried in a context variable so that
 every log line, audit line and error answer made while serving the call can name it.
 
-The RPC interceptor binds it for each call (`bound`), the REST gateway forwards it to gRPC and
+The RPC interceptor binds it for each call (`bind`), the REST gateway forwards it to gRPC and
 returns it in its `X-Request-Id` answer header; `logs.py` adds it to every log line.
 """
 
@@ -37,6 +37,12 @@ def accept(incoming: str | None) -> str:
     if incoming and _ACCEPTED.match(incoming):
         return incoming
     return generate()
+
+
+def bind(request_id: str) -> None:
+    """Make `request_id` the current id for the rest of the current task (an RPC, an HTTP
+    request: each runs in a task of its own, so the id never reaches another call)."""
+    _current.set(request_id)
 
 
 @contextlib.contextmanager
