@@ -45,6 +45,7 @@ from capstan.client.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     Unavailable,
 )
 from capstan.client.messages import to_dict
@@ -61,6 +62,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "ResourceExhausted",
     "RetryPolicy",
     "ServerStream",
     "Unavailable",
