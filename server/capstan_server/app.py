@@ -32,7 +32,14 @@ from grpc_reflection.v1alpha import reflection
 from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import build_gateway, capstan_services
+from capstan_server.gateway.guard import GuardOptions
 from capstan_server.interceptors import RpcInterceptor
+from capstan_server.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_REQUEST_LINE_BYTES,
+    LimitsInterceptor,
+)
 
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
@@ -42,14 +49,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("capstan.server")
 
 DEFAULT_GRACE = 30.0
-#: Release objects with many resources outgrow gRPC's default 4 MiB message limit.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
+
+
+def _grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
 # gRPC sets SO_REUSEPORT by default, which lets a second server bind a taken port silently.
-_SERVER_OPTIONS = [*_GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+_SERVER_ONLY_OPTIONS = [("grpc.so_reuseport", 0)]
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -75,6 +85,12 @@ class ServerOptions:
     grace: float = DEFAULT_GRACE
     #: Extra gRPC server interceptors, run after Capstan's own (tests use this to spy on calls).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
+    #: Largest gRPC message received or sent (the client library's default is the same).
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    #: Gateway: the `Origin`s allowed to write (none by default) and the `Host`s accepted
+    #: (any when empty); see gateway/guard.py.
+    cors_allow_origins: Sequence[str] = field(default=())
+    allowed_hosts: Sequence[str] = field(default=())
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -150,7 +166,9 @@ class CapstanServer:
 
         self._services = await open_services(data_dir=options.data_dir, driver=self._driver)
         await self._start_grpc()
-        self._channel = grpc.aio.insecure_channel(self.grpc_target, options=_GRPC_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(
+            self.grpc_target, options=_grpc_options(options.max_message_bytes)
+        )
         if options.dev:
             await self._start_dev()
         await self._start_http()
@@ -171,8 +189,10 @@ class CapstanServer:
 
     async def _start_grpc(self) -> None:
         services = self.services
+        # LimitsInterceptor runs inside RpcInterceptor, which maps the errors it raises.
         server = grpc.aio.server(
-            interceptors=[self._interceptor, *self.options.interceptors], options=_SERVER_OPTIONS
+            interceptors=[self._interceptor, LimitsInterceptor(), *self.options.interceptors],
+            options=[*_grpc_options(self.options.max_message_bytes), *_SERVER_ONLY_OPTIONS],
         )
         self._grpc = server
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(services.release, server)
@@ -212,9 +232,24 @@ class CapstanServer:
 
     async def _start_http(self) -> None:
         assert self._channel is not None
-        app = build_gateway(self._channel, is_ready=self.is_ready)
+        app = build_gateway(
+            self._channel,
+            is_ready=self.is_ready,
+            guard=GuardOptions(
+                allow_origins=tuple(self.options.cors_allow_origins),
+                allowed_hosts=tuple(self.options.allowed_hosts),
+            ),
+        )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.options.grace)
+        # aiohttp answers request lines and headers over its own limits in plain text, before
+        # any middleware; with these larger ones, the gateway refuses long paths itself (JSON).
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=self.options.grace,
+            max_line_size=MAX_REQUEST_LINE_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
+        )
         await runner.setup()
         self._http = runner
         host, port = split_host_port(self.options.http_listen)
@@ -420,6 +455,9 @@ def start_server(
     dev: bool = False,
     grace: float = DEFAULT_GRACE,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    cors_allow_origins: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -436,6 +474,9 @@ def start_server(
         dev=dev,
         grace=grace,
         interceptors=interceptors,
+        max_message_bytes=max_message_bytes,
+        cors_allow_origins=cors_allow_origins,
+        allowed_hosts=allowed_hosts,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

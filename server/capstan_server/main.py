@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
+from capstan_server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
@@ -48,10 +49,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "'samples' of the sample charts")
     parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="time calls in flight get to finish on SIGTERM (default %(default)s)")
+    parser.add_argument("--max-message-bytes", type=_positive_int,
+                        default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
+                        help="largest gRPC message received or sent (default %(default)s, the "
+                        "client library's default too)")
+    parser.add_argument("--cors-allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="an origin (https://ui.example.com, or *) whose browser pages may "
+                        "write through the REST gateway; repeatable; none by default")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                        help="a Host name the REST gateway answers to (against DNS rebinding); "
+                        "repeatable; any by default")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1024 <= value <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be between 1024 and {2**31 - 1}, got {value}")
+    return value
 
 
 def missing_helm(helm_bin: Path, *, driver: str, dev: bool) -> str | None:
@@ -89,6 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             helm_bin=helm_bin,
             dev=args.dev,
             grace=args.shutdown_grace,
+            max_message_bytes=args.max_message_bytes,
+            cors_allow_origins=tuple(args.cors_allow_origin),
+            allowed_hosts=tuple(args.allowed_host),
         )
         asyncio.run(serve(options))
     except StartupError as exc:

@@ -22,6 +22,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from capstan_server.gateway.routes import Route
+from capstan_server.limits import MAX_JSON_DEPTH, json_depth
 
 #: Well-known types whose JSON form is a string, so they may come from a query parameter.
 _STRING_JSON_TYPES = frozenset(
@@ -53,6 +54,7 @@ _INT_TYPES = frozenset(
     }
 )
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
+_TOO_DEEP = f"the JSON body is nested too deeply: at most {MAX_JSON_DEPTH} levels are allowed"
 
 
 class TranscodeError(ValueError):
@@ -104,6 +106,10 @@ def _body_json(route: Route, descriptor: Descriptor, body: bytes) -> dict[str, A
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TranscodeError(f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise TranscodeError(_TOO_DEEP) from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise TranscodeError(_TOO_DEEP)
     if route.body != "*":
         data = {route.body: data}
     if not isinstance(data, dict):
