@@ -18,7 +18,7 @@ import grpc
 import grpc.aio
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from capstan_server.errors import InvalidArgument
 
@@ -239,11 +239,42 @@ if TYPE_CHECKING:
 _CHECKED_PREFIX = "/capstan."
 
 
+class _Undecodable:
+    """A request whose bytes protobuf refused (e.g. nested past its 100 levels)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    # grpc answers a deserializer's exception with UNKNOWN; the caller sent a bad request.
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return _Undecodable(exc)
+
+    return deserialize
+
+
+def _check(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument(
+            f"the request cannot be decoded (nested too deeply?): {clip(str(request.error))}"
+        )
+    check_request(request)
+
+
 class LimitsInterceptor(grpc.aio.ServerInterceptor):
     """Checks each Capstan request with `check_request` before the servicer runs.
 
     It sits inside `interceptors.RpcInterceptor`, which turns the InvalidArgument it raises
-    into the call's status, so gRPC and REST callers get the same answer.
+    into the call's status, so gRPC and REST callers get the same answer. A request protobuf
+    cannot decode is INVALID_ARGUMENT too.
     """
 
     async def intercept_service(
@@ -255,13 +286,13 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _checked_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _checked_stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler
@@ -269,7 +300,7 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
 
 def _checked_unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Awaitable[Any]]:
     async def unary(request: Any, context: _Context) -> Any:
-        check_request(request)
+        _check(request)
         result = behavior(request, context)
         return await result if inspect.isawaitable(result) else result
 
@@ -278,7 +309,7 @@ def _checked_unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], 
 
 def _checked_stream(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     async def stream(request: Any, context: _Context) -> Any:
-        check_request(request)
+        _check(request)
         result = behavior(request, context)
         if hasattr(result, "__aiter__"):
             async for message in result:

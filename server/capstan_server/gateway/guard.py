@@ -75,11 +75,12 @@ def guard_middleware(options: GuardOptions) -> _Middleware:
 
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        if len(request.raw_path) > MAX_PATH_CHARS:
+        path = request.rel_url.raw_path  # the query is bounded field by field
+        if len(path) > MAX_PATH_CHARS:
             return _refuse(
                 414,
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"request path too long: {len(request.raw_path)} characters, at most "
+                f"request path too long: {len(path)} characters, at most "
                 f"{MAX_PATH_CHARS} allowed",
             )
         host = request.headers.get(hdrs.HOST, "")
