@@ -10,12 +10,14 @@ trailers stay far below gRPC's metadata limit whatever the input was.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+from google.api import field_behavior_pb2
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
@@ -194,8 +196,25 @@ def check_int(field: str, value: int) -> None:
         )
 
 
+@functools.cache
+def required_fields(descriptor: Descriptor) -> tuple[str, ...]:
+    """The fields of a message marked `(google.api.field_behavior) = REQUIRED` in the protos."""
+    return tuple(
+        field.name
+        for field in descriptor.fields
+        if field_behavior_pb2.REQUIRED
+        in field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+    )
+
+
 def check_request(message: Message) -> None:
-    """Refuse (InvalidArgument) a request message that breaks a limit of this module."""
+    """Refuse (InvalidArgument) a request message that breaks a limit of this module, or that
+    leaves a REQUIRED field unset (empty, or an enum's `_UNSPECIFIED`)."""
+    for name in required_fields(message.DESCRIPTOR):
+        if not getattr(message, name):
+            raise InvalidArgument(
+                f"{name} is required", details=[{"field": name, "reason": "required"}]
+            )
     for field, value in message.ListFields():
         if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
             check_string(field.name, value, FIELD_MAX_CHARS[field.name])

@@ -23,6 +23,10 @@ MAX_DNS_LABEL = 63
 #: Repository names may contain dots (`bitnami.new`), like DNS subdomains.
 _REPO_NAME = _RELEASE_NAME
 MAX_REPO_NAME = 63
+#: The patterns and lengths above, for the OpenAPI document (ECMA-262 reads them the same).
+RELEASE_NAME_RULE = (_RELEASE_NAME.pattern, MAX_RELEASE_NAME)
+DNS_LABEL_RULE = (_DNS_LABEL.pattern, MAX_DNS_LABEL)
+REPO_NAME_RULE = (_REPO_NAME.pattern, MAX_REPO_NAME)
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str], limit: int, rule: str) -> str:

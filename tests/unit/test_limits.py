@@ -41,14 +41,34 @@ def _messages_with(field: str) -> list[type[Message]]:
     return found
 
 
+def _request(cls: type[Message], **fields: Any) -> Message:
+    """A request of `cls` with `fields` and every other REQUIRED field set."""
+    message = cls(**fields)
+    for name in limits.required_fields(cls.DESCRIPTOR):
+        if name not in fields:
+            field = cls.DESCRIPTOR.fields_by_name[name]
+            setattr(message, name, 1 if field.enum_type is not None else "x")
+    return message
+
+
+def test_required_fields_are_enforced() -> None:
+    assert limits.required_fields(release_pb2.RecoverReleaseRequest.DESCRIPTOR) == ("id", "action")
+    assert limits.required_fields(release_pb2.ListReleasesRequest.DESCRIPTOR) == ()
+    with pytest.raises(InvalidArgument, match="chart_name is required"):
+        limits.check_request(release_pb2.CreateReleaseRequest(cluster="c"))
+    with pytest.raises(InvalidArgument, match="action is required"):
+        limits.check_request(release_pb2.RecoverReleaseRequest(id="r"))
+    limits.check_request(_request(release_pb2.RecoverReleaseRequest))
+
+
 @pytest.mark.parametrize(("field", "limit"), sorted(limits.FIELD_MAX_CHARS.items()))
 def test_string_lengths(field: str, limit: int) -> None:
     messages = _messages_with(field)
     assert messages, f"{field} is in no request"
     for cls in messages:
-        limits.check_request(cls(**{field: "a" * limit}))
+        limits.check_request(_request(cls, **{field: "a" * limit}))
         with pytest.raises(InvalidArgument, match=f"{field} is too long") as err:
-            limits.check_request(cls(**{field: "a" * (limit + 1)}))
+            limits.check_request(_request(cls, **{field: "a" * (limit + 1)}))
         assert len(err.value.message) < 200
 
 
@@ -67,10 +87,10 @@ def test_field_kinds_have_their_named_limits() -> None:
 def test_integer_bounds(field: str, bounds: tuple[int, int]) -> None:
     low, high = bounds
     for cls in _messages_with(field):
-        limits.check_request(cls(**{field: high}))
+        limits.check_request(_request(cls, **{field: high}))
         for bad in (low - 1, high + 1) if high < 2**31 - 1 else (low - 1, -(2**31)):
             with pytest.raises(InvalidArgument, match=f"{field} must be between"):
-                limits.check_request(cls(**{field: bad}))
+                limits.check_request(_request(cls, **{field: bad}))
 
 
 def _nested(depth: int) -> dict[str, Any]:
@@ -91,14 +111,14 @@ def test_json_depth() -> None:
 
 
 def test_values_json_depth_and_size() -> None:
-    ok = release_pb2.CreateReleaseRequest()
+    ok = release_pb2.CreateReleaseRequest(chart_name="r/c")
     json_format.ParseDict({"values_json": _nested(limits.MAX_JSON_DEPTH)}, ok)
     limits.check_request(ok)
-    deep = release_pb2.CreateReleaseRequest()
+    deep = release_pb2.CreateReleaseRequest(chart_name="r/c")
     deep.values_json.update(_nested(limits.MAX_JSON_DEPTH + 1))
     with pytest.raises(InvalidArgument, match="nested too deeply"):
         limits.check_request(deep)
-    big = release_pb2.CreateReleaseRequest()
+    big = release_pb2.CreateReleaseRequest(chart_name="r/c")
     big.values_json.update({"blob": "x" * (limits.MAX_VALUES_BYTES + 1)})
     with pytest.raises(InvalidArgument, match="values_json is too large"):
         limits.check_request(big)

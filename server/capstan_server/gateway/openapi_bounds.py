@@ -1,0 +1,60 @@
+"""What the server enforces on request fields, as JSON Schema keywords for the OpenAPI document:
+REQUIRED fields (`google.api.field_behavior`), string lengths and integer bounds from
+`capstan_server.limits`, and the name patterns of `capstan_server.names`. `openapi.py` adds
+them to the schemas of request messages only; answers are not bound by them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+
+from capstan_server import limits
+from capstan_server.names import DNS_LABEL_RULE, RELEASE_NAME_RULE, REPO_NAME_RULE
+from capstan_server.services.messages import RELEASE_TYPES
+
+#: Name fields the services validate with a pattern (400 when it does not match), by
+#: (request message, field): (pattern, maximum length, whether empty is allowed).
+_NAME_RULES: dict[tuple[str, str], tuple[str, int, bool]] = {
+    ("CreateReleaseRequest", "release_name"): (*RELEASE_NAME_RULE, True),
+    ("CreateReleaseRequest", "namespace"): (*DNS_LABEL_RULE, True),
+    ("UpgradeReleaseRequest", "release_name"): (*RELEASE_NAME_RULE, True),
+    ("ListReleasesRequest", "namespace"): (*DNS_LABEL_RULE, True),
+    ("CreateRepositoryRequest", "name"): (*REPO_NAME_RULE, False),
+    ("CreateClusterRequest", "name"): (*DNS_LABEL_RULE, False),
+}
+#: Fields that take one of a few words (empty meaning the default, or "any" in a filter).
+_CHOICES: dict[str, tuple[str, ...]] = {"type": ("", *RELEASE_TYPES)}
+
+
+def is_request(message: Descriptor) -> bool:
+    return message.full_name.startswith("capstan.v1.") and message.name.endswith("Request")
+
+
+def required(message: Descriptor) -> list[str]:
+    """The REQUIRED fields of a request message."""
+    return list(limits.required_fields(message))
+
+
+def field_bounds(message: Descriptor, field: FieldDescriptor) -> dict[str, Any]:
+    """JSON Schema keywords for one field of a request message (empty when it has none)."""
+    bounds: dict[str, Any] = {}
+    if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
+        is_required = field.name in limits.required_fields(message)
+        bounds["maxLength"] = limits.FIELD_MAX_CHARS[field.name]
+        if is_required:
+            bounds["minLength"] = 1
+        rule = _NAME_RULES.get((message.name, field.name))
+        if rule is not None:
+            pattern, longest, empty_ok = rule
+            body = pattern.removeprefix("^").removesuffix("$")
+            bounds["pattern"] = f"^(?:{body})?$" if empty_ok else f"^{body}$"
+            bounds["maxLength"] = longest
+        if field.name in _CHOICES:
+            bounds["enum"] = list(_CHOICES[field.name])
+    elif field.name in limits.INT_BOUNDS and field.cpp_type in (
+        FieldDescriptor.CPPTYPE_INT32,
+        FieldDescriptor.CPPTYPE_INT64,
+    ):
+        bounds["minimum"], bounds["maximum"] = limits.INT_BOUNDS[field.name]
+    return bounds
