@@ -1,11 +1,13 @@
-"""Every benchmark in turn: kubesim under load, then Capstan against the bare helm CLI.
+"""Every benchmark in turn: kubesim under load, Capstan against the bare helm CLI, then Capstan
+under hostile input.
 
-`kubesim_bench.py` runs first, then `capstan_bench.py` (the helm driver vs helm itself); this is
+`kubesim_bench.py` runs first, then `capstan_bench.py` (the helm driver vs helm itself), then
+`hostile_bench.py` (latency of ordinary calls with and without issue 8's hostile inputs); this is
 what `make bench` runs.
 
     .venv/bin/python bench/run.py [--quick]
 
-`--quick` is passed to both (small sizes, for a smoke run). Each runs in a process of its own;
+`--quick` is passed to each (small sizes, for a smoke run). Each runs in a process of its own;
 the exit status is non-zero if any of them failed.
 """
 
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("kubesim_bench.py", "capstan_bench.py")
+BENCHMARKS = ("kubesim_bench.py", "capstan_bench.py", "hostile_bench.py")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,4 +94,5 @@ def test_lengths_and_patterns_are_stated(document: Any) -> None:
     ]
     path_id = _parameter(document, "/api/releases/{id}", "get", "id")
     assert path_id["required"] is True
-    assert path_id["schema"]["maxLength"] == limits.MAX_NAME_CHARS
+    assert path_id["schema"]["maxLength"] == 53  # a UUID or a release name
+    assert re.match(path_id["schema"]["pattern"], "7E4FEDA2-3EBD-550F-B330-40BC4CABA110")

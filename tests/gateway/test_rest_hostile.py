@@ -252,3 +252,17 @@ def test_hostile_versions_never_stall_other_requests(seeded: Rest) -> None:
 )
 def test_hostile_queries_are_400(seeded: Rest, query: str) -> None:
     assert_error(seeded.get(f"/api/releases?{query}"), 400, "INVALID_ARGUMENT")
+
+
+def test_null_fields_are_refused(seeded: Rest) -> None:
+    """Found by `make fuzz`: a null was read as the default, though the document forbids it."""
+    before = state(seeded)
+    answer = seeded.put("/api/releases/etcd-release", {"details": None})
+    assert_error(answer, 400, "INVALID_ARGUMENT")
+    assert "must not be null" in answer.body["message"]
+    assert_error(seeded.post("/api/repos", {"name": "r", "url": "http://0", "type": None}), 400,
+                 "INVALID_ARGUMENT")
+    assert state(seeded) == before
+    # Inside values, null keeps its meaning (delete the chart's key).
+    answer = seeded.post("/api/releases", {**CREATE, "values_json": {"image": None}})
+    assert answer.status == 200, answer.text

@@ -192,3 +192,12 @@ def test_message_limits_are_configurable(capstan_server_factory: Any) -> None:
         assert getattr(err.value, "code", None) is grpc.StatusCode.RESOURCE_EXHAUSTED
     with CapstanClient(server.grpc_target, timeout=30, max_message_bytes=1024) as client:
         assert client.list_clusters().total == 0
+
+
+def test_an_unknown_upper_case_uuid_is_not_found(seeded: Api) -> None:
+    """Found by `make fuzz`: a valid UUID in upper case was refused as a bad release name."""
+    request = release_pb2.GetReleaseRequest(id="7E4FEDA2-3EBD-550F-B330-40BC4CABA110")
+    assert seeded.fails(seeded.releases.GetRelease, request).code is grpc.StatusCode.NOT_FOUND
+    created = seeded.create(release_name="upper")
+    found = seeded.releases.GetRelease(release_pb2.GetReleaseRequest(id=created.id.upper()))
+    assert found.name == "upper"

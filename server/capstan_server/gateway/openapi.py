@@ -172,8 +172,11 @@ class _Builder:
         }
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         needed = [name for name in required(message) if name not in skipped]
-        if is_request(message) and needed:
-            schema["required"] = needed
+        if is_request(message):
+            # The gateway refuses unknown fields (400).
+            schema["additionalProperties"] = False
+            if needed:
+                schema["required"] = needed
         return self.describe(schema, message.full_name)
 
     def enum_ref(self, enum: EnumDescriptor) -> dict[str, Any]:

@@ -13,15 +13,39 @@ from capstan_server import limits
 from capstan_server.names import DNS_LABEL_RULE, RELEASE_NAME_RULE, REPO_NAME_RULE
 from capstan_server.services.messages import RELEASE_TYPES
 
-#: Name fields the services validate with a pattern (400 when it does not match), by
-#: (request message, field): (pattern, maximum length, whether empty is allowed).
+_UUID = "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+_RELEASE = RELEASE_NAME_RULE[0].removeprefix("^").removesuffix("$")
+_REPO = REPO_NAME_RULE[0].removeprefix("^").removesuffix("$")
+#: catalog._CHART_NAME: a chart's name in an index.
+_CHART = "[A-Za-z0-9][A-Za-z0-9._-]*"
+#: A release addressed by UUID or name (resolver: a name must be a valid release name).
+_RELEASE_ID = (f"^(?:{_UUID}|{_RELEASE})$", 53)
+#: `<repo>/<chart>` (catalog.parse_chart_reference).
+_CHART_REF = (f"^{_REPO}/{_CHART}$", limits.MAX_CHART_REF_CHARS)
+#: What chart_service._validate_url accepts: http(s), a host, no credentials in the URL.
+_URL = (r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$", limits.MAX_URL_CHARS)
+_RELEASE_REQUESTS = (
+    "GetReleaseRequest",
+    "UpgradeReleaseRequest",
+    "GetReleaseHistoryRequest",
+    "RollbackReleaseRequest",
+    "DeleteReleaseRequest",
+    "WatchReleaseRequest",
+    "RecoverReleaseRequest",
+)
+#: Fields the services validate with a pattern (400 when it does not match), by (request
+#: message, field), `*` for every request: (pattern, maximum length, whether empty is allowed).
 _NAME_RULES: dict[tuple[str, str], tuple[str, int, bool]] = {
+    ("*", "namespace"): (*DNS_LABEL_RULE, True),
     ("CreateReleaseRequest", "release_name"): (*RELEASE_NAME_RULE, True),
-    ("CreateReleaseRequest", "namespace"): (*DNS_LABEL_RULE, True),
+    ("CreateReleaseRequest", "chart_name"): (*_CHART_REF, False),
     ("UpgradeReleaseRequest", "release_name"): (*RELEASE_NAME_RULE, True),
-    ("ListReleasesRequest", "namespace"): (*DNS_LABEL_RULE, True),
+    ("UpgradeReleaseRequest", "chart_name"): (*_CHART_REF, True),
+    ("GetChartRequest", "name"): (f"^(?:{_REPO}/)?{_CHART}$", limits.MAX_CHART_REF_CHARS, False),
     ("CreateRepositoryRequest", "name"): (*REPO_NAME_RULE, False),
+    ("CreateRepositoryRequest", "url"): (*_URL, False),
     ("CreateClusterRequest", "name"): (*DNS_LABEL_RULE, False),
+    **{(name, "id"): (*_RELEASE_ID, False) for name in _RELEASE_REQUESTS},
 }
 #: Fields that take one of a few words (empty meaning the default, or "any" in a filter).
 _CHOICES: dict[str, tuple[str, ...]] = {"type": ("", *RELEASE_TYPES)}
@@ -44,7 +68,7 @@ def field_bounds(message: Descriptor, field: FieldDescriptor) -> dict[str, Any]:
         bounds["maxLength"] = limits.FIELD_MAX_CHARS[field.name]
         if is_required:
             bounds["minLength"] = 1
-        rule = _NAME_RULES.get((message.name, field.name))
+        rule = _NAME_RULES.get((message.name, field.name)) or _NAME_RULES.get(("*", field.name))
         if rule is not None:
             pattern, longest, empty_ok = rule
             body = pattern.removeprefix("^").removesuffix("$")

@@ -117,6 +117,11 @@ def _body_json(route: Route, descriptor: Descriptor, body: bytes) -> dict[str, A
     unknown = _unknown_field(descriptor, data, "")
     if unknown:
         raise TranscodeError(unknown)
+    nulls = sorted(key for key, value in data.items() if value is None)
+    if nulls:
+        # Proto3 JSON would read null as "the default"; the OpenAPI document does not allow
+        # it, so neither does the gateway (a JSON null inside values_json is a value, kept).
+        raise TranscodeError(f"field {nulls[0]!r} must not be null; leave it out instead")
     for field in route.bound_fields & data.keys():
         # The path decides; a body repeating it is fine, a body contradicting it is ignored.
         del data[field]
