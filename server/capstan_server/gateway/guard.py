@@ -18,12 +18,11 @@ to preflight requests.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 
 import grpc
 from aiohttp import hdrs, web
-from multidict import CIMultiDict
 
 from capstan_server.gateway.app import error_response
 from capstan_server.limits import MAX_PATH_CHARS, echo
@@ -140,6 +139,6 @@ def _preflight(options: GuardOptions, origin: str) -> web.Response:
     return response
 
 
-def _cors_headers(headers: CIMultiDict[str], origin: str) -> None:
+def _cors_headers(headers: MutableMapping[str, str], origin: str) -> None:
     headers["Access-Control-Allow-Origin"] = origin
     headers["Vary"] = "Origin"
