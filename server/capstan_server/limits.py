@@ -42,8 +42,7 @@ MAX_HEADER_BYTES = 16 * 1024
 #: Nesting of a JSON body or a values object. Protobuf's own limit is 100 message levels, and
 #: each JSON level of a Struct takes two (Struct, Value), so anything deeper could not be sent on.
 MAX_JSON_DEPTH = 32
-#: Values: the YAML text of a request, and the size of a values object once YAML aliases are
-#: expanded (the "billion laughs" budget is on this expanded size, not on the text).
+#: Values: the YAML text of a request, and the encoded size of its `values_json`.
 MAX_VALUES_BYTES = 8 * 1024 * 1024
 #: Nodes (mappings, lists, scalars) of one expanded YAML text.
 MAX_YAML_NODES = 1_000_000

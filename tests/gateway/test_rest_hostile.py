@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -277,3 +278,17 @@ def test_long_strings_are_checked_for_unpaired_surrogates(seeded: Rest) -> None:
     assert_error(answer, 400, "INVALID_ARGUMENT")
     assert "surrogate" in answer.body["message"]
     assert state(seeded) == before
+
+
+def test_errors_to_allowed_origins_carry_cors_headers(
+    capstan_server_factory: Callable[..., ServerHandle],
+) -> None:
+    ui = "https://ui.example.com"
+    server = capstan_server_factory(cors_allow_origins=[ui])
+    request = urllib.request.Request(
+        server.http_url + "/api/releases/no-such-release", headers={"Origin": ui}
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=30)
+    assert err.value.code == 404
+    assert err.value.headers["Access-Control-Allow-Origin"] == ui

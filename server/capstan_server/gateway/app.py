@@ -103,8 +103,10 @@ class Gateway:
         self._openapi = openapi
 
     def application(self) -> web.Application:
+        # The given middlewares (the guard) wrap the error mapping, so that they see, and can
+        # add headers to, every answer, errors included.
         app = web.Application(
-            middlewares=[_json_errors, *self._middlewares], client_max_size=MAX_BODY_BYTES
+            middlewares=[*self._middlewares, _json_errors], client_max_size=MAX_BODY_BYTES
         )
         app.router.add_get("/healthz", self._healthz, allow_head=False)
         app.router.add_get("/openapi.json", self._openapi_json, allow_head=False)

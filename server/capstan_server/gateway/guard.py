@@ -100,13 +100,13 @@ def guard_middleware(options: GuardOptions) -> _Middleware:
                 f"writes from origin {echo(origin)} are not allowed "
                 "(capstan-server --cors-allow-origin)",
             )
-        if _has_body(request) and request.content_type != JSON:
+        if request.body_exists and request.content_type != JSON:
             return _refuse(
                 415,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"the request body must be {JSON}, not {echo(request.content_type)}",
             )
-        if _has_body(request) and request.charset not in (None, "utf-8"):
+        if request.body_exists and (request.charset or "utf-8").lower() != "utf-8":
             return _refuse(
                 415,
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -118,10 +118,6 @@ def guard_middleware(options: GuardOptions) -> _Middleware:
         return response
 
     return guard
-
-
-def _has_body(request: web.Request) -> bool:
-    return request.body_exists
 
 
 def _preflight(options: GuardOptions, origin: str) -> web.Response:
