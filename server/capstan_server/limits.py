@@ -52,8 +52,11 @@ MAX_YAML_ALIAS_BYTES = 1024 * 1024
 #: Nesting of any YAML the server reads (charts' CRD schemas nest deeply); user values are held
 #: to MAX_JSON_DEPTH, since they travel as a protobuf Struct.
 MAX_YAML_DEPTH = 200
-#: A kubeconfig given to CreateCluster.
+#: A kubeconfig given to CreateCluster, and PEM CA certificates (a whole system bundle fits).
 MAX_KUBECONFIG_BYTES = 1024 * 1024
+MAX_PEM_BYTES = 1024 * 1024
+#: Items of a repeated field of a request (e.g. the chart names of an OCI repository).
+MAX_REPEATED_ITEMS = 1000
 #: Characters of a caller's value echoed in an error message or detail. gRPC refuses trailers
 #: over 16 KiB (8 KiB by default on some clients); an error carries at most a few echoes.
 MAX_ECHO_CHARS = 200
@@ -98,6 +101,9 @@ FIELD_MAX_CHARS: dict[str, int] = {
     "password": MAX_CREDENTIAL_CHARS,
     "kubeconfig": MAX_KUBECONFIG_BYTES,
     "values": MAX_VALUES_BYTES,
+    "ca_pem": MAX_PEM_BYTES,
+    # Repeated: each item, and at most MAX_REPEATED_ITEMS of them.
+    "charts": MAX_NAME_CHARS,
 }
 
 #: The longest timeout a request may ask for (one day), in seconds.
@@ -216,7 +222,15 @@ def check_request(message: Message) -> None:
                 f"{name} is required", details=[{"field": name, "reason": "required"}]
             )
     for field, value in message.ListFields():
-        if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
+        if field.type == FieldDescriptor.TYPE_STRING and field.is_repeated:
+            if len(value) > MAX_REPEATED_ITEMS:
+                raise InvalidArgument(
+                    f"{field.name} has {len(value)} items, at most {MAX_REPEATED_ITEMS} allowed",
+                    details=[{"field": field.name, "reason": "too many items"}],
+                )
+            for item in value:
+                check_string(field.name, item, FIELD_MAX_CHARS[field.name])
+        elif field.type == FieldDescriptor.TYPE_STRING:
             check_string(field.name, value, FIELD_MAX_CHARS[field.name])
         elif field.name in INT_BOUNDS:
             check_int(field.name, value)

@@ -22,8 +22,8 @@ _CHART = "[A-Za-z0-9][A-Za-z0-9._-]*"
 _RELEASE_ID = (f"^(?:{_UUID}|{_RELEASE})$", 53)
 #: `<repo>/<chart>` (catalog.parse_chart_reference).
 _CHART_REF = (f"^{_REPO}/{_CHART}$", limits.MAX_CHART_REF_CHARS)
-#: What chart_service._validate_url accepts: http(s), a host, no credentials in the URL.
-_URL = (r"^https?://[^\s/?#@]+(?:[/?#]\S*)?$", limits.MAX_URL_CHARS)
+#: What chart_service accepts: http(s) or oci, a host, no credentials in the URL.
+_URL = (r"^(?:https?|oci)://[^\s/?#@]+(?:[/?#]\S*)?$", limits.MAX_URL_CHARS)
 _RELEASE_REQUESTS = (
     "GetReleaseRequest",
     "UpgradeReleaseRequest",
@@ -63,7 +63,10 @@ def required(message: Descriptor) -> list[str]:
 def field_bounds(message: Descriptor, field: FieldDescriptor) -> dict[str, Any]:
     """JSON Schema keywords for one field of a request message (empty when it has none)."""
     bounds: dict[str, Any] = {}
-    if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
+    if field.type == FieldDescriptor.TYPE_STRING and field.is_repeated:
+        bounds["maxItems"] = limits.MAX_REPEATED_ITEMS
+        bounds["items"] = {"type": "string", "maxLength": limits.FIELD_MAX_CHARS[field.name]}
+    elif field.type == FieldDescriptor.TYPE_STRING:
         is_required = field.name in limits.required_fields(message)
         bounds["maxLength"] = limits.FIELD_MAX_CHARS[field.name]
         if is_required:
