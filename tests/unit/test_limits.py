@@ -66,10 +66,22 @@ def test_string_lengths(field: str, limit: int) -> None:
     messages = _messages_with(field)
     assert messages, f"{field} is in no request"
     for cls in messages:
-        limits.check_request(_request(cls, **{field: "a" * limit}))
+        repeated = cls.DESCRIPTOR.fields_by_name[field].is_repeated
+
+        def value(text: str, repeated: bool = repeated) -> Any:
+            return [text] if repeated else text
+
+        limits.check_request(_request(cls, **{field: value("a" * limit)}))
         with pytest.raises(InvalidArgument, match=f"{field} is too long") as err:
-            limits.check_request(_request(cls, **{field: "a" * (limit + 1)}))
+            limits.check_request(_request(cls, **{field: value("a" * (limit + 1))}))
         assert len(err.value.message) < 200
+
+
+def test_repeated_fields_are_bounded() -> None:
+    many = ["c"] * (limits.MAX_REPEATED_ITEMS + 1)
+    with pytest.raises(InvalidArgument, match="charts has 1001 items"):
+        limits.check_request(_request(chart_pb2.CreateRepositoryRequest, charts=many))
+    limits.check_request(_request(chart_pb2.CreateRepositoryRequest, charts=many[1:]))
 
 
 def test_field_kinds_have_their_named_limits() -> None:
