@@ -30,8 +30,9 @@ A repository: label `capstan.io/registry: repository`, Secret `capstan-repo-<nam
 [...]}`) for `oci://` URLs.
 
 Ids: `capstan.io/id` when present, else uuid5 of the Secret's uid, which every replica reads
-the same. Kubeconfigs and passwords are stored as Kubernetes Secret data (encrypted at rest as
-the cluster's Secrets are).
+the same. Kubeconfigs and passwords go through a `Sealer` (the sqlite backend's encryption at
+rest, with a key file every replica shares; `PlainText` until it is wired in), and are read
+back plain too, so an admin's declarative Secret may hold them unencrypted.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from capstan_server.charts.oci import OciOptions
 from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
@@ -92,9 +93,12 @@ def in_cluster_kubeconfig(directory: Path = IN_CLUSTER_DIR) -> str:
         "contexts": [{"name": "in-cluster", "context": {"cluster": "in-cluster", "user": "sa"}}]})
 
 
-def _decoded(obj: Obj) -> dict[str, str]:
+def _decoded(obj: Obj, box: Sealer) -> dict[str, str]:
     out = {k: base64.b64decode(v).decode() for k, v in (obj.get("data") or {}).items()}
     out.update({k: str(v) for k, v in (obj.get("stringData") or {}).items()})
+    for key in _SEALED_KEYS:
+        if out.get(key):
+            out[key] = box.open(out[key])
     return out
 
 
@@ -112,8 +116,29 @@ def _id_of(obj: Obj) -> str:
     return str(given) if given else str(uuid.uuid5(_ID_NAMESPACE, str(meta.get("uid", ""))))
 
 
-def _cluster_of(obj: Obj) -> ClusterRow | None:
-    data = _decoded(obj)
+class Sealer(Protocol):
+    """Encryption at rest of kubeconfigs and passwords inside the Secrets (the sqlite
+    backend's `SecretBox`); `open` must accept plain values too (declarative Secrets)."""
+
+    def seal(self, plain: str) -> str: ...
+    def open(self, stored: str) -> str: ...
+
+
+class PlainText:
+    """No encryption beyond the cluster's own encryption of Secrets at rest."""
+
+    def seal(self, plain: str) -> str:
+        return plain
+
+    def open(self, stored: str) -> str:
+        return stored
+
+
+_SEALED_KEYS = ("kubeconfig", "password")
+
+
+def _cluster_of(obj: Obj, box: Sealer) -> ClusterRow | None:
+    data = _decoded(obj, box)
     meta = obj.get("metadata") or {}
     if not data.get("name") or not data.get("kubeconfig"):
         return None
@@ -126,8 +151,8 @@ def _cluster_of(obj: Obj) -> ClusterRow | None:
                       data["kubeconfig"])
 
 
-def _repo_of(obj: Obj) -> tuple[RepoRow, OciOptions] | None:
-    data = _decoded(obj)
+def _repo_of(obj: Obj, box: Sealer) -> tuple[RepoRow, OciOptions] | None:
+    data = _decoded(obj, box)
     meta = obj.get("metadata") or {}
     if not data.get("name") or not data.get("url"):
         return None
@@ -162,8 +187,9 @@ class KubeRegistry:
     """The registry in Kubernetes Secrets (see the module docstring); same methods as
     `registry.Registry`. Open with `await KubeRegistry.open(kubeconfig, namespace)`."""
 
-    def __init__(self, client: KubeClient, namespace: str) -> None:
+    def __init__(self, client: KubeClient, namespace: str, box: Sealer | None = None) -> None:
         self.namespace = namespace
+        self._box: Sealer = box or PlainText()
         self._client = client
         self._objects: dict[str, Obj] = {}  # by Secret name
         self._version = ""
@@ -171,9 +197,10 @@ class KubeRegistry:
         self._changed = asyncio.Event()
 
     @classmethod
-    async def open(cls, kubeconfig: str, namespace: str) -> KubeRegistry:
+    async def open(cls, kubeconfig: str, namespace: str,
+                   box: Sealer | None = None) -> KubeRegistry:
         client = KubeClient(load_kubeconfig(kubeconfig), cluster_name="registry")
-        registry = cls(client, namespace)
+        registry = cls(client, namespace, box)
         try:
             await registry._relist()
         except BaseException:
@@ -236,7 +263,7 @@ class KubeRegistry:
         out = []
         for name, obj in self._objects.items():
             if ((obj.get("metadata") or {}).get("labels") or {}).get(KIND_LABEL) == "cluster":
-                row = _cluster_of(obj)
+                row = _cluster_of(obj, self._box)
                 if row is not None:
                     out.append((name, row))
         return sorted(out, key=lambda p: p[1].name)
@@ -246,10 +273,14 @@ class KubeRegistry:
         for name, obj in self._objects.items():
             labels = (obj.get("metadata") or {}).get("labels") or {}
             if labels.get(KIND_LABEL) == "repository":
-                found = _repo_of(obj)
+                found = _repo_of(obj, self._box)
                 if found is not None:
                     out.append((name, *found))
         return sorted(out, key=lambda p: p[1].name)
+
+    def _sealed(self, values: Mapping[str, str]) -> dict[str, str]:
+        return {k: self._box.seal(v) if k in _SEALED_KEYS and v else v
+                for k, v in values.items()}
 
     async def _create(self, secret_name: str, kind: str, object_id: str,
                       data: Mapping[str, str], what: str) -> Obj:
@@ -257,7 +288,7 @@ class KubeRegistry:
                 "metadata": {"name": secret_name, "namespace": self.namespace,
                              "labels": {KIND_LABEL: kind},
                              "annotations": {ID_ANNOTATION: object_id}},
-                "data": _encode(data)}
+                "data": _encode(self._sealed(data))}
         try:
             obj = await self._client.request("POST", self._path(), body=body)
         except CapstanError as e:
@@ -274,7 +305,8 @@ class KubeRegistry:
             current = await self._client.get(self._path(secret_name))
             if current is None:
                 raise NotFound(f"{secret_name} was deleted")
-            body = {**current, "data": {**(current.get("data") or {}), **_encode(changes)}}
+            body = {**current, "data": {**(current.get("data") or {}),
+                                        **_encode(self._sealed(changes))}}
             try:
                 obj = await self._client.replace(self._path(secret_name), body)
             except Aborted:
@@ -303,7 +335,7 @@ class KubeRegistry:
             f"capstan-cluster-{name}", "cluster", cluster_id or str(uuid.uuid4()),
             {"name": name, "kubeconfig": kubeconfig, "server": server,
              "createdAt": datetime.now(UTC).isoformat()}, f"cluster {name!r}")
-        row = _cluster_of(obj)
+        row = _cluster_of(obj, self._box)
         assert row is not None
         return row
 
@@ -357,7 +389,7 @@ class KubeRegistry:
             f"capstan-repo-{name}", "repository", str(uuid.uuid4()),
             {"name": name, "url": url, "type": type, "username": username, "password": password,
              "createdAt": datetime.now(UTC).isoformat()}, f"repository {name!r}")
-        found = _repo_of(obj)
+        found = _repo_of(obj, self._box)
         assert found is not None
         return found[0]
 
