@@ -52,17 +52,21 @@ class Replica:
                     raise
                 time.sleep(0.2)
 
-    def helm_pids(self) -> list[int]:
-        """helm processes this replica started (their working dir is under its data dir)."""
+    def helm_pids(self, *words: str) -> list[int]:
+        """helm processes this replica started (their working dir is under its data dir),
+        whose command line holds every one of `words`."""
         root = str(self.data_dir.resolve())
         out = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 try:
-                    if os.readlink(entry / "cwd").startswith(root):
-                        out.append(int(entry.name))
+                    if not os.readlink(entry / "cwd").startswith(root):
+                        continue
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
                 except OSError:
                     continue
+                if all(w.encode() in argv for w in words):
+                    out.append(int(entry.name))
         return out
 
     def kill(self) -> None:

@@ -66,12 +66,26 @@ def test_concurrent_upgrades_through_two_replicas(helm: Path, tmp_path: Path,
             with lock:
                 outcomes.append(outcome)
 
+        most = 0
+        sampling = threading.Event()
+
+        def sample() -> None:  # helm upgrades of the release running at once, on A and B
+            nonlocal most
+            while not sampling.is_set():
+                most = max(most, len(a.helm_pids("upgrade", "contended"))
+                           + len(b.helm_pids("upgrade", "contended")))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         for round_ in range(10):
             threads = [threading.Thread(target=upgrade, args=(r, round_)) for r in (a, b)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join(timeout=120)
+        sampling.set()
+        sampler.join(timeout=30)
+        assert most == 1  # seen running, never two at once
         assert len(outcomes) == 20
         successes = outcomes.count("ok")
         assert successes >= 10  # at least one of each round's two
