@@ -1,9 +1,9 @@
 """The helm driver: writes through the official helm binary, reads from Helm's own records.
 
 Writes (install, upgrade, rollback, uninstall) run helm through `command.HelmCommand`; they are
-serialised per release inside the server, and a release whose latest revision is `pending-*`
-(an operation in flight, possibly from another replica or a helm run outside Capstan) is
-refused with Aborted before helm is started. Reads never spawn helm: `list` answers from a
+serialised per release inside the server and, through the release's Lease (`leases.py`), across
+replicas; a release whose latest revision is `pending-*` (a helm run outside Capstan, or one a
+dead replica left: `recovery.py`) is refused with Aborted before helm is started. Reads never spawn helm: `list` answers from a
 watch-fed cache per cluster (`informer.py`), get and history decode the release records over
 the Kubernetes API (`kube.py`, `records.py`); resources are read live and concurrently.
 
