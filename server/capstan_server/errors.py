@@ -105,3 +105,17 @@ class Internal(CapstanError):
     """A bug or an unexpected state; the message is safe to show."""
 
     code = grpc.StatusCode.INTERNAL
+
+
+class Unauthenticated(CapstanError):
+    """The call carries no credential, a malformed one, an expired one or an unknown one; the
+    message says which (never the credential itself)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(CapstanError):
+    """The caller is known but may not do this here (a write outside its projects, a viewer's
+    write, a non-admin's cluster or repository change)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
