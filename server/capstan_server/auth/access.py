@@ -60,6 +60,8 @@ class Access:
     subject: Subject | None
     policy: Policy | None = None
     denied: list[str] = field(default_factory=list)
+    #: How many releases or namespaces this call left out as invisible to the caller.
+    hidden_count: int = 0
 
     @property
     def restricted(self) -> bool:
@@ -126,8 +128,11 @@ class Access:
 
     def hidden(self, cluster: str, namespace: str) -> bool:
         """Whether a release or namespace there is invisible to the caller (it is then left
-        out, as if it did not exist)."""
-        return not self.may(Action.READ, cluster, namespace)
+        out, as if it did not exist; `hidden_count` counts them)."""
+        if self.may(Action.READ, cluster, namespace):
+            return False
+        self.hidden_count += 1
+        return True
 
     def project_of(self, cluster: str, namespace: str) -> str:
         """The project a release in `namespace` of `cluster` belongs to ("" without a policy)."""

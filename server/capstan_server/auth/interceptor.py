@@ -68,14 +68,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler
 
-    async def _admit(self, method: str, context: Context) -> Access:
-        """The caller's access, once it may call `method` at all (else an error)."""
-        metadata = context.invocation_metadata() or ()
-        access = await self.authenticator.access(metadata, _peer_identities(context))
-        action = action_of(method)
-        if not access.may_anywhere(action):
-            access.refuse(action)
-        return access
 
     def _unary(
         self, method: str, behavior: Callable[[Any, Any], Any]
@@ -135,7 +127,13 @@ class _Call:
 
     async def admit(self) -> Access:
         try:
-            self.access = await self.owner._admit(self.method, self.context)
+            metadata = self.context.invocation_metadata() or ()
+            identities = _peer_identities(self.context)
+            self.access = await self.owner.authenticator.access(metadata, identities)
+            # The method-level check: a viewer's write, a non-admin's cluster change.
+            action = action_of(self.method)
+            if not self.access.may_anywhere(action):
+                self.access.refuse(action)
         except CapstanError as exc:
             # Answered here, so that the refusal is the same whatever runs around this.
             self.code = exc.code

@@ -159,8 +159,8 @@ def parse_policy(text: str, *, source: str = "<policy>", base: Path | None = Non
     data = documents[0] if documents and documents[0] is not None else {}
     top = _mapping(data, source)
     _known(top, ("projects", "subjects", "oidc"), source)
-    projects = _projects(top.get("projects") or {}, f"{source}: projects")
-    subjects = _subjects(top.get("subjects") or [], projects, f"{source}: subjects")
+    projects = _projects(_or(top.get("projects"), {}), f"{source}: projects")
+    subjects = _subjects(_or(top.get("subjects"), []), projects, f"{source}: subjects")
     oidc = _oidc(top["oidc"], f"{source}: oidc", base) if top.get("oidc") else None
     if oidc is None and any(s.oidc_subject or s.group for s in subjects):
         raise PolicyError(f"{source}: subjects use oidc_subject or group, but there is no oidc:")
@@ -174,6 +174,10 @@ def parse_policy(text: str, *, source: str = "<policy>", base: Path | None = Non
                 )
             by_token[rule.token_sha256] = rule
     return Policy(projects, tuple(subjects), oidc, source, by_token)
+
+
+def _or(value: Any, empty: Any) -> Any:
+    return empty if value is None else value
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:

@@ -278,6 +278,9 @@ class Resolver:
         if down:
             raise _partial_lookup_error(id_or_name, candidates, down)
         if not candidates:
+            if current_access().hidden_count:
+                # It exists where the caller may not look: answered as not found, but audited.
+                current_access().denied.append(f"read release {id_or_name!r}")
             scope = "".join(
                 [
                     f" in namespace {namespace!r}" if namespace else "",

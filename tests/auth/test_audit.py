@@ -1,0 +1,55 @@
+"""The audit log: one structured line per write and per refused call on `capstan.audit`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+import pytest
+from conftest import Secured, bearer
+from kit import TOKENS
+
+from capstan.v1 import release_pb2
+
+
+def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [dict(r.fields) for r in caplog.records if r.name == "capstan.audit"]  # type: ignore[attr-defined]
+
+
+def test_writes_and_refusals_are_audited(
+    secured: Secured, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="capstan.audit")
+    caplog.clear()
+    releases = secured.releases()
+    where = {"cluster": "test122", "namespace": "team-a"}
+    releases.RollbackRelease(
+        release_pb2.RollbackReleaseRequest(id="rel-a", revision=1, **where),
+        metadata=(*bearer(TOKENS["editor-a"]), ("x-request-id", "req-1")),
+    )
+    with pytest.raises(grpc.RpcError):
+        releases.DeleteRelease(release_pb2.DeleteReleaseRequest(id="rel-a", **where),
+                               metadata=bearer(TOKENS["viewer-a"]))
+    with pytest.raises(grpc.RpcError):
+        releases.GetRelease(release_pb2.GetReleaseRequest(id="rel-a", **where),
+                            metadata=bearer("nope-nope-nope"))
+    with pytest.raises(grpc.RpcError):
+        releases.GetRelease(release_pb2.GetReleaseRequest(id="rel-a", **where),
+                            metadata=bearer(TOKENS["editor-b"]))
+    # A plain read that is allowed is not audited.
+    releases.ListReleases(release_pb2.ListReleasesRequest(), metadata=bearer(TOKENS["admin"]))
+
+    lines = _audit_lines(caplog)
+    assert [(line["subject"], line["method"].rsplit("/", 1)[1], line["code"]) for line in lines] \
+        == [
+            ("editor-a", "RollbackRelease", "OK"),
+            ("viewer-a", "DeleteRelease", "PERMISSION_DENIED"),
+            ("unauthenticated", "GetRelease", "UNAUTHENTICATED"),
+            ("editor-b", "GetRelease", "NOT_FOUND"),
+        ]
+    first = lines[0]
+    assert (first["cluster"], first["namespace"], first["release"], first["request_id"]) == (
+        "test122", "team-a", "rel-a", "req-1")
+    assert first["time"] and first["subject_kind"] == "token"
+    assert "nope-nope-nope" not in repr(lines)
