@@ -36,6 +36,7 @@ from capstan_server.auth.setup import AuthSetupError, ServerAuth
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import build_gateway, capstan_services
 from capstan_server.interceptors import RpcInterceptor
+from capstan_server.secret_box import SecretKeyError
 
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
@@ -169,7 +170,14 @@ class CapstanServer:
         self._driver = _open_driver(options)
         from capstan_server.services import open_services
 
-        self._services = await open_services(data_dir=options.data_dir, driver=self._driver)
+        try:
+            self._services = await open_services(
+                data_dir=options.data_dir,
+                driver=self._driver,
+                secret_key_file=options.security.secret_key_file,
+            )
+        except SecretKeyError as exc:
+            raise StartupError(str(exc)) from None
         await self._start_grpc()
         loopback = f"127.0.0.1:{self._loopback_port}" if self._loopback_port else self.grpc_target
         self._channel = grpc.aio.insecure_channel(loopback, options=_GRPC_OPTIONS)
