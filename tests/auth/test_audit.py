@@ -7,8 +7,8 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import Secured, bearer
-from kit import TOKENS
+from auth_kit import TOKENS
+from auth_server import Secured, bearer
 
 from capstan.v1 import release_pb2
 

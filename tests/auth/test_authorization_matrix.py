@@ -17,8 +17,8 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import Secured
-from kit import TOKENS
+from auth_kit import TOKENS
+from auth_server import Secured
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.auth.methods import METHOD_ACTIONS

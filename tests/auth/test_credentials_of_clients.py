@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Secured
-from kit import TOKENS
+from auth_kit import TOKENS
+from auth_server import Secured
 
 from capstan.cli.main import run
 from capstan.client import CapstanClient, PermissionDenied, Unauthenticated

@@ -16,8 +16,8 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import bearer
-from kit import TOKENS, Ca, Signer, write_policy
+from auth_kit import TOKENS, Ca, Signer, write_policy
+from auth_server import bearer
 
 from capstan.cli.main import run as capstan_cli
 from capstan.client import CapstanClient

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Secured, bearer
-from kit import Signer, policy_yaml
+from auth_kit import Signer, policy_yaml
+from auth_server import Secured, bearer
 
 from capstan.v1 import cluster_pb2, cluster_pb2_grpc
 from capstan_server.app import ServerHandle

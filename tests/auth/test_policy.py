@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kit import Signer, write_policy
+from auth_kit import Signer, write_policy
 
 from capstan_server.auth.access import Access, Action, Subject
 from capstan_server.auth.policy import PolicyError, Role, load_policy, parse_policy

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import bearer
-from kit import TOKENS, Signer, write_policy
+from auth_kit import TOKENS, Signer, write_policy
+from auth_server import bearer
 
 from capstan.v1 import (
     chart_pb2,

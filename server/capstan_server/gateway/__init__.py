@@ -11,6 +11,7 @@ from aiohttp import web
 from google.protobuf.descriptor import ServiceDescriptor
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
+from capstan_server.auth.openapi import add_security
 from capstan_server.gateway.app import Forward, Gateway
 from capstan_server.gateway.openapi import build_openapi
 from capstan_server.gateway.routes import Route, build_routes
@@ -64,6 +65,7 @@ def build_gateway(
         description=_DESCRIPTION,
         extra_paths={"/healthz": _HEALTHZ},
     )
+    add_security(document)
     gateway = Gateway(channel, routes, is_ready=is_ready, openapi=document, forward=forward)
     return gateway.application()
 
