@@ -1,6 +1,5 @@
-"""The auth tests' server kit: a server (memory driver) with the kit's policy loaded, cluster
-`test122` and repository `bitnami-new` registered by the admin, and a release in each project's
-namespace (`rel-a` in team-a, `rel-b` in team-b)."""
+"""The auth tests' view of a secured server: `Secured` (made by the `secured` fixture of
+conftest.py) reaches it as any caller; `bearer(token)` is the metadata of a token."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 @dataclass
 class Secured:
-    """A server with the kit's policy; `stubs(metadata)` reach it as some caller."""
+    """A server with the kit's policy; the stubs take each caller's metadata per call."""
 
     server: ServerHandle
     signer: Signer
