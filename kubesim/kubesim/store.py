@@ -88,14 +88,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import managed_fields
-from .crds import crd_accepted, validate_crd
+from .admission import admit
 from .errors import AlreadyExists, BadRequest, Conflict, Forbidden, Gone, Invalid, NotFound
+from .names import name_problems
 from .objects import (
     Obj,
     clone,
     generate_name,
     meta,
-    name_problem,
     new_uid,
     now_rfc3339,
     owner_uids,
@@ -112,6 +112,7 @@ Mutator = Callable[[ResourceType, Obj, Obj | None], None]
 _Key = tuple[str, str]
 
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_COMPONENTS = ("controller-manager", "etcd-0", "scheduler")
 _NAMESPACES: _Key = ("", "namespaces")
 _CRDS: _Key = ("apiextensions.k8s.io", "customresourcedefinitions")
 
@@ -186,6 +187,10 @@ class Store:
         for ns in _SYSTEM_NAMESPACES:
             self.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                        "metadata": {"name": ns}})
+        # what `kubectl get componentstatuses` shows on a healthy control plane (read-only)
+        for component in _COMPONENTS:
+            self.create("componentstatuses", {"metadata": {"name": component}, "conditions": [
+                {"type": "Healthy", "status": "True", "message": "ok"}]})
 
     # ------------------------------------------------------------------ basics
 
@@ -543,9 +548,10 @@ class Store:
                     break
             m["name"] = name
         name = str(name)
-        problem = name_problem(name, dns_label=rt.key == _NAMESPACES)
-        if problem and not rt.crd_name:
-            raise Invalid(rt, name, [("metadata.name", f'Invalid value: "{name}": {problem}')])
+        problems = name_problems(name, rt.name_rule)
+        if problems:
+            raise Invalid(rt, name, [("metadata.name", f'Invalid value: "{name}": {problem}')
+                                     for problem in problems])
         if rt.namespaced:
             ns_obj = self._find(_NAMESPACES, "", ns)
             if ns_obj is None:
@@ -569,9 +575,7 @@ class Store:
         if clear_status and rt.has_status:
             obj.pop("status", None)
         apply_defaults(rt, obj)
-        if rt.key == _CRDS:
-            validate_crd(rt, obj)
-            crd_accepted(obj)
+        admit(rt, obj)
         self._mutate(rt, obj, None)
         return obj
 
@@ -660,9 +664,7 @@ class Store:
                     if old.get(f) != new.get(f):
                         raise Invalid(rt, name, [(f, "Forbidden: field is immutable when "
                                                   "`immutable` is set")])
-            if rt.key == _CRDS:
-                validate_crd(rt, new)
-                crd_accepted(new)
+            admit(rt, new)
             self._mutate(rt, new, old)
         new["metadata"].pop("resourceVersion", None)
         if rt.has_generation and spec_part(new) != spec_part(old):
