@@ -22,7 +22,7 @@ from capstan_server.auth.authenticate import Authenticator
 from capstan_server.auth.certs import identities_from_pem
 from capstan_server.auth.methods import OPEN_PREFIXES, action_of, is_write
 from capstan_server.errors import CapstanError
-from capstan_server.interceptors import status_for
+from capstan_server.interceptors import _messages, status_for
 
 __all__ = ["AuthInterceptor"]
 
@@ -161,17 +161,6 @@ class _Call:
         request = self.request if hasattr(self.request, "DESCRIPTOR") else None
         audit(self.method, request, self.access, self.code, request_id,
               write=is_write(self.method))
-
-
-async def _messages(result: Any) -> AsyncIterator[Any]:
-    if hasattr(result, "__aiter__"):
-        async for message in result:
-            yield message
-    elif inspect.isawaitable(result):
-        await result
-    else:
-        for message in result:
-            yield message
 
 
 def _peer_identities(context: Context) -> list[str]:
