@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -10,7 +11,8 @@ import pytest
 from auth_kit import TOKENS
 from auth_server import Secured, bearer
 
-from capstan.v1 import release_pb2
+from capstan.v1 import cluster_pb2, cluster_pb2_grpc, release_pb2
+from capstan_server.app import ServerHandle
 
 
 def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -53,3 +55,18 @@ def test_writes_and_refusals_are_audited(
         "test122", "team-a", "rel-a", "req-1")
     assert first["time"] and first["subject_kind"] == "token"
     assert "nope-nope-nope" not in repr(lines)
+
+
+def test_without_a_policy_writes_are_audited_as_anonymous(
+    capstan_server_factory: Callable[..., ServerHandle], fake_kubeconfig: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="capstan.audit")
+    server = capstan_server_factory()
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = cluster_pb2_grpc.ClusterServiceStub(channel)
+        stub.CreateCluster(cluster_pb2.CreateClusterRequest(name="c", kubeconfig=fake_kubeconfig))
+        stub.ListClusters(cluster_pb2.ListClustersRequest())
+    lines = _audit_lines(caplog)
+    assert [(line["subject"], line["method"], line["cluster"]) for line in lines] == [
+        ("anonymous", "/capstan.v1.ClusterService/CreateCluster", "c")]

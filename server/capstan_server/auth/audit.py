@@ -49,6 +49,7 @@ def audit_fields(
     subject = access.subject if access is not None else None
     fields: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        # "anonymous": no policy is loaded, so nobody is asked who they are.
         "subject": subject.name if subject else ("anonymous" if access else "unauthenticated"),
         "subject_kind": subject.kind if subject else "",
         "method": method,

@@ -154,9 +154,6 @@ class _Call:
             self.code = grpc.StatusCode.INTERNAL
 
     def audit(self) -> None:
-        if self.owner.authenticator.source.policy is None and self.access is not None:
-            # No policy: there is nobody to name; the RPC log still has every call.
-            return
         request_id = _metadata_value(self.context, REQUEST_ID)
         request = self.request if hasattr(self.request, "DESCRIPTOR") else None
         audit(self.method, request, self.access, self.code, request_id,
