@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -70,3 +72,19 @@ def test_without_a_policy_writes_are_audited_as_anonymous(
     lines = _audit_lines(caplog)
     assert [(line["subject"], line["method"], line["cluster"]) for line in lines] == [
         ("anonymous", "/capstan.v1.ClusterService/CreateCluster", "c")]
+
+
+def test_rest_refusals_are_audited_with_the_request_id(
+    secured: Secured, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="capstan.audit")
+    caplog.clear()
+    request = urllib.request.Request(
+        secured.server.http_url + "/api/clusters/test122", method="DELETE",
+        headers={"X-Auth-Token": TOKENS["editor-a"], "X-Request-Id": "rest-42"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 403
+    [line] = _audit_lines(caplog)
+    assert (line["subject"], line["code"], line["cluster"], line["request_id"]) == (
+        "editor-a", "PERMISSION_DENIED", "test122", "rest-42")
