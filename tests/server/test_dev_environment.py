@@ -3,6 +3,7 @@ charts as repositories `samples` and `bitnami-new`, kept across restarts of one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import urllib.error
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from capstan_server.app import ServerHandle
+from capstan_server.auth.options import SecurityOptions
 from capstan_server.auth.setup import DEV_TOKEN_FILE
 
 HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
@@ -146,3 +148,24 @@ def test_dev_mode_serves_with_authentication_on(
     again = capstan_server_factory(driver="memory", dev=True, helm_bin=helm, data_dir=data_dir)
     assert token_file.read_text() == token
     assert _get(again, "/api/clusters")["total"] == 1
+
+
+def test_dev_mode_with_a_policy_of_ones_own(
+    capstan_server_factory: Callable[..., ServerHandle], helm: Path, tmp_path: Path
+) -> None:
+    token = "viewer-token-of-the-operator"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "projects:\n  dev:\n    - cluster: default\n      namespaces: [default]\n"
+        "subjects:\n  - name: viewer\n"
+        f'    token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+        "    role: viewer\n    projects: [dev]\n")
+    data_dir = tmp_path / "data"
+    # The embedded cluster and repositories are still registered (the server's own calls).
+    handle = capstan_server_factory(driver="memory", dev=True, helm_bin=helm, data_dir=data_dir,
+                                    security=SecurityOptions(auth_policy=policy))
+    assert not (data_dir / DEV_TOKEN_FILE).exists()
+    request = urllib.request.Request(handle.http_url + "/api/clusters",
+                                     headers={"X-Auth-Token": token})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert [c["name"] for c in json.loads(response.read())["clusters"]] == ["default"]
