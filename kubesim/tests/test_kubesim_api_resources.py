@@ -92,10 +92,6 @@ volumeattachments - storage.k8s.io/v1 false VolumeAttachment std -
 volumeattributesclasses vac storage.k8s.io/v1 false VolumeAttributesClass std -
 """
 
-#: The access and identity reviews (create-only, never stored) belong to kubesim's RBAC module,
-#: which serves them by their own paths: they are compared when served, not required here.
-REVIEW_GROUPS = ("authentication.k8s.io/v1", "authorization.k8s.io/v1")
-
 #: Served but not preferred (so not in the table): the same objects under another version.
 ALSO_SERVED = ["autoscaling/v1"]
 
@@ -131,13 +127,12 @@ def test_api_resources_match_kubernetes_1_34(kubectl: Path, kubesim: KubeSimThre
     out = run_tool(kubectl, ["api-resources", "-o", "wide"], kubesim.kubeconfig_path).stdout
     served = sorted(_table(out))
     expected = sorted(_expected())
-    missing = [r for r in expected if r not in served and r[2] not in REVIEW_GROUPS]
+    missing = [r for r in expected if r not in served]
     extra = [r for r in served if r not in expected]
     assert (missing, extra) == ([], [])
     versions = run_tool(kubectl, ["api-versions"], kubesim.kubeconfig_path).stdout.split()
-    wanted = {r[2] for r in expected if r[2] not in REVIEW_GROUPS} | set(ALSO_SERVED)
-    assert wanted <= set(versions)
-    assert set(versions) - wanted <= set(REVIEW_GROUPS)
+    wanted = {r[2] for r in expected} | set(ALSO_SERVED)
+    assert set(versions) == wanted
 
 
 # ---------------------------------------------------------------- generic CRUD on every kind
