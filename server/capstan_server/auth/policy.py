@@ -10,6 +10,7 @@ field and says where a mistake is, so a broken file is never half-applied.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Mapping, Sequence
@@ -298,7 +299,7 @@ def _oidc(value: Any, where: str, base: Path | None) -> OidcSettings:
             number = item[key]
             if not isinstance(number, int | float) or isinstance(number, bool) or number < 0:
                 raise PolicyError(f"{where}.{key}: expected a number of seconds >= 0")
-            settings = _replace(settings, **{attr: float(number)})
+            settings = dataclasses.replace(settings, **{attr: float(number)})
     if "algorithms" in item:
         algorithms = _strings(item["algorithms"], f"{where}.algorithms")
         bad = [a for a in algorithms if a.lower() == "none" or a.startswith("HS")]
@@ -306,11 +307,6 @@ def _oidc(value: Any, where: str, base: Path | None) -> OidcSettings:
             raise PolicyError(
                 f"{where}.algorithms: {', '.join(bad)} not allowed (public keys only)"
             )
-        settings = _replace(settings, algorithms=algorithms)
+        settings = dataclasses.replace(settings, algorithms=algorithms)
     return settings
 
-
-def _replace(settings: OidcSettings, **changes: Any) -> OidcSettings:
-    import dataclasses
-
-    return dataclasses.replace(settings, **changes)
