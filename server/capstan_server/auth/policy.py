@@ -10,7 +10,6 @@ field and says where a mistake is, so a broken file is never half-applied.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import re
 from collections.abc import Mapping, Sequence
@@ -286,20 +285,8 @@ def _oidc(value: Any, where: str, base: Path | None) -> OidcSettings:
         url = _string(jwks_url, f"{where}.jwks_url")
         if not url.startswith(("https://", "http://")):
             raise PolicyError(f"{where}.jwks_url: expected an https:// URL")
-    settings = OidcSettings(
-        issuer=_string(item.get("issuer"), f"{where}.issuer"),
-        audience=_string(item.get("audience"), f"{where}.audience"),
-        jwks_file=path,
-        jwks_url=str(jwks_url or ""),
-        subject_claim=_string(item.get("subject_claim", "sub"), f"{where}.subject_claim"),
-        groups_claim=_string(item.get("groups_claim", "groups"), f"{where}.groups_claim"),
-    )
-    for key, attr in (("leeway_seconds", "leeway"), ("jwks_cache_seconds", "jwks_cache_seconds")):
-        if key in item:
-            number = item[key]
-            if not isinstance(number, int | float) or isinstance(number, bool) or number < 0:
-                raise PolicyError(f"{where}.{key}: expected a number of seconds >= 0")
-            settings = dataclasses.replace(settings, **{attr: float(number)})
+    defaults = OidcSettings(issuer="", audience="")
+    algorithms = defaults.algorithms
     if "algorithms" in item:
         algorithms = _strings(item["algorithms"], f"{where}.algorithms")
         bad = [a for a in algorithms if a.lower() == "none" or a.startswith("HS")]
@@ -307,6 +294,25 @@ def _oidc(value: Any, where: str, base: Path | None) -> OidcSettings:
             raise PolicyError(
                 f"{where}.algorithms: {', '.join(bad)} not allowed (public keys only)"
             )
-        settings = dataclasses.replace(settings, algorithms=algorithms)
-    return settings
+    return OidcSettings(
+        issuer=_string(item.get("issuer"), f"{where}.issuer"),
+        audience=_string(item.get("audience"), f"{where}.audience"),
+        jwks_file=path,
+        jwks_url=str(jwks_url or ""),
+        subject_claim=_string(item.get("subject_claim", "sub"), f"{where}.subject_claim"),
+        groups_claim=_string(item.get("groups_claim", "groups"), f"{where}.groups_claim"),
+        leeway=_seconds(item, "leeway_seconds", defaults.leeway, where),
+        algorithms=algorithms,
+        jwks_cache_seconds=_seconds(item, "jwks_cache_seconds", defaults.jwks_cache_seconds,
+                                    where),
+    )
+
+
+def _seconds(item: dict[str, Any], key: str, default: float, where: str) -> float:
+    if key not in item:
+        return default
+    number = item[key]
+    if not isinstance(number, int | float) or isinstance(number, bool) or number < 0:
+        raise PolicyError(f"{where}.{key}: expected a number of seconds >= 0")
+    return float(number)
 
