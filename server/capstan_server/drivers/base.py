@@ -30,6 +30,15 @@ from capstan_server.errors import Aborted, InvalidArgument
 LABEL_RELEASE_ID = "capstan.io/release-id"
 LABEL_REPO_ID = "capstan.io/repo-id"
 LABEL_TYPE = "capstan.io/type"
+#: The sha256 of the chart archive installed (the OCI chart layer's digest; the index digest
+#: of an HTTP repository's chart), in hex. A label value holds at most 63 characters, so the
+#: last of the 64 hex digits is left out: still unique, compare by prefix.
+LABEL_CHART_DIGEST = "capstan.io/chart-digest"
+
+
+def chart_digest_label(archive: Path) -> str:
+    """The LABEL_CHART_DIGEST value of a cached archive (`<sha256>.tgz`)."""
+    return archive.stem[:63]
 
 
 def kind_key(kind: str) -> str:
