@@ -47,13 +47,16 @@ from capstan.client.errors import (
     NotFound,
     PermissionDenied,
     Unauthenticated,
+    ResourceExhausted,
     Unavailable,
 )
 from capstan.client.messages import to_dict
+from capstan.client.options import DEFAULT_MAX_MESSAGE_BYTES
 from capstan.client.retry import RetryPolicy
 from capstan.client.sync import CapstanClient, ServerStream
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "Aborted",
     "AlreadyExists",
     "AsyncCapstanClient",
@@ -64,6 +67,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
+    "ResourceExhausted",
     "RetryPolicy",
     "ServerStream",
     "Unauthenticated",
