@@ -31,22 +31,21 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
-from capstan_server import tls
+from capstan_server import metrics, tls
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.auth.setup import AuthSetupError, ServerAuth
-from capstan_server import metrics
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import Operations, build_gateway, capstan_services
 from capstan_server.gateway.guard import GuardOptions
 from capstan_server.interceptors import RpcInterceptor
-from capstan_server.secret_box import SecretKeyError
 from capstan_server.limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_HEADER_BYTES,
     MAX_REQUEST_LINE_BYTES,
     LimitsInterceptor,
 )
+from capstan_server.secret_box import SecretKeyError
 
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment

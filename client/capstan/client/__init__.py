@@ -46,8 +46,8 @@ from capstan.client.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unauthenticated,
     ResourceExhausted,
+    Unauthenticated,
     Unavailable,
 )
 from capstan.client.messages import to_dict

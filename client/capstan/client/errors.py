@@ -22,8 +22,8 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
-    "Unauthenticated",
     "ResourceExhausted",
+    "Unauthenticated",
     "Unavailable",
     "error_from_rpc",
 ]
