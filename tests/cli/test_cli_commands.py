@@ -149,7 +149,8 @@ def test_each_command_sends_its_request(
 
     assert result.code == 0, result.stderr
     (request,) = fake.received(method)
-    sent = {key: value for key, value in to_dict(request).items() if value not in ("", 0, False)}
+    sent = {key: value for key, value in to_dict(request).items()
+            if value not in ("", 0, False, {}, None)}
     assert sent == fields
 
 

@@ -157,7 +157,10 @@ class Release(_message.Message):
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
         """The values supplied by the user for the current revision (not the
-        chart defaults), Helm's `config`.
+        chart defaults), Helm's `config`. A Struct holds every number as a
+        double; Capstan's JSON answers (REST, CLI, `capstan.client.to_dict`)
+        write an integral number as an integer (`"port": 2379`), as Helm's own
+        JSON does, which cannot tell `3.0` from `3` either.
         """
 
     @_builtins.property

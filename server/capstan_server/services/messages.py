@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from capstan.client.messages import whole_numbers
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.charts.archive import ChartFiles
 from capstan_server.charts.repo_index import IndexEntry
@@ -69,17 +70,7 @@ def release_type(value: str) -> str:
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     """A Struct as plain JSON types; whole numbers come back as ints (Struct holds doubles)."""
-    return _whole(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
-
-
-def _whole(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    return value
+    return whole_numbers(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
 
 
 def to_struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
