@@ -55,6 +55,7 @@ from capstan_server.drivers.helm.command import (
 from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
 from capstan_server.drivers.helm.manifest import (
     WORKLOAD_KINDS,
+    ManifestObject,
     parse_manifest,
     readiness,
 )
@@ -233,23 +234,31 @@ class HelmDriver:
     async def resources(self, record: ReleaseRecord, cluster: ClusterTarget
                         ) -> builtins.list[LiveObject]:
         refs = parse_manifest(record.manifest)
-        fetched = await self._client(cluster).get_objects(
-            [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in refs])
+        fetched = await self._fetch(refs, record, cluster)
         out = []
         for ref, (info, obj) in zip(refs, fetched, strict=True):
             namespaced = info.namespaced if info is not None else bool(ref.namespace)
             out.append(LiveObject(
                 api_version=ref.api_version, kind=ref.kind,
                 namespace=(ref.namespace or record.namespace) if namespaced else "",
-                name=ref.name, object=obj))
+                name=ref.name, object=obj, error=ref.error))
         return out
+
+    async def _fetch(self, refs: builtins.list[ManifestObject], record: ReleaseRecord,
+                     cluster: ClusterTarget) -> builtins.list[tuple[Any, Any]]:
+        """The live (kind info, object) of each ref; (None, None) for one that cannot be
+        looked up (a document that could not be parsed far enough to name it)."""
+        known = [r for r in refs if r.identified]
+        fetched = iter(await self._client(cluster).get_objects(
+            [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in known]))
+        return [next(fetched) if r.identified else (None, None) for r in refs]
 
     async def _workloads(self, record: ReleaseRecord, cluster: ClusterTarget
                          ) -> builtins.list[tuple[str, str, bool, str]]:
         refs = [r for r in parse_manifest(record.manifest) if r.kind in WORKLOAD_KINDS]
-        fetched = await self._client(cluster).get_objects(
-            [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in refs])
-        return [(kind_key(r.kind), r.name, *readiness(obj))
+        fetched = await self._fetch(refs, record, cluster)
+        return [(kind_key(r.kind), r.name, *readiness(obj)) if r.identified or not r.error
+                else (kind_key(r.kind), r.name or "?", False, r.error)
                 for r, (_, obj) in zip(refs, fetched, strict=True)]
 
     async def watch(self, ref: ReleaseRef, *, timeout: float  # noqa: ASYNC109 (Protocol)
