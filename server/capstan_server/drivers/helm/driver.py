@@ -67,10 +67,10 @@ from capstan_server.errors import (
     InvalidArgument,
     NotFound,
 )
+from capstan_server.helm_binary import CHECKOUT_HELM, default_helm_bin
 from capstan_server.names import validate_release_name
 
 #: The helm the driver runs when none is given: the pinned one in the checkout's `.tools/`.
-DEFAULT_HELM_BIN = Path(__file__).resolve().parents[4] / ".tools" / "bin" / "helm"
 
 def _latest_selector(ref: ReleaseRef) -> str:
     # Every revision but the latest is `superseded` (or, after a failed upgrade, an older
@@ -94,7 +94,9 @@ class HelmDriver:
 
     def __init__(self, *, data_dir: Path, helm_bin: Path | None = None,
                  term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0) -> None:
-        self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace)
+        # Absolute: helm runs in the driver's own working directory (see helm_binary).
+        binary = Path(helm_bin).absolute() if helm_bin else default_helm_bin() or CHECKOUT_HELM
+        self.command = HelmCommand(binary, data_dir, term_grace=term_grace)
         self.poll_interval = poll_interval
         self._clients: dict[tuple[str, str], KubeClient] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -427,4 +429,4 @@ class HelmDriver:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
 
-__all__ = ["DEFAULT_HELM_BIN", "HelmDriver"]
+__all__ = ["HelmDriver"]
