@@ -20,6 +20,7 @@ import yaml
 from aiohttp import web
 
 from . import managed_fields
+from .bindings import BINDINGS, bind
 from .errors import (
     ApiError,
     BadRequest,
@@ -408,7 +409,7 @@ class ResourceAPI:
         api_version = body.get("apiVersion")
         kind = body.get("kind")
         if api_version and api_version != rt.api_version and not (
-            rt.crd_name and str(api_version).startswith(rt.group + "/")
+            (rt.crd_name or rt.storage_version) and str(api_version).startswith(rt.group + "/")
         ):
             raise BadRequest(
                 f"the API version in the data ({api_version}) does not match the expected API "
@@ -421,6 +422,9 @@ class ResourceAPI:
 
     async def _create(self, request: web.Request, rr: ResourceRequest) -> web.StreamResponse:
         body = self._check_type(rr.rt, await read_body(request))
+        if rr.rt.key == BINDINGS:
+            bind(self.store, body, rr.namespace)
+            return json_response(_status_success(), 201)
         obj = self.store.create(
             rr.rt,
             body,

@@ -1,9 +1,8 @@
-"""Small helpers for JSON-shaped Kubernetes objects: copying, timestamps, names, metadata access."""
+"""Small helpers for JSON-shaped Kubernetes objects: copying, timestamps, metadata access."""
 
 from __future__ import annotations
 
 import random
-import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -12,8 +11,6 @@ Obj = dict[str, Any]
 T = TypeVar("T")
 
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def clone(value: T) -> T:
@@ -39,21 +36,6 @@ def new_uid() -> str:
 
 def generate_name(prefix: str) -> str:
     return prefix + "".join(random.choice(_NAME_CHARS) for _ in range(5))
-
-
-def name_problem(name: str, dns_label: bool = False) -> str | None:
-    """Why ``name`` is not a valid object name, or None."""
-    limit = 63 if dns_label else 253
-    pattern = _DNS_LABEL if dns_label else _DNS_SUBDOMAIN
-    if len(name) > limit:
-        return f"must be no more than {limit} characters"
-    if not pattern.match(name):
-        kind = "RFC 1123 label" if dns_label else "RFC 1123 subdomain"
-        return (
-            f"a lowercase {kind} must consist of lower case alphanumeric characters, '-' or '.',"
-            " and must start and end with an alphanumeric character"
-        )
-    return None
 
 
 def meta(obj: Obj) -> Obj:

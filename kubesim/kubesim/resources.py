@@ -1,4 +1,4 @@
-"""The catalogue of API resources kubesim serves: built-in kinds plus those added by CRDs.
+"""The registry of API resources kubesim serves: built-in kinds (`catalogue`) plus CRD-defined.
 
 A `ResourceType` describes one resource in one served version (what discovery
 prints). Objects are stored per `ResourceType.key` -- ``(group, plural)`` -- so
@@ -22,9 +22,6 @@ STANDARD_VERBS: tuple[str, ...] = (
     "update",
     "watch",
 )
-_NAMESPACE_VERBS: tuple[str, ...] = ("create", "delete", "get", "list", "patch", "update", "watch")
-
-
 @dataclass(frozen=True)
 class ResourceType:
     """One resource (``deployments``) in one served group/version (``apps/v1``)."""
@@ -46,6 +43,8 @@ class ResourceType:
     #: For custom resources: the CRD's name (``crontabs.stable.example.com``).
     crd_name: str = ""
     preferred: bool = True
+    #: How names are validated (`kubesim.names`): DNS subdomain unless the kind says otherwise.
+    name_rule: str = "subdomain"
 
     @property
     def api_version(self) -> str:
@@ -72,103 +71,6 @@ class ResourceType:
 
     def singular_name(self) -> str:
         return self.singular or self.kind.lower()
-
-
-def _core(
-    plural: str,
-    kind: str,
-    namespaced: bool = True,
-    short: tuple[str, ...] = (),
-    sub: tuple[str, ...] = (),
-    cats: tuple[str, ...] = (),
-    verbs: tuple[str, ...] = STANDARD_VERBS,
-    gen: bool = False,
-) -> ResourceType:
-    return ResourceType(
-        "", "v1", plural, kind, namespaced, kind.lower(), short, verbs, cats, sub, gen
-    )
-
-
-def _res(
-    gv: str,
-    plural: str,
-    kind: str,
-    namespaced: bool = True,
-    short: tuple[str, ...] = (),
-    sub: tuple[str, ...] = (),
-    cats: tuple[str, ...] = (),
-    gen: bool = False,
-) -> ResourceType:
-    group, version = gv.split("/")
-    return ResourceType(
-        group, version, plural, kind, namespaced, kind.lower(), short, STANDARD_VERBS, cats,
-        sub, gen,
-    )
-
-
-_ALL = ("all",)
-_STATUS = ("status",)
-_SCALE = ("status", "scale")
-
-BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
-    _core("namespaces", "Namespace", False, ("ns",), _STATUS, verbs=_NAMESPACE_VERBS),
-    _core("secrets", "Secret"),
-    _core("configmaps", "ConfigMap", short=("cm",)),
-    _core("services", "Service", short=("svc",), sub=_STATUS, cats=_ALL),
-    _core("serviceaccounts", "ServiceAccount", short=("sa",)),
-    _core("pods", "Pod", short=("po",), sub=_STATUS, cats=_ALL),
-    _core("persistentvolumeclaims", "PersistentVolumeClaim", short=("pvc",), sub=_STATUS),
-    _core("persistentvolumes", "PersistentVolume", False, ("pv",), _STATUS),
-    _core("endpoints", "Endpoints", short=("ep",)),
-    _core("events", "Event", short=("ev",)),
-    _core("nodes", "Node", False, ("no",), _STATUS),
-    _core("limitranges", "LimitRange", short=("limits",)),
-    _core("resourcequotas", "ResourceQuota", short=("quota",), sub=_STATUS),
-    _core("replicationcontrollers", "ReplicationController", short=("rc",), sub=_SCALE,
-          cats=_ALL, gen=True),
-    _res("apps/v1", "deployments", "Deployment", short=("deploy",), sub=_SCALE, cats=_ALL,
-         gen=True),
-    _res("apps/v1", "statefulsets", "StatefulSet", short=("sts",), sub=_SCALE, cats=_ALL,
-         gen=True),
-    _res("apps/v1", "daemonsets", "DaemonSet", short=("ds",), sub=_STATUS, cats=_ALL, gen=True),
-    _res("apps/v1", "replicasets", "ReplicaSet", short=("rs",), sub=_SCALE, cats=_ALL,
-         gen=True),
-    _res("apps/v1", "controllerrevisions", "ControllerRevision"),
-    _res("batch/v1", "jobs", "Job", sub=_STATUS, cats=_ALL, gen=True),
-    _res("batch/v1", "cronjobs", "CronJob", short=("cj",), sub=_STATUS, cats=_ALL, gen=True),
-    _res("policy/v1", "poddisruptionbudgets", "PodDisruptionBudget", short=("pdb",), sub=_STATUS,
-         gen=True),
-    _res("networking.k8s.io/v1", "ingresses", "Ingress", short=("ing",), sub=_STATUS, gen=True),
-    _res("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", short=("netpol",), gen=True),
-    _res("networking.k8s.io/v1", "ingressclasses", "IngressClass", False),
-    _res("rbac.authorization.k8s.io/v1", "roles", "Role"),
-    _res("rbac.authorization.k8s.io/v1", "rolebindings", "RoleBinding"),
-    _res("rbac.authorization.k8s.io/v1", "clusterroles", "ClusterRole", False),
-    _res("rbac.authorization.k8s.io/v1", "clusterrolebindings", "ClusterRoleBinding", False),
-    _res("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
-         short=("hpa",), sub=_STATUS, cats=_ALL, gen=True),
-    _res("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition",
-         False, ("crd", "crds"), _STATUS, gen=True),
-    _res("storage.k8s.io/v1", "storageclasses", "StorageClass", False, ("sc",)),
-    _res("scheduling.k8s.io/v1", "priorityclasses", "PriorityClass", False, ("pc",)),
-    _res("coordination.k8s.io/v1", "leases", "Lease"),
-    _res("discovery.k8s.io/v1", "endpointslices", "EndpointSlice"),
-)
-
-#: Preferred order of groups in discovery (the core group is served at /api).
-_GROUP_ORDER = [
-    "apps",
-    "batch",
-    "policy",
-    "networking.k8s.io",
-    "rbac.authorization.k8s.io",
-    "autoscaling",
-    "apiextensions.k8s.io",
-    "storage.k8s.io",
-    "scheduling.k8s.io",
-    "coordination.k8s.io",
-    "discovery.k8s.io",
-]
 
 
 def resource_types_from_crd(crd: dict[str, Any]) -> list[ResourceType]:
@@ -223,9 +125,13 @@ class _GroupInfo:
 class ResourceRegistry:
     """Thread-safe lookup of served resources; CRDs add and remove entries at run time."""
 
-    def __init__(self, builtins: Iterable[ResourceType] = BUILTIN_RESOURCES) -> None:
+    def __init__(self, builtins: Iterable[ResourceType] | None = None) -> None:
+        # local import: the catalogue is data built from this module's `ResourceType`
+        from .catalogue import BUILTIN_RESOURCES
+
         self._lock = threading.RLock()
-        self._builtin: list[ResourceType] = list(builtins)
+        self._builtin: list[ResourceType] = list(BUILTIN_RESOURCES if builtins is None
+                                                 else builtins)
         self._custom: dict[str, list[ResourceType]] = {}  # CRD name -> its versions
         self._by_gvr: dict[tuple[str, str, str], ResourceType] = {}
         self._rebuild()
@@ -310,6 +216,11 @@ class ResourceRegistry:
             self._rebuild()
         return removed
 
+    def remove_all_crds(self) -> None:
+        with self._lock:
+            self._custom.clear()
+            self._rebuild()
+
     def groups(self) -> list[tuple[str, list[str]]]:
         """Non-core groups with their served versions, preferred version first."""
         groups: dict[str, _GroupInfo] = {}
@@ -323,8 +234,10 @@ class ResourceRegistry:
                 else:
                     info.versions.append(rt.version)
 
+        from .catalogue import GROUP_ORDER
+
         def order(name: str) -> tuple[int, str]:
-            return (_GROUP_ORDER.index(name) if name in _GROUP_ORDER else len(_GROUP_ORDER), name)
+            return (GROUP_ORDER.index(name) if name in GROUP_ORDER else len(GROUP_ORDER), name)
 
         return [(g, groups[g].versions) for g in sorted(groups, key=order)]
 
