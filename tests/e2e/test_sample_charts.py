@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import shutil
-import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -163,19 +162,6 @@ def integral_floats(text: str) -> list[str]:
     return found
 
 
-def serves(kubesim: KubeSimThread, group_version: str) -> bool:
-    """Whether kubesim serves an API group version (K1/K2 land in kubesim separately)."""
-    request = urllib.request.Request(f"{kubesim.url}/apis/{group_version}",
-                                     headers={"Authorization": f"Bearer {kubesim.token}"})
-    context = ssl.create_default_context(cadata=kubesim.ca_pem.decode()) if kubesim.ca_pem \
-        else None
-    try:
-        with urllib.request.urlopen(request, timeout=30, context=context) as answer:
-            return bool(answer.status == 200)
-    except urllib.error.URLError:
-        return False
-
-
 def assert_complete(release: dict[str, Any], expected: dict[str, int]) -> None:
     """show's resources hold every object of the manifest, each present and parsed."""
     resources = release["resources"]
@@ -198,8 +184,6 @@ def test_sample_charts_lifecycle(server: ServerHandle, kubesim: KubeSimThread,
                                         "metadata": {"name": namespace}})
     where = f"cluster=sim&namespace={namespace}"
     for chart, (version, install, upgrade, expected) in CHARTS.items():
-        if chart == "webhooks" and not serves(kubesim, "admissionregistration.k8s.io/v1"):
-            continue  # needs kubesim's K1-K3 (issue 9, kubesim part)
         name = f"{chart}-{major}"[:53]
 
         status, created, text = rest.call("POST", "/api/releases", {
