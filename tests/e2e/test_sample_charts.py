@@ -186,9 +186,8 @@ def test_sample_charts_lifecycle(server: ServerHandle, kubesim: KubeSimThread,
     for chart, (version, install, upgrade, expected) in CHARTS.items():
         name = f"{chart}-{major}"[:53]
 
-        status, created, text = rest.call("POST", "/api/releases", {
-            "chart_name": f"samples/{chart}", "cluster": "sim", "namespace": namespace,
-            "release_name": name, "version": version, "values_json": install})
+        status, created, text = create(rest, chart, name, namespace, version=version,
+                                       values_json=install)
         assert status == 200, text
         assert (created["status"], created["version"]) == ("deployed", 1)
 
@@ -249,13 +248,19 @@ def namespace(kubesim: KubeSimThread, request: pytest.FixtureRequest, server: Se
     return name
 
 
+def create(rest: Rest, chart: str, name: str, namespace: str, **body: Any
+           ) -> tuple[int, Any, str]:
+    """POST /api/releases of `samples/<chart>` as `name` into `namespace` of cluster `sim`."""
+    return rest.call("POST", "/api/releases", {
+        "chart_name": f"samples/{chart}", "cluster": "sim", "namespace": namespace,
+        "release_name": name, **body})
+
+
 def test_the_guard_refuses_an_upgrade_with_helms_whole_message(server: ServerHandle,
                                                                namespace: str) -> None:
     rest = Rest(server.http_url)
     where = f"cluster=sim&namespace={namespace}"
-    assert rest.call("POST", "/api/releases", {
-        "chart_name": "samples/guarded", "cluster": "sim", "namespace": namespace,
-        "release_name": "guarded"})[0] == 200
+    assert create(rest, "guarded", "guarded", namespace)[0] == 200
     _, before, _ = rest.call("GET", f"/api/releases/guarded?{where}")
 
     status, error, text = rest.call("PUT", f"/api/releases/guarded?{where}", {
@@ -283,14 +288,12 @@ def test_secret_values_appear_in_no_answer_and_no_log(
     answers: list[str] = []
     config = {"auth": {"password": KNOWN}}
 
-    status, dry, text = rest.call("POST", "/api/releases", {
-        "chart_name": "samples/guarded", "cluster": "sim", "namespace": namespace,
-        "release_name": "secretive", "values_json": config, "dry_run": True})
+    status, dry, text = create(rest, "guarded", "secretive", namespace, values_json=config,
+                               dry_run=True)
     assert status == 200 and "kind: Secret" in dry["manifest"], text
     answers.append(text)
-    status, created, text = rest.call("POST", "/api/releases", {
-        "chart_name": "samples/guarded", "cluster": "sim", "namespace": namespace,
-        "release_name": "secretive", "values_json": config, "details": True})
+    status, created, text = create(rest, "guarded", "secretive", namespace, values_json=config,
+                                   details=True)
     assert status == 200, text
     answers.append(text)
     answers.append(rest.call("GET", f"/api/releases/secretive?{where}")[2])
@@ -343,9 +346,7 @@ def test_a_crd_deeper_than_protobuf_allows_is_shown_whole(server: ServerHandle,
                                                            namespace: str) -> None:
     rest = Rest(server.http_url)
     where = f"cluster=sim&namespace={namespace}"
-    assert rest.call("POST", "/api/releases", {
-        "chart_name": "samples/deep-crd", "cluster": "sim", "namespace": namespace,
-        "release_name": "deep"})[0] == 200
+    assert create(rest, "deep-crd", "deep", namespace)[0] == 200
     status, shown, text = rest.call("GET", f"/api/releases/deep?{where}&objects=true")
     assert status == 200, text
     (crd,) = shown["resources"]["customresourcedefinition"]

@@ -432,3 +432,30 @@ async def test_a_kind_the_cluster_does_not_serve_is_a_failed_precondition(
     assert "ensure CRDs are installed first" in refused.value.message
     with pytest.raises(NotFound):
         await driver.get(ref)
+
+
+async def test_a_yaml_1_1_value_token_hides_no_object_from_resources_or_watch(
+        driver: HelmDriver, cluster: ClusterTarget, tmp_path: Path,
+        unique_namespace: str) -> None:
+    # An unquoted `=` (YAML 1.1's "value" token, which PyYAML cannot construct and helm reads as
+    # the string "=") must not drop its object from `resources` nor from the watch's workloads.
+    chart = tmp_path / "equals"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: equals\nversion: 0.1.0\n")
+    (chart / "templates" / "d.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: eq\nspec:\n  replicas: 1\n"
+        "  selector: {matchLabels: {app: eq}}\n  template:\n    metadata: {labels: {app: eq}}\n"
+        "    spec:\n      containers:\n        - name: c\n          image: x\n"
+        "          args:\n            - =\n            - --op\n")
+    with tarfile.open(tmp_path / "equals-0.1.0.tgz", "w:gz") as archive:
+        archive.add(chart, arcname="equals")
+    src = ChartSource(repo_id="r", repo_name="r", repo_url="http://127.0.0.1/", name="equals",
+                      version="0.1.0", app_version="", archive=tmp_path / "equals-0.1.0.tgz")
+    ref = ReleaseRef(cluster=cluster, namespace=unique_namespace, name="equals")
+    record = await driver.install(InstallOptions(ref=ref, chart=src, values={}, labels=LABELS))
+    (live,) = await driver.resources(record, cluster)
+    assert (live.kind, live.name, live.error) == ("Deployment", "eq", "")
+    assert live.object is not None
+    assert live.object["spec"]["template"]["spec"]["containers"][0]["args"] == ["=", "--op"]
+    snapshots = [s async for s in driver.watch(ref, timeout=30)]
+    assert [(k, n) for k, n, _, _ in snapshots[-1].workloads] == [("deployment", "eq")]
