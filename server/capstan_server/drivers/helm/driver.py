@@ -70,7 +70,6 @@ from capstan_server.errors import (
 from capstan_server.helm_binary import CHECKOUT_HELM, default_helm_bin
 from capstan_server.names import validate_release_name
 
-#: The helm the driver runs when none is given: the pinned one in the checkout's `.tools/`.
 
 def _latest_selector(ref: ReleaseRef) -> str:
     # Every revision but the latest is `superseded` (or, after a failed upgrade, an older
@@ -259,7 +258,9 @@ class HelmDriver:
                          ) -> builtins.list[tuple[str, str, bool, str]]:
         refs = [r for r in parse_manifest(record.manifest) if r.kind in WORKLOAD_KINDS]
         fetched = await self._fetch(refs, record, cluster)
-        return [(kind_key(r.kind), r.name, *readiness(obj)) if r.identified or not r.error
+        # A document that could not be parsed far enough to name its object is reported, not
+        # ready, with its error: the watch must not settle as if it were not there.
+        return [(kind_key(r.kind), r.name, *readiness(obj)) if r.identified
                 else (kind_key(r.kind), r.name or "?", False, r.error)
                 for r, (_, obj) in zip(refs, fetched, strict=True)]
 
