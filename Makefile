@@ -7,9 +7,13 @@ LISTEN_GRPC ?= 127.0.0.1:50051
 LISTEN_HTTP ?= 127.0.0.1:8080
 DATA_DIR    ?= .data
 
-.PHONY: setup run test protos protos-check lint unit bench clean
+.PHONY: setup registry run test protos protos-check lint unit bench clean
 
-setup: $(STAMP) .tools/.installed
+setup: $(STAMP) .tools/.installed registry
+
+# The OCI registry of the tests (Debian's docker-registry); skipped where not root or no apt.
+registry:
+	@sh scripts/install_registry.sh
 
 $(STAMP): pyproject.toml kubesim/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -117,3 +117,64 @@ def fake_kubeconfig() -> str:
     """A kubeconfig for a cluster `test122` that parses; for the memory driver, which never
     dials it (register it with ``POST /api/clusters`` or ``CreateCluster``)."""
     return FAKE_KUBECONFIG
+
+
+# -- OCI registry ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def packaged_charts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """`helm package` of every sample chart, once: ``{"etcd-8.11.1": Path(".../etcd-8.11.1.tgz"),
+    ...}`` (keys are the directory names under `samples/charts`), for `helm push`."""
+    import subprocess
+
+    helm = require_tool(HELM)
+    out = tmp_path_factory.mktemp("packaged-charts")
+    home = tmp_path_factory.mktemp("packaged-charts-helm")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "HELM_CACHE_HOME": f"{home}/cache",
+           "HELM_CONFIG_HOME": f"{home}/config", "HELM_DATA_HOME": f"{home}/data"}
+    packaged = {}
+    for chart in sorted(SAMPLE_CHARTS_DIR.iterdir()):
+        if (chart / "Chart.yaml").is_file():
+            before = set(out.iterdir())
+            subprocess.run([str(helm), "package", str(chart), "--destination", str(out)],
+                           env=env, check=True, capture_output=True, timeout=120)
+            (archive,) = set(out.iterdir()) - before
+            packaged[chart.name] = archive
+    return packaged
+
+
+def _registry(**options: Any) -> Iterator[Any]:
+    from oci_registry import registry_available, running_registry
+
+    if not registry_available():
+        pytest.skip("docker-registry / htpasswd are not installed; run `make setup` as root "
+                    "(apt-get install docker-registry apache2-utils)")
+    with running_registry(**options) as registry:
+        yield registry
+
+
+@pytest.fixture
+def oci_registry() -> Iterator[Any]:
+    """A real OCI registry (`oci_registry.OciRegistry`: Debian's docker-registry) on a free
+    loopback port, plain HTTP, no auth, empty; ``.push(helm, archive)`` puts a chart under
+    ``.url()`` (``oci://127.0.0.1:PORT/charts``). Skips when the registry is not installed."""
+    yield from _registry()
+
+
+@pytest.fixture
+def oci_registry_auth() -> Iterator[Any]:
+    """`oci_registry` behind htpasswd basic auth (`oci_registry.OCI_USER` / `OCI_PASSWORD`)."""
+    from oci_registry import OCI_PASSWORD, OCI_USER
+
+    yield from _registry(username=OCI_USER, password=OCI_PASSWORD)
+
+
+@pytest.fixture
+def oci_registry_token() -> Iterator[Any]:
+    """`oci_registry` as public registries are: HTTPS with a certificate of a test CA
+    (``.ca_pem``), Bearer tokens from a token service (`registry_token.py`) that knows
+    `OCI_USER` / `OCI_PASSWORD` and, like Docker Hub, never grants the catalog."""
+    from oci_registry import OCI_PASSWORD, OCI_USER
+
+    yield from _registry(username=OCI_USER, password=OCI_PASSWORD, token=True, tls=True)

@@ -86,6 +86,19 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     # apiregistration.k8s.io/v1: stored, reported Available, never proxied
     _r("apiregistration.k8s.io/v1", "apiservices", "APIService", False, sub=_STATUS,
        cats=API_EXTENSIONS),
+    # authentication.k8s.io/v1, authorization.k8s.io/v1: create-only reviews, never stored
+    # (answered by `kubesim.reviews` before routing)
+    _r("authentication.k8s.io/v1", "selfsubjectreviews", "SelfSubjectReview", False,
+       verbs=("create",)),
+    _r("authentication.k8s.io/v1", "tokenreviews", "TokenReview", False, verbs=("create",)),
+    _r("authorization.k8s.io/v1", "localsubjectaccessreviews", "LocalSubjectAccessReview",
+       verbs=("create",)),
+    _r("authorization.k8s.io/v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
+       verbs=("create",)),
+    _r("authorization.k8s.io/v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False,
+       verbs=("create",)),
+    _r("authorization.k8s.io/v1", "subjectaccessreviews", "SubjectAccessReview", False,
+       verbs=("create",)),
     # apps/v1
     _r("apps/v1", "controllerrevisions", "ControllerRevision"),
     _r("apps/v1", "daemonsets", "DaemonSet", short=("ds",), sub=_STATUS, cats=ALL, gen=True),

@@ -10,9 +10,17 @@ import signal
 import sys
 from pathlib import Path
 
+from .identity import UserInfo, parse_user_token
 from .persistence import StateError, open_state
 from .server import KubeSim
 from .store import Store
+
+
+def _user_token(text: str) -> tuple[str, UserInfo]:
+    try:
+        return parse_user_token(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parse_listen(text: str) -> tuple[str, int]:
@@ -33,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls", action="store_true",
                         help="serve HTTPS with a generated CA (its cert goes in the kubeconfig)")
     parser.add_argument("--token", help="bearer token to require (default: random)")
+    parser.add_argument("--user-token", type=_user_token, action="append", default=[],
+                        metavar="USER:TOKEN[:GROUP,...]",
+                        help="a bearer token of a user whom RBAC authorizes (repeatable); the "
+                             "--token one is the cluster admin")
     parser.add_argument("--require-token", action="store_true",
                         help="refuse requests without a token even over plain HTTP (helm and "
                              "kubectl send tokens only over TLS, so use it with --tls)")
@@ -51,7 +63,8 @@ async def _serve(args: argparse.Namespace) -> None:
     host, port = args.listen
     sim = KubeSim(store, host=host, port=port, token=args.token, tls=args.tls,
                   controllers=not args.no_controllers,
-                  anonymous=False if args.require_token else None)
+                  anonymous=False if args.require_token else None,
+                  user_tokens=dict(args.user_token))
     await sim.start()
     if args.kubeconfig_out:
         sim.write_kubeconfig(args.kubeconfig_out)

@@ -91,11 +91,15 @@ class State:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise StateError(f"cannot read kubesim state {self.path}: {exc}") from exc
         replayed = 0
-        for record in _read_journal(self.journal_path):
-            if int(record["rv"]) <= rv:
-                continue
-            self.store.load_change(str(record["type"]), (str(record["key"][0]),
-                                   str(record["key"][1])), record["object"])
+        for number, record in enumerate(_read_journal(self.journal_path), 1):
+            try:
+                if int(record["rv"]) <= rv:
+                    continue
+                self.store.load_change(str(record["type"]), (str(record["key"][0]),
+                                       str(record["key"][1])), record["object"])
+            except (KeyError, TypeError, ValueError, IndexError) as exc:
+                raise StateError(f"corrupt kubesim journal {self.journal_path} record "
+                                 f"{number}: {exc!r}") from exc
             replayed += 1
         if replayed:
             log.info("kubesim: replayed %d changes from %s", replayed, self.journal_path)

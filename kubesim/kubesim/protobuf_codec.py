@@ -297,6 +297,26 @@ DELETE_OPTIONS: Schema = {
     4: ("propagationPolicy", "string"),
     5: ("dryRun", "strings"),
 }
+RESOURCE_ATTRIBUTES: Schema = {
+    1: ("namespace", "string"), 2: ("verb", "string"), 3: ("group", "string"),
+    4: ("version", "string"), 5: ("resource", "string"), 6: ("subresource", "string"),
+    7: ("name", "string"),
+}
+NON_RESOURCE_ATTRIBUTES: Schema = {1: ("path", "string"), 2: ("verb", "string")}
+SELF_SUBJECT_ACCESS_REVIEW: Schema = {
+    1: ("metadata", OBJECT_META),
+    2: ("spec", {1: ("resourceAttributes", RESOURCE_ATTRIBUTES),
+                 2: ("nonResourceAttributes", NON_RESOURCE_ATTRIBUTES)}),
+}
+SUBJECT_ACCESS_REVIEW: Schema = {  # also LocalSubjectAccessReview (spec.extra is not decoded)
+    1: ("metadata", OBJECT_META),
+    2: ("spec", {1: ("resourceAttributes", RESOURCE_ATTRIBUTES),
+                 2: ("nonResourceAttributes", NON_RESOURCE_ATTRIBUTES),
+                 3: ("user", "string"), 4: ("groups", "strings"), 6: ("uid", "string")}),
+}
+SELF_SUBJECT_RULES_REVIEW: Schema = {
+    1: ("metadata", OBJECT_META), 2: ("spec", {1: ("namespace", "string")}),
+}
 #: Kinds we can decode, by (apiVersion, kind).
 SCHEMAS: dict[tuple[str, str], Schema] = {
     ("v1", "Secret"): SECRET,
@@ -314,6 +334,14 @@ SCHEMAS: dict[tuple[str, str], Schema] = {
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ROLE_BINDING,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ROLE_BINDING,
     ("meta.k8s.io/v1", "DeleteOptions"): DELETE_OPTIONS,
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): SELF_SUBJECT_ACCESS_REVIEW,
+    ("authorization.k8s.io/v1", "SubjectAccessReview"): SUBJECT_ACCESS_REVIEW,
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview"): SUBJECT_ACCESS_REVIEW,
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): SELF_SUBJECT_RULES_REVIEW,
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): {1: ("metadata", OBJECT_META)},
+    ("authentication.k8s.io/v1", "TokenReview"): {
+        1: ("metadata", OBJECT_META),
+        2: ("spec", {1: ("token", "string"), 2: ("audiences", "strings")})},
 }
 
 

@@ -1,5 +1,10 @@
 """The kubesim HTTP(S) server: auth, fault injection, discovery, OpenAPI and the resource API.
 
+Every request but the health checks passes `kubesim.authz.Access.admit` (bearer token,
+impersonation headers, RBAC; 401/403 Status otherwise); the access reviews of
+`kubesim.reviews` are answered right after. The default ClusterRoles and bindings are created
+at start (`kubesim.rbac_defaults`).
+
 `KubeSim` owns a `Store` (kept across ``stop()``/``start()``), a `Faults` table and optional TLS
 material, and starts the simulated controllers (``kubesim.controllers.start(store)``) with the
 server. Admin endpoints (token-protected, never faulted):
@@ -26,10 +31,14 @@ from aiohttp import web
 
 from . import discovery
 from .api import ResourceAPI, error_response, json_response, parse_resource_path, request_verb
-from .errors import ApiError, NotFound, Unauthorized
+from .authz import Access
+from .errors import ApiError, NotFound
 from .faults import Faults
+from .identity import UserInfo
 from .kubeconfig import build_kubeconfig
 from .protobuf_codec import openapi_v2_document
+from .rbac_defaults import ensure_defaults
+from .reviews import serve_review
 from .store import Store
 from .tls import TLSMaterial
 from .tls import generate as generate_tls
@@ -44,7 +53,8 @@ class KubeSim:
 
     ``port=0`` picks a free port on the first start; later starts reuse the same port.
     ``anonymous``: let requests without an Authorization header in (default: only over plain
-    HTTP, because client-go sends bearer tokens only over TLS).
+    HTTP, because client-go sends bearer tokens only over TLS); they act as the admin.
+    ``user_tokens``: bearer tokens of users that RBAC authorizes (`kubesim.identity`).
     """
 
     def __init__(
@@ -57,6 +67,7 @@ class KubeSim:
         controllers: bool = True,
         faults: Faults | None = None,
         anonymous: bool | None = None,
+        user_tokens: dict[str, UserInfo] | None = None,
     ) -> None:
         self.store = store or Store()
         self.host = host
@@ -75,6 +86,7 @@ class KubeSim:
         # is always refused, and over HTTPS a missing one too.
         self.anonymous = (self.tls is None) if anonymous is None else anonymous
         self.api = ResourceAPI(self.store)
+        self.access = Access(self.store, self.token, user_tokens)
         self._runner: web.AppRunner | None = None
         self._controllers: Any = None
         self._openapi_v2 = openapi_v2_document(version=discovery.GIT_VERSION)
@@ -117,6 +129,7 @@ class KubeSim:
         runner = web.AppRunner(self.make_app(), access_log=access_log, shutdown_timeout=1.0)
         await runner.setup()
         ssl_context = self.tls.server_context() if self.tls else None
+        ensure_defaults(self.store)  # the API server's bootstrap-roles post-start hook
         if self.port == 0:
             self.port = _free_port(self.host)
         site = web.TCPSite(runner, self.host, self.port, ssl_context=ssl_context,
@@ -170,6 +183,7 @@ class KubeSim:
     def restore(self, snapshot: dict[str, Any]) -> None:
         """`Store.restore` a snapshot, then let the running controllers resync to it."""
         self.store.restore(snapshot)
+        ensure_defaults(self.store)  # a snapshot from before RBAC has no default roles
         resync = getattr(self._controllers, "resync", None)
         if callable(resync):
             resync()
@@ -194,16 +208,11 @@ class KubeSim:
     @web.middleware
     async def _auth_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path not in _PUBLIC_PATHS:
-            header = request.headers.get("Authorization")
-            if header is None:
-                if not self.anonymous:
-                    raise Unauthorized()
-            else:
-                scheme, _, value = header.partition(" ")
-                if scheme.lower() != "bearer" or not secrets.compare_digest(
-                    value.strip().encode(), self.token.encode()
-                ):
-                    raise Unauthorized()
+            user = self.access.admit(request, self.anonymous)
+            review = await serve_review(request, user, self.access.authorizer,
+                                        self.access.authenticator)
+            if review is not None:
+                return review
         response: web.StreamResponse = await handler(request)
         return response
 

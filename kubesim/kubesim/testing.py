@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .faults import Faults
+from .identity import UserInfo
 from .server import KubeSim
 from .store import Store
 from .tls import TLSMaterial
@@ -139,14 +140,16 @@ def running_kubesim(
     port: int = 0,
     workdir: str | Path | None = None,
     anonymous: bool | None = None,
+    user_tokens: dict[str, UserInfo] | None = None,
 ) -> Iterator[KubeSimThread]:
     """Start kubesim on 127.0.0.1 in a background thread; stopped when the block ends.
 
     ``anonymous``: see `KubeSim` (default: token-less requests are let in over plain HTTP only).
+    ``user_tokens``: bearer tokens of RBAC-authorized users (`kubesim.identity.UserInfo`).
     """
     sim = KubeSimThread(
         workdir, store=store, tls=tls, token=token, controllers=controllers, port=port,
-        anonymous=anonymous,
+        anonymous=anonymous, user_tokens=user_tokens,
     )
     try:
         yield sim.start()

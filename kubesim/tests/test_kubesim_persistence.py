@@ -199,6 +199,9 @@ def test_torn_last_line_is_dropped_and_a_corrupt_journal_refused(tmp_path: Path)
     reloaded = Store()
     open_state(reloaded, path)
     assert reloaded.try_get("configmaps", "kept") is not None
+    journal.write_bytes(b'{"rv":100,"type":"ADDED"}\n')
+    with pytest.raises(StateError, match=r"corrupt kubesim journal .* record 1"):
+        open_state(Store(), path)
     journal.write_bytes(b"garbage\n" + b'{"rv":1}\n')
     with pytest.raises(StateError, match="corrupt kubesim journal"):
         open_state(Store(), path)

@@ -82,6 +82,13 @@ class Aborted(CapstanError):
     retryable = True
 
 
+class PermissionDenied(CapstanError):
+    """A third party (a chart registry) refused the credentials Capstan was given for it.
+    Not UNAUTHENTICATED, which would say the caller's own credentials for Capstan are bad."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class Unavailable(CapstanError):
     """A cluster or chart repository cannot be reached."""
 

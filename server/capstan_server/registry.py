@@ -9,6 +9,7 @@ thread (`asyncio.to_thread`) so that the event loop never waits on the disk.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, TypeVar
 
+from capstan_server.charts.oci import OciOptions
 from capstan_server.errors import AlreadyExists, InvalidArgument, NotFound
 
 __all__ = ["DB_FILE", "ClusterRow", "Registry", "RepoRow", "RepoType"]
@@ -45,6 +47,13 @@ CREATE TABLE IF NOT EXISTS repos (
     password    TEXT NOT NULL DEFAULT '',
     created_at  TEXT NOT NULL,
     synced_at   TEXT
+);
+-- How to reach an OCI repository (`oci://` url); its credentials stay in `repos`.
+CREATE TABLE IF NOT EXISTS repo_oci (
+    repo_id     TEXT PRIMARY KEY REFERENCES repos (id) ON DELETE CASCADE,
+    plain_http  INTEGER NOT NULL DEFAULT 0,
+    ca_pem      TEXT NOT NULL DEFAULT '',
+    charts      TEXT NOT NULL DEFAULT '[]'
 );
 """
 
@@ -309,6 +318,26 @@ class Registry:
             lambda c: c.execute("UPDATE repos SET synced_at = ? WHERE id = ?", (stamp, repo_id))
         )
         return await self.get_repo(repo_id)
+
+    async def set_oci_options(self, repo_id: str, options: OciOptions) -> None:
+        """Keep how to reach the OCI repository `repo_id` (plain HTTP, CA, charts by name)."""
+        await self._call(lambda c: c.execute(
+            "INSERT OR REPLACE INTO repo_oci (repo_id, plain_http, ca_pem, charts)"
+            " VALUES (?, ?, ?, ?)",
+            (repo_id, int(options.plain_http), options.ca_pem, json.dumps(options.charts))))
+
+    async def oci_options(self, repo_id: str) -> OciOptions:
+        """How to reach an OCI repository (the defaults when none were stored)."""
+
+        def select(c: sqlite3.Connection) -> sqlite3.Row | None:
+            row: sqlite3.Row | None = c.execute(
+                "SELECT * FROM repo_oci WHERE repo_id = ?", (repo_id,)).fetchone()
+            return row
+
+        row = await self._call(select)
+        if row is None:
+            return OciOptions()
+        return OciOptions(bool(row["plain_http"]), row["ca_pem"], tuple(json.loads(row["charts"])))
 
     async def delete_repo(self, repo_id: str) -> None:
         """Forget a repository (callers check first that no release still uses it)."""

@@ -111,6 +111,13 @@ COMMANDS: list[tuple[list[str], str, dict[str, Any]]] = [
         {"name": "bitnami-new", "url": "http://charts.example", "type": "external",
          "username": "u", "password": "p"},
     ),
+    (
+        ["k8s-repo-create", "bitnamicharts", "oci://registry.example/charts", "--plain-http",
+         "--chart", "etcd", "--chart", "redis"],
+        "CreateRepository",
+        {"name": "bitnamicharts", "url": "oci://registry.example/charts", "plain_http": True,
+         "charts": ["etcd", "redis"]},
+    ),
     (["k8s-repo-list"], "ListRepositories", {}),
     (["k8s-repo-delete", "bitnami-new"], "DeleteRepository", {"id": "bitnami-new"}),
     (
@@ -150,7 +157,7 @@ def test_each_command_sends_its_request(
     assert result.code == 0, result.stderr
     (request,) = fake.received(method)
     sent = {key: value for key, value in to_dict(request).items()
-            if value not in ("", 0, False, {}, None)}
+            if value not in ("", 0, False, [], {}, None)}
     assert sent == fields
 
 

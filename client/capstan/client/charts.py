@@ -6,6 +6,8 @@ also takes `deadline`, the per-call deadline in seconds (client default when Non
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from capstan.client.calls import Call, Rpc
 from capstan.v1 import chart_pb2 as pb
 from capstan.v1.chart_pb2_grpc import ChartServiceStub
@@ -39,11 +41,19 @@ def create_repository(
     type: str = "",
     username: str = "",
     password: str = "",
+    plain_http: bool = False,
+    ca_pem: str = "",
+    charts: Sequence[str] = (),
     deadline: float | None = None,
 ) -> Call[pb.Repository]:
-    """Register the chart repository at `url` as `name` (its index is fetched once now)."""
+    """Register the chart repository at `url` as `name` (its index is fetched once now).
+
+    For an OCI registry (`oci://HOST/PATH`): `plain_http` to speak HTTP, `ca_pem` (PEM text)
+    for a private CA, `charts` to name the charts when the registry offers no catalog.
+    """
     request = pb.CreateRepositoryRequest(
-        name=name, url=url, type=type, username=username, password=password
+        name=name, url=url, type=type, username=username, password=password,
+        plain_http=plain_http, ca_pem=ca_pem, charts=charts,
     )
     return Call(CREATE_REPO, request, deadline)
 

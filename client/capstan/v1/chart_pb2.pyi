@@ -37,12 +37,17 @@ class Repository(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     SYNCED_AT_FIELD_NUMBER: _builtins.int
     CHART_COUNT_FIELD_NUMBER: _builtins.int
+    PLAIN_HTTP_FIELD_NUMBER: _builtins.int
+    CHARTS_FIELD_NUMBER: _builtins.int
+    HAS_CA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable UUID of the repository."""
     name: _builtins.str
     """Unique name, used in chart references `<repo>/<chart>`."""
     url: _builtins.str
-    """Base URL of the repository (where `index.yaml` lives)."""
+    """Base URL of the repository (where `index.yaml` lives), or
+    `oci://HOST/PATH` for an OCI registry.
+    """
     type: _builtins.str
     """`external` (application charts, the default) or `internal`."""
     username: _builtins.str
@@ -53,6 +58,10 @@ class Repository(_message.Message):
     """Whether a password is stored."""
     chart_count: _builtins.int
     """Number of charts (distinct names) in the cached index."""
+    plain_http: _builtins.bool
+    """OCI registries only: spoken to over plain HTTP instead of HTTPS."""
+    has_ca: _builtins.bool
+    """OCI registries only: whether CA certificates of its own are stored."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the repository was registered."""
@@ -60,6 +69,12 @@ class Repository(_message.Message):
     @_builtins.property
     def synced_at(self) -> _timestamp_pb2.Timestamp:
         """When its index was last fetched successfully."""
+
+    @_builtins.property
+    def charts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """OCI registries only: the charts registered by name (for a registry that
+        offers no catalog); empty when the catalog lists them.
+        """
 
     def __init__(
         self,
@@ -73,10 +88,13 @@ class Repository(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         synced_at: _timestamp_pb2.Timestamp | None = ...,
         chart_count: _builtins.int = ...,
+        plain_http: _builtins.bool = ...,
+        charts: _abc.Iterable[_builtins.str] | None = ...,
+        has_ca: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "synced_at", b"synced_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chart_count", b"chart_count", "created_at", b"created_at", "has_password", b"has_password", "id", b"id", "name", b"name", "synced_at", b"synced_at", "type", b"type", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chart_count", b"chart_count", "charts", b"charts", "created_at", b"created_at", "has_ca", b"has_ca", "has_password", b"has_password", "id", b"id", "name", b"name", "plain_http", b"plain_http", "synced_at", b"synced_at", "type", b"type", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -93,18 +111,44 @@ class CreateRepositoryRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     USERNAME_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
+    PLAIN_HTTP_FIELD_NUMBER: _builtins.int
+    CA_PEM_FIELD_NUMBER: _builtins.int
+    CHARTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name: lower-case letters, digits, `-` and `.`, at most 63
     characters.
     """
     url: _builtins.str
-    """`http://` or `https://` URL of the repository."""
+    """`http://` or `https://` URL of the repository, or `oci://HOST/PATH` for
+    charts in an OCI registry: the charts are the registry repositories
+    `PATH/<chart>`, their versions the SemVer tags (`_` standing for `+`,
+    as Helm writes them; other tags such as `latest` are ignored).
+    """
     type: _builtins.str
     """`external` (default) or `internal`."""
     username: _builtins.str
     """Basic-auth user name, optional."""
     password: _builtins.str
-    """Basic-auth password, optional; stored, never returned."""
+    """Basic-auth password, optional; stored, never returned. For an OCI
+    registry, the registry password or token (used for Basic auth or to get
+    Bearer tokens, as `helm registry login` does).
+    """
+    plain_http: _builtins.bool
+    """OCI registries only: speak plain HTTP instead of HTTPS (helm's
+    `--plain-http`), e.g. to a registry on loopback.
+    """
+    ca_pem: _builtins.str
+    """OCI registries only: PEM CA certificates that sign the registry's TLS
+    certificate, when the system's do not (the CLI's `--ca-file` sends the
+    file's content; the server reads no paths).
+    """
+    @_builtins.property
+    def charts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """OCI registries only: the chart names of the repository, for a registry
+        that offers no catalog (`/v2/_catalog`; Docker Hub and GHCR do not).
+        When given, only these charts are listed, even if a catalog exists.
+        """
+
     def __init__(
         self,
         *,
@@ -113,10 +157,13 @@ class CreateRepositoryRequest(_message.Message):
         type: _builtins.str = ...,
         username: _builtins.str = ...,
         password: _builtins.str = ...,
+        plain_http: _builtins.bool = ...,
+        ca_pem: _builtins.str = ...,
+        charts: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "password", b"password", "type", b"type", "url", b"url", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "charts", b"charts", "name", b"name", "password", b"password", "plain_http", b"plain_http", "type", b"type", "url", b"url", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class ChartServiceStub:
     """ChartService manages chart repositories (Helm HTTP(S) repositories serving
-    an `index.yaml`) and shows the charts in them.
+    an `index.yaml`, and OCI registries holding charts, `oci://HOST/PATH`) and
+    shows the charts in them.
     """
 
     def __init__(self, channel):
@@ -75,13 +76,20 @@ class ChartServiceStub:
 
 class ChartServiceServicer:
     """ChartService manages chart repositories (Helm HTTP(S) repositories serving
-    an `index.yaml`) and shows the charts in them.
+    an `index.yaml`, and OCI registries holding charts, `oci://HOST/PATH`) and
+    shows the charts in them.
     """
 
     def CreateRepository(self, request, context):
         """Registers a chart repository and fetches its index once, so that a bad
         URL or bad credentials are reported now. ALREADY_EXISTS when the name is
-        taken; UNAVAILABLE when the index cannot be fetched.
+        taken; UNAVAILABLE when the index cannot be fetched. For an OCI registry
+        the registry is asked for its charts and their tags instead:
+        UNAVAILABLE when it cannot be reached (or its host is unknown),
+        PERMISSION_DENIED when it refuses the credentials (or needs some),
+        NOT_FOUND when a chart named in `charts` is not there, INVALID_ARGUMENT
+        when one is not a Helm chart or the registry offers no catalog and no
+        `charts` are given. Nothing is registered when it fails.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -112,7 +120,9 @@ class ChartServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SyncRepository(self, request, context):
-        """Fetches the repository's index again (`helm repo update`).
+        """Fetches the repository's index again (`helm repo update`); for an OCI
+        registry, reads its catalog (or the charts registered by name) and their
+        tags again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,7 +192,8 @@ def add_ChartServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class ChartService:
     """ChartService manages chart repositories (Helm HTTP(S) repositories serving
-    an `index.yaml`) and shows the charts in them.
+    an `index.yaml`, and OCI registries holding charts, `oci://HOST/PATH`) and
+    shows the charts in them.
     """
 
     @staticmethod

@@ -30,7 +30,8 @@ GRPC_VERSION: str
 
 class ChartServiceStub:
     """ChartService manages chart repositories (Helm HTTP(S) repositories serving
-    an `index.yaml`) and shows the charts in them.
+    an `index.yaml`, and OCI registries holding charts, `oci://HOST/PATH`) and
+    shows the charts in them.
     """
 
     @_typing.overload
@@ -40,7 +41,13 @@ class ChartServiceStub:
     CreateRepository: _grpc.UnaryUnaryMultiCallable[_chart_pb2.CreateRepositoryRequest, _chart_pb2.Repository]
     """Registers a chart repository and fetches its index once, so that a bad
     URL or bad credentials are reported now. ALREADY_EXISTS when the name is
-    taken; UNAVAILABLE when the index cannot be fetched.
+    taken; UNAVAILABLE when the index cannot be fetched. For an OCI registry
+    the registry is asked for its charts and their tags instead:
+    UNAVAILABLE when it cannot be reached (or its host is unknown),
+    PERMISSION_DENIED when it refuses the credentials (or needs some),
+    NOT_FOUND when a chart named in `charts` is not there, INVALID_ARGUMENT
+    when one is not a Helm chart or the registry offers no catalog and no
+    `charts` are given. Nothing is registered when it fails.
     """
     ListRepositories: _grpc.UnaryUnaryMultiCallable[_chart_pb2.ListRepositoriesRequest, _chart_pb2.ListRepositoriesResponse]
     """Lists the registered repositories, by name."""
@@ -53,7 +60,10 @@ class ChartServiceStub:
     then), unless `force` is set.
     """
     SyncRepository: _grpc.UnaryUnaryMultiCallable[_chart_pb2.SyncRepositoryRequest, _chart_pb2.Repository]
-    """Fetches the repository's index again (`helm repo update`)."""
+    """Fetches the repository's index again (`helm repo update`); for an OCI
+    registry, reads its catalog (or the charts registered by name) and their
+    tags again.
+    """
     ListCharts: _grpc.UnaryUnaryMultiCallable[_chart_pb2.ListChartsRequest, _chart_pb2.ListChartsResponse]
     """Lists charts of the registered repositories: the latest version of each
     chart, or every version with `all_version`.
@@ -66,14 +76,21 @@ class ChartServiceStub:
 @_typing.type_check_only
 class ChartServiceAsyncStub(ChartServiceStub):
     """ChartService manages chart repositories (Helm HTTP(S) repositories serving
-    an `index.yaml`) and shows the charts in them.
+    an `index.yaml`, and OCI registries holding charts, `oci://HOST/PATH`) and
+    shows the charts in them.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateRepository: _aio.UnaryUnaryMultiCallable[_chart_pb2.CreateRepositoryRequest, _chart_pb2.Repository]  # type: ignore[assignment]
     """Registers a chart repository and fetches its index once, so that a bad
     URL or bad credentials are reported now. ALREADY_EXISTS when the name is
-    taken; UNAVAILABLE when the index cannot be fetched.
+    taken; UNAVAILABLE when the index cannot be fetched. For an OCI registry
+    the registry is asked for its charts and their tags instead:
+    UNAVAILABLE when it cannot be reached (or its host is unknown),
+    PERMISSION_DENIED when it refuses the credentials (or needs some),
+    NOT_FOUND when a chart named in `charts` is not there, INVALID_ARGUMENT
+    when one is not a Helm chart or the registry offers no catalog and no
+    `charts` are given. Nothing is registered when it fails.
     """
     ListRepositories: _aio.UnaryUnaryMultiCallable[_chart_pb2.ListRepositoriesRequest, _chart_pb2.ListRepositoriesResponse]  # type: ignore[assignment]
     """Lists the registered repositories, by name."""
@@ -86,7 +103,10 @@ class ChartServiceAsyncStub(ChartServiceStub):
     then), unless `force` is set.
     """
     SyncRepository: _aio.UnaryUnaryMultiCallable[_chart_pb2.SyncRepositoryRequest, _chart_pb2.Repository]  # type: ignore[assignment]
-    """Fetches the repository's index again (`helm repo update`)."""
+    """Fetches the repository's index again (`helm repo update`); for an OCI
+    registry, reads its catalog (or the charts registered by name) and their
+    tags again.
+    """
     ListCharts: _aio.UnaryUnaryMultiCallable[_chart_pb2.ListChartsRequest, _chart_pb2.ListChartsResponse]  # type: ignore[assignment]
     """Lists charts of the registered repositories: the latest version of each
     chart, or every version with `all_version`.
@@ -98,7 +118,8 @@ class ChartServiceAsyncStub(ChartServiceStub):
 
 class ChartServiceServicer(metaclass=_abc_1.ABCMeta):
     """ChartService manages chart repositories (Helm HTTP(S) repositories serving
-    an `index.yaml`) and shows the charts in them.
+    an `index.yaml`, and OCI registries holding charts, `oci://HOST/PATH`) and
+    shows the charts in them.
     """
 
     @_abc_1.abstractmethod
@@ -109,7 +130,13 @@ class ChartServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_chart_pb2.Repository, _abc.Awaitable[_chart_pb2.Repository]]:
         """Registers a chart repository and fetches its index once, so that a bad
         URL or bad credentials are reported now. ALREADY_EXISTS when the name is
-        taken; UNAVAILABLE when the index cannot be fetched.
+        taken; UNAVAILABLE when the index cannot be fetched. For an OCI registry
+        the registry is asked for its charts and their tags instead:
+        UNAVAILABLE when it cannot be reached (or its host is unknown),
+        PERMISSION_DENIED when it refuses the credentials (or needs some),
+        NOT_FOUND when a chart named in `charts` is not there, INVALID_ARGUMENT
+        when one is not a Helm chart or the registry offers no catalog and no
+        `charts` are given. Nothing is registered when it fails.
         """
 
     @_abc_1.abstractmethod
@@ -146,7 +173,10 @@ class ChartServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chart_pb2.SyncRepositoryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chart_pb2.Repository, _abc.Awaitable[_chart_pb2.Repository]]:
-        """Fetches the repository's index again (`helm repo update`)."""
+        """Fetches the repository's index again (`helm repo update`); for an OCI
+        registry, reads its catalog (or the charts registered by name) and their
+        tags again.
+        """
 
     @_abc_1.abstractmethod
     def ListCharts(

@@ -103,6 +103,7 @@ class Release(_message.Message):
     IS_EMULATED_FIELD_NUMBER: _builtins.int
     PROJECT_DOMAIN_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
+    CHART_DIGEST_FIELD_NUMBER: _builtins.int
     MANIFEST_TRUNCATED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable UUID of the release; it survives restarts and upgrades."""
@@ -160,6 +161,13 @@ class Release(_message.Message):
     """Project domain of the original API; always `Default`."""
     dry_run: _builtins.bool
     """True when this answer comes from a dry run and nothing was changed."""
+    chart_digest: _builtins.str
+    """sha256 of the chart archive the current revision was installed from
+    (for an OCI repository the digest of the chart layer), in hex without
+    its last digit (it is kept in the `capstan.io/chart-digest` label,
+    whose values hold at most 63 characters); empty for releases installed
+    outside Capstan.
+    """
     manifest_truncated: _builtins.bool
     """True when `manifest` holds only the first documents of a manifest
     larger than 1 MiB (`resources` still lists every object).
@@ -222,11 +230,12 @@ class Release(_message.Message):
         is_emulated: _builtins.bool = ...,
         project_domain: _builtins.str = ...,
         dry_run: _builtins.bool = ...,
+        chart_digest: _builtins.str = ...,
         manifest_truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_version", b"app_version", "chart", b"chart", "chart_version", b"chart_version", "cluster", b"cluster", "clusterID", b"clusterID", "cluster_id", b"cluster_id", "config", b"config", "created_at", b"created_at", "description", b"description", "dry_run", b"dry_run", "external_id", b"external_id", "id", b"id", "is_emulated", b"is_emulated", "manifest", b"manifest", "manifest_truncated", b"manifest_truncated", "name", b"name", "namespace", b"namespace", "namespace_id", b"namespace_id", "notes", b"notes", "progress", b"progress", "project_domain", b"project_domain", "repo_id", b"repo_id", "resources", b"resources", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_version", b"app_version", "chart", b"chart", "chart_digest", b"chart_digest", "chart_version", b"chart_version", "cluster", b"cluster", "clusterID", b"clusterID", "cluster_id", b"cluster_id", "config", b"config", "created_at", b"created_at", "description", b"description", "dry_run", b"dry_run", "external_id", b"external_id", "id", b"id", "is_emulated", b"is_emulated", "manifest", b"manifest", "manifest_truncated", b"manifest_truncated", "name", b"name", "namespace", b"namespace", "namespace_id", b"namespace_id", "notes", b"notes", "progress", b"progress", "project_domain", b"project_domain", "repo_id", b"repo_id", "resources", b"resources", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,7 +10,8 @@ synchronously, before the write that caused it returns to its caller:
 - Jobs own Pods that succeed at once; finished Jobs honour ``ttlSecondsAfterFinished``;
 - Services get cluster IPs, node ports and load-balancer addresses; Endpoints follow Pods;
 - PVCs are bound to provisioned PersistentVolumes; PodDisruptionBudgets get status;
-- the garbage collector deletes dependents of deleted owners (background propagation).
+- the garbage collector deletes dependents of deleted owners (background propagation);
+- aggregated ClusterRoles get the rules of the ClusterRoles their selectors pick.
 
 Simulation annotations (on the workload's metadata, or on its pod template):
 
@@ -26,6 +27,7 @@ import asyncio
 
 from ..store import Store
 from .base import Context, Controller
+from .clusterroles import ClusterRoleAggregationController
 from .common import (
     FAIL_ANNOTATION,
     NEVER_READY_ANNOTATION,
@@ -58,6 +60,7 @@ CONTROLLERS: tuple[type[Controller], ...] = (
     BarePodController,
     EndpointsController,
     DisruptionController,
+    ClusterRoleAggregationController,
 )
 
 

@@ -2,9 +2,11 @@
 reference (`<repo>/<chart>` plus a version or constraint) to a downloaded, digest-checked
 archive (`ChartSource`) that drivers install from.
 
-Only charts of registered repositories can be resolved: a local path, a `file://`, `oci://` or
-`http(s)://` reference, or anything else that is not `<registered repo>/<chart>`, is refused,
-so a caller can never make the server read its own files or fetch from an arbitrary place.
+Repositories are Helm HTTP(S) repositories or OCI registries (`charts/oci.py` gives those an
+index of the same shape). Only charts of registered repositories can be resolved: a local path,
+a `file://`, `oci://` or `http(s)://` reference, or anything else that is not
+`<registered repo>/<chart>`, is refused, so a caller can never make the server read its own
+files or fetch from an arbitrary place.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 import aiohttp
 
 from capstan_server.charts.archive import ChartFiles, fetch_archive, read_chart_files
+from capstan_server.charts.oci import OciOptions, fetch_oci_archive, fetch_oci_index, is_oci_url
 from capstan_server.charts.repo_index import IndexCache, IndexEntry, RepoIndex, fetch_index
 from capstan_server.charts.semver import SemverError, latest
 from capstan_server.drivers.base import ChartSource
-from capstan_server.errors import FailedPrecondition, InvalidArgument, NotFound
+from capstan_server.errors import CapstanError, FailedPrecondition, InvalidArgument, NotFound
 from capstan_server.names import validate_repo_name
 from capstan_server.registry import Registry, RepoRow
 
@@ -99,12 +102,31 @@ class Catalog:
 
     # -- indexes --------------------------------------------------------------------------------
 
-    async def probe(
-        self, name: str, url: str, auth: tuple[str, str] | None
+    async def oci_options(self, repo: RepoRow) -> OciOptions | None:
+        """How to reach an OCI repository; None for an HTTP one."""
+        return await self.registry.oci_options(repo.id) if is_oci_url(repo.url) else None
+
+    async def _fetch(
+        self,
+        name: str,
+        url: str,
+        auth: tuple[str, str] | None,
+        oci: OciOptions | None,
+        refused: type[CapstanError],
     ) -> tuple[bytes, RepoIndex]:
-        """Fetch a repository's index before it is registered (bad URL or credentials ->
-        InvalidArgument, unreachable -> Unavailable)."""
-        return await fetch_index(self._http(), url, auth=auth, name=name, refused=InvalidArgument)
+        if oci is not None:
+            return await fetch_oci_index(
+                self._http(), url, auth=auth, options=oci, name=name, refused=refused
+            )
+        return await fetch_index(self._http(), url, auth=auth, name=name, refused=refused)
+
+    async def probe(
+        self, name: str, url: str, auth: tuple[str, str] | None, oci: OciOptions | None = None
+    ) -> tuple[bytes, RepoIndex]:
+        """Fetch a repository's index (build an OCI repository's) before it is registered: bad
+        URL or credentials -> InvalidArgument (a registry refusing them: PermissionDenied),
+        unreachable -> Unavailable."""
+        return await self._fetch(name, url, auth, oci, InvalidArgument)
 
     async def adopt(self, repo: RepoRow, raw: bytes, index: RepoIndex) -> None:
         """Cache an index fetched by `probe` for the repository just registered."""
@@ -112,9 +134,8 @@ class Catalog:
 
     async def sync(self, repo: RepoRow) -> RepoIndex:
         """Fetch a registered repository's index again (`helm repo update`)."""
-        raw, index = await fetch_index(
-            self._http(), repo.url, auth=repo.auth, name=repo.name, refused=FailedPrecondition
-        )
+        oci = await self.oci_options(repo)
+        raw, index = await self._fetch(repo.name, repo.url, repo.auth, oci, FailedPrecondition)
         await self.indexes.store(repo.id, raw, index)
         await self.registry.mark_repo_synced(repo.id)
         return index
@@ -143,7 +164,13 @@ class Catalog:
         try:
             picked = latest((e.version for e in versions), version.strip())
         except SemverError as err:
-            raise InvalidArgument(f"invalid chart version {version!r}: {err}") from None
+            hint = (
+                "; the versions of a chart in an OCI registry are its SemVer tags, other tags "
+                "(such as 'latest') are not chart versions"
+                if is_oci_url(repo.url)
+                else ""
+            )
+            raise InvalidArgument(f"invalid chart version {version!r}: {err}{hint}") from None
         if picked is None:
             shown = [e.version for e in versions[:_VERSIONS_SHOWN]]
             wanted = f"version {version!r}" if version else "a stable version"
@@ -177,14 +204,27 @@ class Catalog:
     async def resolve_in(self, repo: RepoRow, chart: str, version: str = "") -> ResolvedChart:
         """Resolve a chart of a known repository and download its archive."""
         entry, versions = await self.find(repo, chart, version)
-        archive = await fetch_archive(
-            self._http(),
-            entry,
-            repo_url=repo.url,
-            auth=repo.auth,
-            cache_dir=self.archives_dir,
-            repo_name=repo.name,
-        )
+        oci = await self.oci_options(repo)
+        if oci is not None:
+            archive, _ = await fetch_oci_archive(
+                self._http(),
+                repo.url,
+                entry.name,
+                entry.version,
+                auth=repo.auth,
+                options=oci,
+                name=repo.name,
+                cache_dir=self.archives_dir,
+            )
+        else:
+            archive = await fetch_archive(
+                self._http(),
+                entry,
+                repo_url=repo.url,
+                auth=repo.auth,
+                cache_dir=self.archives_dir,
+                repo_name=repo.name,
+            )
         files = await self.files(archive, entry)
         source = ChartSource(
             repo_id=repo.id,

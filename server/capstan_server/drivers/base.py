@@ -23,13 +23,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from capstan_server.errors import Aborted
+from capstan_server.errors import Aborted, InvalidArgument
 
 #: Helm release labels Capstan adds to every release it installs, so that identity survives
 #: restarts and is shared by replicas (Helm stores them on its release record).
 LABEL_RELEASE_ID = "capstan.io/release-id"
 LABEL_REPO_ID = "capstan.io/repo-id"
 LABEL_TYPE = "capstan.io/type"
+#: The sha256 of the chart archive installed (the OCI chart layer's digest; the index digest
+#: of an HTTP repository's chart), in hex. A label value holds at most 63 characters, so the
+#: last of the 64 hex digits is left out: still unique, compare by prefix.
+LABEL_CHART_DIGEST = "capstan.io/chart-digest"
+
+
+def chart_digest_label(archive: Path) -> str:
+    """The LABEL_CHART_DIGEST value of a cached archive (`<sha256>.tgz`)."""
+    return archive.stem[:63]
 
 
 def kind_key(kind: str) -> str:
@@ -57,6 +66,24 @@ class Status(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class KubeIdentity:
+    """A Kubernetes identity to impersonate on a cluster (``Impersonate-User`` / ``-Group``).
+
+    The stored kubeconfig's user must be allowed the ``impersonate`` verb on these users and
+    groups; the cluster's RBAC then decides what the impersonated identity may do.
+    """
+
+    user: str
+    groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # They travel as helm flags (`--kube-as-user=...`) and HTTP header values.
+        for value in (self.user, *self.groups):
+            if not value or len(value) > 253 or not value.isprintable() or value != value.strip():
+                raise InvalidArgument(f"invalid Kubernetes user or group {value!r} to act as")
+
+
+@dataclass(frozen=True)
 class ClusterTarget:
     """A registered cluster, as a driver needs it."""
 
@@ -64,6 +91,9 @@ class ClusterTarget:
     name: str
     #: kubeconfig YAML text; its current context is used.
     kubeconfig: str
+    #: Act as this identity (helm ``--kube-as-user/--kube-as-group``, ``Impersonate-*`` on
+    #: the driver's own reads); None: as the kubeconfig's own user.
+    act_as: KubeIdentity | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ credentials are reported at once and leave nothing behind.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ import grpc.aio
 
 from capstan.v1 import chart_pb2, chart_pb2_grpc
 from capstan_server.charts.catalog import Catalog, parse_chart_reference, validate_chart_name
+from capstan_server.charts.oci import OciOptions, is_oci_url, parse_oci_url
 from capstan_server.charts.repo_index import IndexEntry
 from capstan_server.charts.semver import Constraint, SemverError, Version
 from capstan_server.drivers.base import LABEL_REPO_ID
@@ -38,12 +40,33 @@ def _validate_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidArgument(
-            f"repository url must be an http:// or https:// URL, not {url!r}",
+            f"repository url must be an http://, https:// or oci:// URL, not {url!r}",
             details=[{"field": "url", "value": url}],
         )
     if parts.username or parts.password:
         raise InvalidArgument("put repository credentials in username/password, not in the url")
     return url
+
+
+def _oci_options(request: chart_pb2.CreateRepositoryRequest) -> OciOptions | None:
+    """The OCI options of a registration of an `oci://` url (None for an HTTP repository);
+    InvalidArgument for a bad url, chart name or CA, or OCI options on an HTTP url."""
+    if not is_oci_url(request.url):
+        if request.plain_http or request.ca_pem or request.charts:
+            raise InvalidArgument(
+                "plain_http, ca_pem and charts are for OCI registries (oci://HOST/PATH) only"
+            )
+        return None
+    parse_oci_url(request.url)
+    if request.ca_pem:
+        if request.plain_http:
+            raise InvalidArgument("ca_pem is for TLS: it cannot go with plain_http")
+        try:
+            ssl.create_default_context(cadata=request.ca_pem)
+        except (ssl.SSLError, ValueError) as err:
+            raise InvalidArgument(f"ca_pem holds no usable PEM certificates: {err}") from None
+    charts = tuple(dict.fromkeys(validate_chart_name(c) for c in request.charts))
+    return OciOptions(plain_http=request.plain_http, ca_pem=request.ca_pem, charts=charts)
 
 
 def _matches(entry: IndexEntry, keyword: str) -> bool:
@@ -67,18 +90,23 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
         index = await self.catalog.indexes.load(repo.id, name=repo.name)
         return len(index.entries) if index else 0
 
+    async def _message(self, repo: RepoRow, count: int | None = None) -> chart_pb2.Repository:
+        oci = await self.catalog.oci_options(repo)
+        return msg.repo_message(repo, await self._count(repo) if count is None else count, oci)
+
     async def CreateRepository(
         self, request: chart_pb2.CreateRepositoryRequest, context: Context
     ) -> chart_pb2.Repository:
         name = validate_repo_name(request.name)
-        url = _validate_url(request.url)
+        oci = _oci_options(request)
+        url = request.url if oci else _validate_url(request.url)
         kind = msg.release_type(request.type)
         if request.password and not request.username:
             raise InvalidArgument("a repository password needs a username")
         if await self.registry.find_repo(name) is not None:
             raise AlreadyExists(f"repository {name!r} is already registered")
         auth = (request.username, request.password) if request.username else None
-        raw, index = await self.catalog.probe(name, url, auth)
+        raw, index = await self.catalog.probe(name, url, auth, oci)
         repo = await self.registry.add_repo(
             name,
             url,
@@ -86,9 +114,15 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
             request.username,
             request.password,
         )
-        await self.catalog.adopt(repo, raw, index)
+        try:
+            if oci:
+                await self.registry.set_oci_options(repo.id, oci)
+            await self.catalog.adopt(repo, raw, index)
+        except BaseException:
+            await self.registry.delete_repo(repo.id)  # nothing half-registered
+            raise
         repo = await self.registry.mark_repo_synced(repo.id)
-        return msg.repo_message(repo, len(index.entries))
+        return msg.repo_message(repo, len(index.entries), oci)
 
     async def ListRepositories(
         self, request: chart_pb2.ListRepositoriesRequest, context: Context
@@ -96,7 +130,7 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
         limit, offset = msg.page(request.limit, request.offset)
         kind = msg.release_type(request.type) if request.type else ""
         rows, total = await self.registry.list_repos(limit, offset, kind)
-        repos = [msg.repo_message(r, await self._count(r)) for r in rows]
+        repos = [await self._message(r) for r in rows]
         return chart_pb2.ListRepositoriesResponse(
             repos=repos, total=total, limit=limit, offset=offset
         )
@@ -104,8 +138,7 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
     async def GetRepository(
         self, request: chart_pb2.GetRepositoryRequest, context: Context
     ) -> chart_pb2.Repository:
-        repo = await self.registry.get_repo(request.id)
-        return msg.repo_message(repo, await self._count(repo))
+        return await self._message(await self.registry.get_repo(request.id))
 
     async def DeleteRepository(
         self, request: chart_pb2.DeleteRepositoryRequest, context: Context
@@ -115,10 +148,10 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
             await self._check_unused(repo)
         # With force no cluster is asked: releases installed from the repository are left as
         # they are, their repo-id label naming a repository that is no longer registered.
-        count = await self._count(repo)
+        message = await self._message(repo)
         await self.registry.delete_repo(repo.id)
         await self.catalog.forget(repo)
-        return chart_pb2.DeleteRepositoryResponse(repo=msg.repo_message(repo, count))
+        return chart_pb2.DeleteRepositoryResponse(repo=message)
 
     async def _check_unused(self, repo: RepoRow) -> None:
         """FailedPrecondition when releases installed from `repo` exist; Unavailable when a
@@ -159,7 +192,7 @@ class ChartServicer(chart_pb2_grpc.ChartServiceServicer):
     ) -> chart_pb2.Repository:
         repo = await self.registry.get_repo(request.id)
         index = await self.catalog.sync(repo)
-        return msg.repo_message(await self.registry.get_repo(repo.id), len(index.entries))
+        return await self._message(await self.registry.get_repo(repo.id), len(index.entries))
 
     async def ListCharts(
         self, request: chart_pb2.ListChartsRequest, context: Context

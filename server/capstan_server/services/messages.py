@@ -15,8 +15,10 @@ from capstan.client.messages import whole_numbers
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server import redaction
 from capstan_server.charts.archive import ChartFiles
+from capstan_server.charts.oci import OciOptions
 from capstan_server.charts.repo_index import IndexEntry
 from capstan_server.drivers.base import (
+    LABEL_CHART_DIGEST,
     LABEL_RELEASE_ID,
     LABEL_REPO_ID,
     LABEL_TYPE,
@@ -190,6 +192,7 @@ def release_message(
         chart_version=record.chart_version,
         app_version=record.app_version,
         repo_id=record.labels.get(LABEL_REPO_ID, ""),
+        chart_digest=record.labels.get(LABEL_CHART_DIGEST, ""),
         version=record.revision,
         status=record.status.value,
         type=release_type_of(record),
@@ -245,8 +248,14 @@ def namespace_message(info: NamespaceInfo, cluster: ClusterRow) -> cluster_pb2.N
 # -- charts ---------------------------------------------------------------------------------
 
 
-def repo_message(row: RepoRow, chart_count: int = 0) -> chart_pb2.Repository:
+def repo_message(
+    row: RepoRow, chart_count: int = 0, oci: OciOptions | None = None
+) -> chart_pb2.Repository:
+    oci = oci or OciOptions()
     return chart_pb2.Repository(
+        plain_http=oci.plain_http,
+        charts=oci.charts,
+        has_ca=bool(oci.ca_pem),
         id=row.id,
         name=row.name,
         url=row.url,

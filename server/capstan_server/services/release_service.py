@@ -20,6 +20,7 @@ from capstan.v1 import release_pb2, release_pb2_grpc
 from capstan_server import values as helm_values
 from capstan_server.charts.catalog import Catalog, ResolvedChart, parse_chart_reference
 from capstan_server.drivers.base import (
+    LABEL_CHART_DIGEST,
     LABEL_RELEASE_ID,
     LABEL_REPO_ID,
     LABEL_TYPE,
@@ -30,6 +31,7 @@ from capstan_server.drivers.base import (
     RollbackOptions,
     Status,
     UpgradeOptions,
+    chart_digest_label,
     upgrade_base,
 )
 from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument
@@ -152,6 +154,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             LABEL_RELEASE_ID: str(uuid.uuid4()),
             LABEL_REPO_ID: resolved.repo.id,
             LABEL_TYPE: kind,
+            LABEL_CHART_DIGEST: chart_digest_label(resolved.source.archive),
         }
         with self.locks.hold(cluster.id, namespace, name, "install"):
             record = await self.driver.install(
@@ -311,6 +314,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 LABEL_RELEASE_ID: found.id,
                 LABEL_REPO_ID: resolved.repo.id,
                 LABEL_TYPE: msg.release_type_of(current),
+                LABEL_CHART_DIGEST: chart_digest_label(resolved.source.archive),
             }
             record = await self.driver.upgrade(
                 UpgradeOptions(

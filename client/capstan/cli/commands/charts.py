@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from capstan.cli.commands.common import Subparsers, add_command, add_paging, show_page
-from capstan.cli.context import Context
+from capstan.cli.context import Context, UsageError
 from capstan.cli.output import Column, print_fields, print_json, print_yaml_block, timestamp
 from capstan.client import to_dict
 from capstan.v1 import chart_pb2
@@ -47,12 +48,31 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
 
     p = add_command(subparsers, "k8s-repo-create", "Create helm repository", parents, repo_create)
     p.add_argument("name", metavar="NAME", help="Repository name")
-    p.add_argument("url", metavar="URL", help="Repository url")
+    p.add_argument(
+        "url", metavar="URL", help="Repository url: http(s)://... or oci://HOST/PATH (a registry)"
+    )
     p.add_argument(
         "--type", choices=("internal", "external"), default="", help="Repository type"
     )
     p.add_argument("--username", default="", help="Basic auth user name of the repository")
-    p.add_argument("--password", default="", help="Basic auth password of the repository")
+    password = p.add_mutually_exclusive_group()
+    password.add_argument("--password", default="", help="Basic auth password of the repository")
+    password.add_argument(
+        "--password-stdin", action="store_true",
+        help="Read the password (or registry token) from standard input",
+    )
+    p.add_argument(
+        "--plain-http", action="store_true",
+        help="OCI: talk to the registry over plain HTTP (e.g. a registry on loopback)",
+    )
+    p.add_argument(
+        "--ca-file", default="",
+        help="OCI: PEM file of the CA certificates that sign the registry's certificate",
+    )
+    p.add_argument(
+        "--chart", action="append", default=[], metavar="NAME", dest="charts",
+        help="OCI: a chart of the repository (repeatable), for registries without a catalog",
+    )
 
     p = add_command(subparsers, "k8s-repo-list", "List helm repositories", parents, repo_list)
     add_paging(p)
@@ -102,8 +122,22 @@ def chart_list(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def repo_create(ctx: Context, args: argparse.Namespace) -> None:
+    password = args.password
+    if args.password_stdin:
+        # Like `helm registry login --password-stdin`: one line, without its line break.
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise UsageError("--password-stdin: standard input holds no password")
+    ca_pem = ""
+    if args.ca_file:
+        try:
+            with open(args.ca_file, encoding="utf-8") as file:
+                ca_pem = file.read()
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(f"--ca-file {args.ca_file}: {err}") from None
     repo = ctx.client.create_repository(
-        args.name, args.url, type=args.type, username=args.username, password=args.password
+        args.name, args.url, type=args.type, username=args.username, password=password,
+        plain_http=args.plain_http, ca_pem=ca_pem, charts=args.charts,
     )
     _show_repo(ctx, repo)
 
@@ -136,6 +170,8 @@ def _show_repo(ctx: Context, repo: chart_pb2.Repository) -> None:
         ("TYPE", repo.type),
         ("USERNAME", repo.username),
         ("CHARTS", repo.chart_count),
+        *([("PLAIN HTTP", "yes")] if repo.plain_http else []),
+        *([("CHART NAMES", list(repo.charts))] if repo.charts else []),
         ("CREATED", timestamp(repo.created_at)),
         ("SYNCED", timestamp(repo.synced_at)),
     ])

@@ -29,6 +29,7 @@ from typing import Any
 from capstan_server.drivers.base import (
     ClusterTarget,
     InstallOptions,
+    KubeIdentity,
     ReleaseRef,
     RollbackOptions,
     UpgradeOptions,
@@ -175,8 +176,18 @@ def _write_flags(version: HelmVersion, opts: InstallOptions | UpgradeOptions) ->
     return flags
 
 
+def _identity_flags(identity: KubeIdentity | None) -> list[str]:
+    """helm's impersonation flags; the `=` form keeps a value from ever being read as a flag,
+    and `--kube-as-group` is a string array (one group per flag, commas are not split)."""
+    if identity is None:
+        return []
+    return [f"--kube-as-user={identity.user}",
+            *(f"--kube-as-group={group}" for group in identity.groups)]
+
+
 def _common(ref: ReleaseRef, kubeconfig: Path) -> list[str]:
-    return [f"--namespace={ref.namespace}", f"--kubeconfig={kubeconfig}"]
+    return [f"--namespace={ref.namespace}", f"--kubeconfig={kubeconfig}",
+            *_identity_flags(ref.cluster.act_as)]
 
 
 def install_argv(version: HelmVersion, opts: InstallOptions, *, kubeconfig: Path,

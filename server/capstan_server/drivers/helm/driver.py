@@ -32,6 +32,7 @@ from capstan_server.drivers.base import (
     ClusterTarget,
     InflightWrites,
     InstallOptions,
+    KubeIdentity,
     LiveObject,
     NamespaceInfo,
     ReadinessSnapshot,
@@ -97,7 +98,7 @@ class HelmDriver:
         binary = Path(helm_bin).absolute() if helm_bin else default_helm_bin() or CHECKOUT_HELM
         self.command = HelmCommand(binary, data_dir, term_grace=term_grace)
         self.poll_interval = poll_interval
-        self._clients: dict[tuple[str, str], KubeClient] = {}
+        self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._cache = records.RecordCache()
         self._namespace_reads: dict[tuple[str, asyncio.AbstractEventLoop],
@@ -109,12 +110,13 @@ class HelmDriver:
 
     def _client(self, cluster: ClusterTarget) -> KubeClient:
         digest = hashlib.sha256(cluster.kubeconfig.encode()).hexdigest()
-        key = (cluster.id, digest)
+        key = (cluster.id, digest, cluster.act_as)
         client = self._clients.get(key)
         if client is None:
-            client = KubeClient(load_kubeconfig(cluster.kubeconfig), cluster_name=cluster.name)
-            # A replaced kubeconfig replaces the client; the old one's connections close.
-            for old in [k for k in self._clients if k[0] == cluster.id]:
+            client = KubeClient(load_kubeconfig(cluster.kubeconfig), cluster_name=cluster.name,
+                                act_as=cluster.act_as)
+            # A replaced kubeconfig replaces the clients; the old ones' connections close.
+            for old in [k for k in self._clients if k[0] == cluster.id and k[1] != digest]:
                 closing = asyncio.ensure_future(self._clients.pop(old).close())
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)

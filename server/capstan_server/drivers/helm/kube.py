@@ -31,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from capstan_server.drivers.base import KubeIdentity
 from capstan_server.errors import (
     Aborted,
     CapstanError,
@@ -149,8 +150,11 @@ class KubeClient:
 
     def __init__(self, config: KubeConfig, *, cluster_name: str = "",
                  request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
-                 concurrency: int = DEFAULT_CONCURRENCY) -> None:
+                 concurrency: int = DEFAULT_CONCURRENCY,
+                 act_as: KubeIdentity | None = None) -> None:
         self.config = config
+        #: Every request impersonates this identity (None: the kubeconfig's own user).
+        self.act_as = act_as
         self.cluster_name = cluster_name or config.server
         self.request_timeout = request_timeout
         self._concurrency = concurrency
@@ -172,6 +176,12 @@ class KubeClient:
             return {"Authorization": f"Basic {basic}"}
         return {}
 
+    def _impersonation(self) -> list[tuple[str, str]]:
+        if self.act_as is None:
+            return []
+        return [("Impersonate-User", self.act_as.user),
+                *(("Impersonate-Group", group) for group in self.act_as.groups)]
+
     async def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
@@ -185,9 +195,10 @@ class KubeClient:
         if self._session is None or self._session.closed:
             async with self._session_lock:
                 if self._session is None or self._session.closed:
-                    headers = {"Accept": "application/json",
-                               "User-Agent": "capstan-helm-driver"}
-                    headers.update(self._credentials())
+                    # a list: Impersonate-Group repeats, once per group
+                    headers = [("Accept", "application/json"),
+                               ("User-Agent", "capstan-helm-driver"),
+                               *self._credentials().items(), *self._impersonation()]
                     ctx = _ssl_context(self.config)
                     connector = aiohttp.TCPConnector(ssl=ctx, limit=64)
                     self._session = aiohttp.ClientSession(
