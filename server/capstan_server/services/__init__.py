@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capstan_server.charts.catalog import Catalog
+from capstan_server.charts.limits import RepoLimits
 from capstan_server.drivers.base import Driver
 from capstan_server.registry import Registry
 from capstan_server.services.addressing import Resolver
@@ -36,10 +37,13 @@ class Services:
             await self.registry.close()
 
 
-async def open_services(*, data_dir: Path, driver: Driver) -> Services:
-    """Open the registry under `data_dir` and build the servicers on `driver`."""
+async def open_services(
+    *, data_dir: Path, driver: Driver, repo_limits: RepoLimits | None = None
+) -> Services:
+    """Open the registry under `data_dir` and build the servicers on `driver`; chart
+    repositories are fetched under `repo_limits` (default: `RepoLimits()`)."""
     registry = await Registry.open(data_dir)
-    catalog = Catalog(data_dir, registry)
+    catalog = Catalog(data_dir, registry, repo_limits)
     resolver = Resolver(registry, driver)
     return Services(
         release=ReleaseServicer(registry, catalog, driver, resolver),

@@ -50,6 +50,7 @@ from capstan_server.drivers.helm import records
 from capstan_server.drivers.helm.command import (
     DEFAULT_TERM_GRACE,
     HelmCommand,
+    HelmLimits,
     HelmStopped,
     validate_labels,
 )
@@ -93,10 +94,11 @@ class HelmDriver:
     name = "helm"
 
     def __init__(self, *, data_dir: Path, helm_bin: Path | None = None,
-                 term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0) -> None:
+                 term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0,
+                 limits: HelmLimits | None = None) -> None:
         # Absolute: helm runs in the driver's own working directory (see helm_binary).
         binary = Path(helm_bin).absolute() if helm_bin else default_helm_bin() or CHECKOUT_HELM
-        self.command = HelmCommand(binary, data_dir, term_grace=term_grace)
+        self.command = HelmCommand(binary, data_dir, term_grace=term_grace, limits=limits)
         self.poll_interval = poll_interval
         self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
         self._closing: set[asyncio.Future[None]] = set()
