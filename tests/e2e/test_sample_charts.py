@@ -97,7 +97,7 @@ def server(request: pytest.FixtureRequest, kubesim: KubeSimThread, sample_repo: 
     helm = TOOLS_BIN / str(request.param)
     if not os.access(helm, os.X_OK):
         pytest.skip(f"{helm} is not installed; run `make setup`")
-    handle = start_server(driver="helm", helm_bin=helm, grace=5.0,
+    handle = start_server(driver="helm", helm_bin=helm, grace=5.0, allow_repo_hosts=("127.0.0.1",),
                           data_dir=tmp_path_factory.mktemp(f"capstan-{request.param}"))
     try:
         rest = Rest(handle.http_url)
