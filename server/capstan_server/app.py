@@ -31,10 +31,18 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
+from capstan_server import metrics
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.errors import CapstanError
-from capstan_server.gateway import build_gateway, capstan_services
+from capstan_server.gateway import Operations, build_gateway, capstan_services
+from capstan_server.gateway.guard import GuardOptions
 from capstan_server.interceptors import RpcInterceptor
+from capstan_server.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_REQUEST_LINE_BYTES,
+    LimitsInterceptor,
+)
 
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
@@ -45,14 +53,19 @@ if TYPE_CHECKING:
 log = logging.getLogger("capstan.server")
 
 DEFAULT_GRACE = 30.0
-#: Release objects with many resources outgrow gRPC's default 4 MiB message limit.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
+#: How long /readyz waits for the registry to answer.
+_READY_TIMEOUT = 2.0
+
+
+def _grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
 # gRPC sets SO_REUSEPORT by default, which lets a second server bind a taken port silently.
-_SERVER_OPTIONS = [*_GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+_SERVER_ONLY_OPTIONS = [("grpc.so_reuseport", 0)]
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -76,12 +89,23 @@ class ServerOptions:
     dev: bool = False
     #: Seconds in-flight calls get to finish on shutdown.
     grace: float = DEFAULT_GRACE
+    #: helm driver: the longest a list or name lookup waits for a cluster (None: default).
+    cluster_read_timeout: float | None = None
+    #: helm driver: helm processes at once, and writes waiting for one (None: defaults).
+    max_helm_processes: int | None = None
+    max_queued_writes: int | None = None
     #: Extra gRPC server interceptors, run after Capstan's own (tests use this to spy on calls).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
     #: Budgets and address policy of chart repository fetches (`dev` also allows loopback).
     repo_limits: RepoLimits = field(default_factory=RepoLimits)
     #: Memory and CPU time of each helm process (helm driver); None: the defaults.
     helm_limits: HelmLimits | None = None
+    #: Largest gRPC message received or sent (the client library's default is the same).
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    #: Gateway: the `Origin`s allowed to write (none by default) and the `Host`s accepted
+    #: (any when empty); see gateway/guard.py.
+    cors_allow_origins: Sequence[str] = field(default=())
+    allowed_hosts: Sequence[str] = field(default=())
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -140,6 +164,42 @@ class CapstanServer:
     def is_ready(self) -> bool:
         return self._ready
 
+    async def readiness(self) -> dict[str, Any]:
+        """`/readyz`: started, the registry answers, and every release cache has synced (or
+        found its cluster unreachable, which the lists report; it must not keep the server
+        out of service)."""
+        checks: dict[str, Any] = {"started": self._ready}
+        try:
+            async with asyncio.timeout(_READY_TIMEOUT):
+                await self.services.registry.list_clusters(limit=1)
+            checks["registry"] = "ok"
+            await self._warm_caches()  # clusters registered since start have caches too
+        except Exception as exc:  # any failure means not ready; say which
+            checks["registry"] = f"error: {type(exc).__name__}: {exc}"
+        caches = getattr(self._driver, "caches", None)
+        synced = True
+        if caches is not None:
+            states = {}
+            for informer in caches().values():
+                state = "synced" if informer.synced else (
+                    "unreachable" if informer.settled else "syncing")
+                states[informer.client.cluster_name] = state
+                synced = synced and informer.settled
+            checks["release_caches"] = states
+        ready = bool(self._ready and checks["registry"] == "ok" and synced)
+        return {"ready": ready, "checks": checks}
+
+    async def _warm_caches(self) -> None:
+        """Start every registered cluster's release cache, so readiness means synced caches."""
+        warm = getattr(self._driver, "warm", None)
+        if warm is None:
+            return
+        from capstan_server.services.addressing import target
+
+        rows, _ = await self.services.registry.list_clusters()
+        for row in rows:
+            warm(target(row))
+
     async def start(self) -> None:
         """Open the services, serve gRPC, set up the dev environment if asked, serve HTTP; the
         health service says SERVING only once all of that is done."""
@@ -162,7 +222,10 @@ class CapstanServer:
             data_dir=options.data_dir, driver=self._driver, repo_limits=limits
         )
         await self._start_grpc()
-        self._channel = grpc.aio.insecure_channel(self.grpc_target, options=_GRPC_OPTIONS)
+        await self._warm_caches()
+        self._channel = grpc.aio.insecure_channel(
+            self.grpc_target, options=_grpc_options(options.max_message_bytes)
+        )
         if options.dev:
             await self._start_dev()
         await self._start_http()
@@ -183,8 +246,10 @@ class CapstanServer:
 
     async def _start_grpc(self) -> None:
         services = self.services
+        # LimitsInterceptor runs inside RpcInterceptor, which maps the errors it raises.
         server = grpc.aio.server(
-            interceptors=[self._interceptor, *self.options.interceptors], options=_SERVER_OPTIONS
+            interceptors=[self._interceptor, LimitsInterceptor(), *self.options.interceptors],
+            options=[*_grpc_options(self.options.max_message_bytes), *_SERVER_ONLY_OPTIONS],
         )
         self._grpc = server
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(services.release, server)
@@ -224,9 +289,27 @@ class CapstanServer:
 
     async def _start_http(self) -> None:
         assert self._channel is not None
-        app = build_gateway(self._channel, is_ready=self.is_ready)
+        state = metrics.server_registry(self._driver)
+        operations = Operations(metrics=lambda: metrics.exposition(state), readiness=self.readiness)
+        app = build_gateway(
+            self._channel,
+            is_ready=self.is_ready,
+            operations=operations,
+            guard=GuardOptions(
+                allow_origins=tuple(self.options.cors_allow_origins),
+                allowed_hosts=tuple(self.options.allowed_hosts),
+            ),
+        )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.options.grace)
+        # aiohttp answers request lines and headers over its own limits in plain text, before
+        # any middleware; with these larger ones, the gateway refuses long paths itself (JSON).
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=self.options.grace,
+            max_line_size=MAX_REQUEST_LINE_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
+        )
         await runner.setup()
         self._http = runner
         host, port = split_host_port(self.options.http_listen)
@@ -318,6 +401,9 @@ def _open_driver(options: ServerOptions) -> Driver:
         data_dir=options.data_dir,
         helm_bin=options.helm_bin,
         helm_limits=options.helm_limits,
+        read_timeout=options.cluster_read_timeout,
+        max_helm_processes=options.max_helm_processes,
+        max_queued_writes=options.max_queued_writes,
     )
     return driver
 
@@ -438,6 +524,12 @@ def start_server(
     repo_limits: RepoLimits | None = None,
     allow_repo_hosts: Sequence[str] = (),
     helm_limits: HelmLimits | None = None,
+    cluster_read_timeout: float | None = None,
+    max_helm_processes: int | None = None,
+    max_queued_writes: int | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    cors_allow_origins: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -461,6 +553,12 @@ def start_server(
         interceptors=interceptors,
         repo_limits=limits,
         helm_limits=helm_limits,
+        cluster_read_timeout=cluster_read_timeout,
+        max_helm_processes=max_helm_processes,
+        max_queued_writes=max_queued_writes,
+        max_message_bytes=max_message_bytes,
+        cors_allow_origins=cors_allow_origins,
+        allowed_hosts=allowed_hosts,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

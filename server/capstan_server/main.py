@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import cast
 
@@ -19,9 +20,17 @@ from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.drivers.helm.command import HelmLimits
 from capstan_server.helm_binary import CHECKOUT_HELM, HelmNotFound, resolve_helm_bin
+from capstan_server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
+
+def _version() -> str:
+    try:
+        return metadata.version("capstan")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -29,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Capstan: the Helm release lifecycle on many Kubernetes clusters, over gRPC "
         "and REST.",
     )
+    parser.add_argument("--version", action="version", version=f"capstan-server {_version()}")
     parser.add_argument("--grpc-listen", default="127.0.0.1:50051", metavar="HOST:PORT",
                         help="gRPC address (default %(default)s; port 0 picks a free one)")
     parser.add_argument("--http-listen", default="127.0.0.1:8080", metavar="HOST:PORT",
@@ -47,6 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dev", action="store_true",
                         help="also run an embedded kubesim cluster 'default' and a repository "
                         "'samples' of the sample charts")
+    parser.add_argument("--cluster-read-timeout", type=_positive_float, default=None,
+                        metavar="SECONDS",
+                        help="the longest a list or name lookup waits for a cluster before "
+                        "answering from its last known state (default 2)")
+    parser.add_argument("--max-helm-processes", type=_positive_int, default=None, metavar="N",
+                        help="helm processes run at once; further writes queue (default: "
+                        "2 x CPU cores)")
+    parser.add_argument("--max-queued-writes", type=_positive_int, default=None, metavar="N",
+                        help="writes that may wait for a helm process; more are refused with "
+                        "RESOURCE_EXHAUSTED (default 100)")
     parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="time calls in flight get to finish on SIGTERM (default %(default)s)")
     repos = parser.add_argument_group(
@@ -81,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--helm-cpu-limit", type=int, default=helm_defaults.cpu_s,
                         metavar="SECONDS", help="CPU time of each helm process "
                         "(default %(default)s; 0: no limit)")
+    parser.add_argument("--max-message-bytes", type=_message_bytes,
+                        default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
+                        help="largest gRPC message received or sent (default %(default)s, the "
+                        "client library's default too)")
+    parser.add_argument("--cors-allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="an origin (https://ui.example.com, or *) whose browser pages may "
+                        "write through the REST gateway; repeatable; none by default")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                        help="a Host name the REST gateway answers to (against DNS rebinding); "
+                        "repeatable; any by default")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
@@ -98,6 +128,30 @@ def repo_limits(args: argparse.Namespace) -> RepoLimits:
         index_cache_bytes=args.index_cache_bytes,
         chart_cache_bytes=args.chart_cache_bytes,
     )
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _message_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1024 <= value <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be between 1024 and {2**31 - 1}, got {value}")
+    return value
 
 
 def helm_for(given: Path | None, *, driver: str, dev: bool) -> tuple[Path | None, str | None]:
@@ -136,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             grace=args.shutdown_grace,
             repo_limits=repo_limits(args),
             helm_limits=HelmLimits(memory_mib=args.helm_memory_limit, cpu_s=args.helm_cpu_limit),
+            cluster_read_timeout=args.cluster_read_timeout,
+            max_helm_processes=args.max_helm_processes,
+            max_queued_writes=args.max_queued_writes,
+            max_message_bytes=args.max_message_bytes,
+            cors_allow_origins=tuple(args.cors_allow_origin),
+            allowed_hosts=tuple(args.allowed_host),
         )
         asyncio.run(serve(options))
     except StartupError as exc:

@@ -45,13 +45,16 @@ from capstan.client.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     Unavailable,
 )
 from capstan.client.messages import to_dict
+from capstan.client.options import DEFAULT_MAX_MESSAGE_BYTES
 from capstan.client.retry import RetryPolicy
 from capstan.client.sync import CapstanClient, ServerStream
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "Aborted",
     "AlreadyExists",
     "AsyncCapstanClient",
@@ -61,6 +64,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "ResourceExhausted",
     "RetryPolicy",
     "ServerStream",
     "Unavailable",

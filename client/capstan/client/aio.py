@@ -18,7 +18,13 @@ from google.protobuf.message import Message
 from capstan.client import charts, clusters, releases
 from capstan.client.calls import Call, RpcMethod
 from capstan.client.errors import error_from_rpc
-from capstan.client.options import DEFAULT_TIMEOUT_S, ClientOptions, Metadata
+from capstan.client.options import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    ClientOptions,
+    Metadata,
+    message_size_options,
+)
 from capstan.client.retry import RetryPolicy
 
 __all__ = ["AsyncCapstanClient"]
@@ -42,9 +48,11 @@ class AsyncCapstanClient:
         credentials: grpc.ChannelCredentials | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         channel_options: Sequence[tuple[str, Any]] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.endpoint = endpoint
         self._options = ClientOptions.create(timeout=timeout, retries=retries, metadata=metadata)
+        channel_options = message_size_options(max_message_bytes, channel_options)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(
                 endpoint, options=channel_options, interceptors=interceptors

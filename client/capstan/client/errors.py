@@ -23,6 +23,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "ResourceExhausted",
     "Unavailable",
     "error_from_rpc",
 ]
@@ -78,6 +79,11 @@ class DeadlineExceeded(CapstanError):
     """DEADLINE_EXCEEDED: the call or the operation did not finish in time."""
 
 
+class ResourceExhausted(CapstanError):
+    """RESOURCE_EXHAUSTED: the server is at capacity (its helm queue is full); a detail's
+    `retry_after_seconds` says when to try again."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[CapstanError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
@@ -86,6 +92,7 @@ _BY_CODE: dict[grpc.StatusCode, type[CapstanError]] = {
     grpc.StatusCode.ABORTED: Aborted,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
 

@@ -14,7 +14,13 @@ from google.protobuf.message import Message
 from capstan.client import charts, clusters, releases
 from capstan.client.calls import Call, RpcMethod
 from capstan.client.errors import error_from_rpc
-from capstan.client.options import DEFAULT_TIMEOUT_S, ClientOptions, Metadata
+from capstan.client.options import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    ClientOptions,
+    Metadata,
+    message_size_options,
+)
 from capstan.client.retry import Attempts, RetryPolicy
 
 __all__ = ["CapstanClient", "ServerStream"]
@@ -49,9 +55,11 @@ class CapstanClient:
         credentials: grpc.ChannelCredentials | None = None,
         interceptors: Sequence[Interceptor] = (),
         channel_options: Sequence[tuple[str, Any]] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.endpoint = endpoint
         self._options = ClientOptions.create(timeout=timeout, retries=retries, metadata=metadata)
+        channel_options = message_size_options(max_message_bytes, channel_options)
         if credentials is None:
             channel = grpc.insecure_channel(endpoint, options=channel_options)
         else:

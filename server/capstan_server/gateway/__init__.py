@@ -12,7 +12,9 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.gateway.app import Gateway
+from capstan_server.gateway.guard import GuardOptions, guard_middleware
 from capstan_server.gateway.openapi import build_openapi
+from capstan_server.gateway.operations import Operations
 from capstan_server.gateway.routes import Route, build_routes
 
 _DESCRIPTION = (
@@ -52,6 +54,8 @@ def build_gateway(
     *,
     is_ready: Callable[[], bool],
     services: Sequence[ServiceDescriptor] | None = None,
+    operations: Operations | None = None,
+    guard: GuardOptions | None = None,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's)."""
     routes: list[Route] = build_routes(services if services is not None else capstan_services())
@@ -62,7 +66,14 @@ def build_gateway(
         description=_DESCRIPTION,
         extra_paths={"/healthz": _HEALTHZ},
     )
-    return Gateway(channel, routes, is_ready=is_ready, openapi=document).application()
+    return Gateway(
+        channel,
+        routes,
+        is_ready=is_ready,
+        openapi=document,
+        operations=operations,
+        middlewares=[guard_middleware(guard or GuardOptions())],
+    ).application()
 
 
-__all__ = ["build_gateway", "capstan_services"]
+__all__ = ["Operations", "build_gateway", "capstan_services"]

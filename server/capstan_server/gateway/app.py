@@ -7,6 +7,7 @@ body `{code, status, message, details}` with the HTTP status of `errors.http_sta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +21,9 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from capstan.client.messages import whole_numbers
+from capstan_server import request_ids
 from capstan_server.errors import http_status
+from capstan_server.gateway.operations import Operations, install_request_ids, request_id
 from capstan_server.gateway.routes import Route
 from capstan_server.gateway.transcode import (
     TranscodeError,
@@ -29,6 +32,7 @@ from capstan_server.gateway.transcode import (
     response_json,
 )
 from capstan_server.interceptors import FORWARDED_FOR
+from capstan_server.limits import MAX_BODY_BYTES, MAX_ERROR_MESSAGE_CHARS, clip
 
 log = logging.getLogger("capstan.gateway")
 
@@ -36,8 +40,8 @@ log = logging.getLogger("capstan.gateway")
 FORWARDED_HEADERS = {"Authorization": "authorization", "X-Auth-Token": "x-auth-token"}
 NDJSON = "application/x-ndjson"
 _DETAILS_KEY = "grpc-status-details-bin"
-#: Values files can be large; aiohttp's default 1 MiB limit would refuse some of them.
-MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Bodies larger than this are parsed on a worker thread, so the event loop keeps serving.
+_THREAD_PARSE_BYTES = 256 * 1024
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -50,7 +54,10 @@ def error_body(http_code: int, status: str, message: str, details: Sequence[Any]
 def error_response(
     http_code: int, status: str, message: str, details: Sequence[Any] = ()
 ) -> web.Response:
-    body = error_body(http_code, status, message, details)
+    """The gateway's own error answers (the server's come with their request id already)."""
+    rid = request_ids.current()
+    tagged = [*details, *([{"request_id": rid}] if rid else [])]
+    body = error_body(http_code, status, message, tagged)
     return web.json_response(body, status=http_code, dumps=_dumps)
 
 
@@ -62,7 +69,13 @@ def rpc_error_body(error: grpc.aio.AioRpcError) -> Any:
 
 def _rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
     body = rpc_error_body(error)
-    return web.json_response(body, status=body["code"], dumps=_dumps)
+    response = web.json_response(body, status=body["code"], dumps=_dumps)
+    retry = [d["retry_after_seconds"] for d in body["details"]
+             if isinstance(d, dict) and "retry_after_seconds" in d]
+    if retry:
+        # A refusal for load (429) says when to come back, as HTTP clients expect it.
+        response.headers["Retry-After"] = str(int(retry[0]))
+    return response
 
 
 def _rich_details(error: grpc.aio.AioRpcError) -> list[Any]:
@@ -93,15 +106,25 @@ class Gateway:
         *,
         is_ready: Callable[[], bool],
         openapi: dict[str, Any],
+        operations: Operations | None = None,
+        middlewares: Sequence[Any] = (),
     ) -> None:
+        self._middlewares = list(middlewares)
         self._channel = channel
         self._routes = list(routes)
         self._is_ready = is_ready
         self._openapi = openapi
+        self._operations = operations
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        install_request_ids(app)
+        # The given middlewares (the guard) wrap the error mapping, so that they see, and can
+        # add headers to, every answer, errors included.
+        app.middlewares.extend([*self._middlewares, _json_errors])
         app.router.add_get("/healthz", self._healthz, allow_head=False)
+        if self._operations is not None:
+            self._operations.add_to(app)
         app.router.add_get("/openapi.json", self._openapi_json, allow_head=False)
         for route in self._routes:
             app.router.add_route(route.http_method, route.router_path, self._handler(route))
@@ -160,8 +183,11 @@ def _dumps(data: Any) -> str:
 
 async def _request_message(route: Route, request: web.Request) -> Message:
     body = await request.read() if route.body else b""
+    query = list(request.query.items())
     try:
-        return build_request(route, request.match_info, request.query.items(), body)
+        if len(body) > _THREAD_PARSE_BYTES:
+            return await asyncio.to_thread(build_request, route, request.match_info, query, body)
+        return build_request(route, request.match_info, query, body)
     except TranscodeError as exc:
         raise _BadRequest(str(exc)) from None
 
@@ -174,6 +200,7 @@ def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     ]
     if request.remote:
         metadata.append((FORWARDED_FOR, request.remote))
+    metadata.append((request_ids.METADATA_KEY, request_id(request)))
     return tuple(metadata)
 
 
@@ -228,7 +255,8 @@ async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamRes
     try:
         return await handler(request)
     except _BadRequest as exc:
-        return error_response(400, grpc.StatusCode.INVALID_ARGUMENT.name, str(exc))
+        message = clip(str(exc), MAX_ERROR_MESSAGE_CHARS)
+        return error_response(400, grpc.StatusCode.INVALID_ARGUMENT.name, message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from capstan_server.drivers.base import (
     LABEL_RELEASE_ID,
@@ -24,6 +25,7 @@ from capstan_server.drivers.base import (
     Driver,
     ReleaseRecord,
     ReleaseRef,
+    StaleCluster,
 )
 from capstan_server.errors import Aborted, InvalidArgument, NotFound, Unavailable
 from capstan_server.names import validate_namespace, validate_release_name
@@ -61,10 +63,15 @@ class LocatedRelease:
 
 @dataclass(frozen=True)
 class UnreachableCluster:
-    """A cluster that could not be asked, and the error that said so."""
+    """A cluster that could not be asked, and the error that said so (a `StaleCluster` when
+    the driver answered from the cluster's last known state)."""
 
     cluster: ClusterRow
     error: Unavailable
+
+    @property
+    def stale(self) -> StaleCluster | None:
+        return self.error if isinstance(self.error, StaleCluster) else None
 
 
 def unreachable_error(down: list[UnreachableCluster]) -> Unavailable:
@@ -135,6 +142,10 @@ class Resolver:
     def __init__(self, registry: Registry, driver: Driver) -> None:
         self.registry = registry
         self.driver = driver
+        #: The last answer of `reachable_releases` per scope, with the driver lists it was
+        #: made from: while a driver answers with the very same lists (its cache did not
+        #: change), the same `found` list is returned, which callers may key derived views on.
+        self._last: dict[tuple[Any, ...], tuple[list[Any], list[LocatedRelease]]] = {}
 
     async def cluster(self, id_or_name: str) -> ClusterRow:
         """A cluster by name or UUID; when empty, the only registered cluster."""
@@ -180,23 +191,38 @@ class Resolver:
         *,
         name: str = "",
         labels: dict[str, str] | None = None,
+        include_stale: bool = False,
     ) -> tuple[list[LocatedRelease], list[UnreachableCluster]]:
         """The latest revision of every matching release in the given clusters. A cluster that
         cannot be reached (Unavailable) is reported, in the order of `clusters`, instead of
-        failing the call; any other error still fails it."""
+        failing the call; any other error still fails it. With `include_stale`, the releases
+        of a cluster the driver answered from its last known state (`StaleCluster`) are
+        listed too (the cluster is still reported)."""
         answers = await asyncio.gather(
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,
         )
+        scope = (tuple(c.id for c in clusters), namespace, name,
+                 tuple(sorted((labels or {}).items())), include_stale)
+        last = self._last.get(scope)
+        if last is not None and len(last[0]) == len(answers) and all(
+                a is b for a, b in zip(last[0], answers, strict=True)):
+            return last[1], []
         found: list[LocatedRelease] = []
         down: list[UnreachableCluster] = []
         for c, answer in zip(clusters, answers, strict=True):
             if isinstance(answer, Unavailable):
                 down.append(UnreachableCluster(c, answer))
+                if include_stale and isinstance(answer, StaleCluster):
+                    found.extend(LocatedRelease(c, r) for r in answer.records)
             elif isinstance(answer, BaseException):
                 raise answer
             else:
                 found.extend(LocatedRelease(c, r) for r in answer)
+        if not down:
+            if len(self._last) > 64:
+                self._last.clear()
+            self._last[scope] = (list(answers), found)
         return found, down
 
     async def release(
@@ -244,6 +270,15 @@ class Resolver:
                 if down:
                     raise _partial_lookup_error(id_or_name, by_label, down)
                 return by_label[0]
+            if id_or_name != wanted:
+                # An upper-case UUID names no release (names are lower-case): an unknown id,
+                # not a bad name.
+                if down:
+                    raise _partial_lookup_error(id_or_name, [], down)
+                raise NotFound(
+                    f"release {id_or_name!r} not found",
+                    details=[{"resource": "release", "id": id_or_name}],
+                )
         validate_release_name(id_or_name)
         candidates = await ask(name=id_or_name)
         if down:

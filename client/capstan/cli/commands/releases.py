@@ -16,6 +16,7 @@ from capstan.cli.commands.common import (
     add_namespace,
     add_paging,
     add_timeout,
+    bounded_int,
     show_page,
 )
 from capstan.cli.context import Context
@@ -129,7 +130,7 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
     p = add_command(subparsers, "k8s-release-history", "Get release history", parents, history)
     p.add_argument("name", metavar="NAME", help=_NAME_HELP)
     add_cluster(p)
-    p.add_argument("--max", type=int, default=0, help="History limit size")
+    p.add_argument("--max", type=bounded_int(0), default=0, help="History limit size")
     add_namespace(p)
 
     p = add_command(
@@ -137,7 +138,9 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
         parents, rollback,
     )
     p.add_argument("name", metavar="NAME", help=_NAME_HELP)
-    p.add_argument("revision", metavar="REVISION", type=int, help="Release history revision number")
+    p.add_argument(
+        "revision", metavar="REVISION", type=bounded_int(0), help="Release history revision number"
+    )
     add_cluster(p)
     p.add_argument("--description", default="", help="Release rollback description string")
     add_namespace(p)
@@ -161,7 +164,7 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
         "revision failed so that a new upgrade may run",
     )
     p.add_argument(
-        "--stuck-after", type=int, default=0, metavar="SECONDS",
+        "--stuck-after", type=bounded_int(0), default=0, metavar="SECONDS",
         help="How long the release must have been pending to count as stuck (default 300)",
     )
     add_cluster(p)
@@ -242,9 +245,15 @@ def list_(ctx: Context, args: argparse.Namespace) -> None:
     # The list (and its total) is incomplete: say so where a reader of the table sees it, but
     # not on stdout, which scripts may parse. JSON output carries `unreachable_clusters`.
     for cluster in page.unreachable_clusters:
-        ctx.stderr.write(
-            f"Warning: releases of cluster {cluster.name} are not listed ({cluster.message})\n"
-        )
+        if cluster.stale_seconds:
+            ctx.stderr.write(
+                f"Warning: releases of cluster {cluster.name} are listed as they were "
+                f"{cluster.stale_seconds:.0f}s ago ({cluster.message})\n"
+            )
+        else:
+            ctx.stderr.write(
+                f"Warning: releases of cluster {cluster.name} are not listed ({cluster.message})\n"
+            )
 
 
 def show(ctx: Context, args: argparse.Namespace) -> None:
