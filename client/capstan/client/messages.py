@@ -5,10 +5,9 @@ The rules, on top of protobuf's JSON mapping (`json_format.MessageToDict`):
 - proto field names (snake_case), every field present with its default value; a singular
   message field that is unset is `null` (`{}` for a Struct), so a client always sees the same
   keys for a message type;
-- numbers inside `google.protobuf.Struct` / `Value` (config, values, schemas) are doubles on the
-  wire; an integral one is written as an integer (`2379`, not `2379.0`), as Helm's own JSON
-  (Go's encoding/json) writes it. No field of Capstan's protos is a double or float, so any
-  float MessageToDict yields comes from a Struct;
+- numbers inside `google.protobuf.Struct` / `Value` / `ListValue` (config, values, schemas) are
+  doubles on the wire; an integral one is written as an integer (`2379`, not `2379.0`), as
+  Helm's own JSON (Go's encoding/json) writes it. Fields declared `double` keep their type;
 - a `string` field whose name ends in `_json` carries JSON text (a live Kubernetes object,
   which protobuf could not carry as a Struct past 100 levels of nesting): it is written as the
   parsed JSON value under the name without the suffix (`object_json` -> `object`); empty text
@@ -34,6 +33,9 @@ JSON_TEXT_SUFFIX = "_json"
 LIST_WRAPPERS = frozenset({"capstan.v1.ReleaseResourceList"})
 #: The JSON an unset singular message field renders as (any other type: null).
 _UNSET_JSON: dict[str, Any] = {"google.protobuf.Struct": {}, "google.protobuf.Empty": {}}
+#: The well-known types whose numbers are JSON numbers carried as doubles.
+_JSON_VALUES = frozenset({"google.protobuf.Struct", "google.protobuf.Value",
+                          "google.protobuf.ListValue"})
 #: Floats past this are not exact integers in a double; leave them as they are.
 _EXACT = 2**53
 
@@ -50,7 +52,7 @@ def to_dict(message: Message) -> dict[str, Any]:
         always_print_fields_with_no_presence=True,
     )
     _shape(cast(Descriptor, message.DESCRIPTOR), data)
-    return cast(dict[str, Any], whole_numbers(data))
+    return data
 
 
 def whole_numbers(value: Any) -> Any:
@@ -86,12 +88,17 @@ def _shape(descriptor: Descriptor, data: dict[str, Any]) -> None:
             if not field.is_repeated:
                 data[field.name] = _UNSET_JSON.get(sub.full_name)
             continue
+        if sub.full_name in _JSON_VALUES:
+            data[field.name] = whole_numbers(data[field.name])
+            continue
         if _is_well_known(sub):
             continue
         value = data[field.name]
         if sub.GetOptions().map_entry:
             value_type = sub.fields_by_name["value"].message_type
-            if value_type is not None and not _is_well_known(value_type):
+            if value_type is not None and value_type.full_name in _JSON_VALUES:
+                data[field.name] = whole_numbers(value)
+            elif value_type is not None and not _is_well_known(value_type):
                 data[field.name] = {k: _item(value_type, v) for k, v in value.items()}
         elif field.is_repeated:
             data[field.name] = [_item(sub, item) for item in value]
