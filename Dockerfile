@@ -26,3 +26,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["/opt/capstan/bin/python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
 ENTRYPOINT ["capstan-server", "--grpc-listen", "0.0.0.0:50051", "--http-listen", "0.0.0.0:8080", \
             "--data-dir", "/data", "--helm-bin", "/opt/capstan/tools/bin/helm"]
+# Mount a policy file (README, "Security") there, or give other flags as the command; without
+# --auth-policy the server refuses to listen on 0.0.0.0 (unless --insecure-no-auth).
+CMD ["--auth-policy", "/etc/capstan/policy.yaml"]

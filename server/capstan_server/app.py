@@ -31,7 +31,9 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
-from capstan_server import metrics
+from capstan_server import metrics, tls
+from capstan_server.auth.options import SecurityOptions
+from capstan_server.auth.setup import AuthSetupError, ServerAuth
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import Operations, build_gateway, capstan_services
@@ -45,6 +47,7 @@ from capstan_server.limits import (
 )
 from capstan_server.registry_store import RegistryOptions
 from capstan_server.replicas import ReplicaOptions, start_recovery
+from capstan_server.secret_box import SecretKeyError
 
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
@@ -102,6 +105,8 @@ class ServerOptions:
     replicas: ReplicaOptions = field(default_factory=ReplicaOptions)
     #: Where clusters and repositories are registered (`registry_store.py`).
     registry: RegistryOptions = field(default_factory=RegistryOptions)
+    #: Authentication, TLS and the registry's encryption key (capstan_server.auth).
+    security: SecurityOptions = field(default_factory=SecurityOptions)
     #: Budgets and address policy of chart repository fetches (`dev` also allows loopback).
     repo_limits: RepoLimits = field(default_factory=RepoLimits)
     #: Memory and CPU time of each helm process (helm driver); None: the defaults.
@@ -139,6 +144,10 @@ class CapstanServer:
         self.grpc_port = 0
         self.http_port = 0
         self._interceptor = RpcInterceptor()
+        self._auth: ServerAuth | None = None
+        #: The plaintext loopback port the gateway uses when the public one speaks TLS.
+        self._loopback_port = 0
+        self._policy_watch: asyncio.Task[None] | None = None
         self._driver: Driver | None = None
         self._services: Services | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -160,7 +169,18 @@ class CapstanServer:
     @property
     def http_url(self) -> str:
         host, _ = split_host_port(self.options.http_listen)
-        return f"http://{_client_host(host)}:{self.http_port}"
+        scheme = "https" if self.options.security.tls else "http"
+        return f"{scheme}://{_client_host(host)}:{self.http_port}"
+
+    @property
+    def auth(self) -> ServerAuth:
+        if self._auth is None:
+            raise RuntimeError("the server is not started")
+        return self._auth
+
+    def reload_policy(self) -> bool:
+        """Re-read the policy file (SIGHUP); a broken file keeps the old policy (logged)."""
+        return self._auth.source.reload() if self._auth is not None else False
 
     @property
     def services(self) -> Services:
@@ -219,6 +239,7 @@ class CapstanServer:
     async def _start(self) -> None:
         options = self.options
         options.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._auth = _server_auth(options)
         self._driver = _open_driver(options)
         from capstan_server.services import open_services
 
@@ -227,16 +248,24 @@ class CapstanServer:
             limits = dataclasses.replace(limits, allow_loopback=True)
         try:
             self._services = await open_services(
-                data_dir=options.data_dir, driver=self._driver, repo_limits=limits,
+                data_dir=options.data_dir,
+                driver=self._driver,
+                repo_limits=limits,
+                secret_key_file=options.security.secret_key_file,
                 registry_options=options.registry,
             )
+        except SecretKeyError as exc:
+            raise StartupError(str(exc)) from None
         except CapstanError as exc:  # e.g. --registry kubernetes without a usable cluster
             raise StartupError(f"registry: {exc.message}") from None
         await self._start_grpc()
         await self._warm_caches()
+        loopback = f"127.0.0.1:{self._loopback_port}" if self._loopback_port else self.grpc_target
         self._channel = grpc.aio.insecure_channel(
-            self.grpc_target, options=_grpc_options(options.max_message_bytes)
+            loopback, options=_grpc_options(options.max_message_bytes)
         )
+        if self.auth.source.path is not None:
+            self._policy_watch = asyncio.get_running_loop().create_task(self.auth.source.watch())
         if options.dev:
             await self._start_dev()
         await self._start_http()
@@ -267,7 +296,9 @@ class CapstanServer:
         services = self.services
         # LimitsInterceptor runs inside RpcInterceptor, which maps the errors it raises.
         server = grpc.aio.server(
-            interceptors=[self._interceptor, LimitsInterceptor(), *self.options.interceptors],
+            # Authentication first: a caller without a credential learns nothing else.
+            interceptors=[self._interceptor, self.auth.interceptor, LimitsInterceptor(),
+                          *self.options.interceptors],
             options=[*_grpc_options(self.options.max_message_bytes), *_SERVER_ONLY_OPTIONS],
         )
         self._grpc = server
@@ -283,8 +314,18 @@ class CapstanServer:
         reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
         listen = self.options.grpc_listen
         host, port = split_host_port(listen)
+        security = self.options.security
         try:
-            self.grpc_port = server.add_insecure_port(f"{_bind_host(host)}:{port}")
+            if security.tls:
+                credentials = tls.grpc_server_credentials(security)
+                self.grpc_port = server.add_secure_port(f"{_bind_host(host)}:{port}", credentials)
+                # The gateway's hop stays on this machine; the auth interceptor still checks
+                # every call on it (the gateway proves itself with its per-process secret).
+                self._loopback_port = server.add_insecure_port("127.0.0.1:0")
+            else:
+                self.grpc_port = server.add_insecure_port(f"{_bind_host(host)}:{port}")
+        except tls.TlsError as exc:
+            raise StartupError(str(exc)) from None
         except RuntimeError as exc:
             raise StartupError(f"cannot listen for gRPC on {listen}: {exc}") from None
         if not self.grpc_port:
@@ -295,12 +336,14 @@ class CapstanServer:
         from capstan_server.dev.chart_repo import ChartRepoError
         from capstan_server.dev.environment import DevEnvironment
 
+        assert self._channel is not None
         try:
             self._dev = await DevEnvironment.start(
                 self.services,
                 data_dir=self.options.data_dir,
                 helm_bin=self.options.helm_bin,
-                grpc_target=self.grpc_target,
+                channel=self._channel,
+                metadata=self.auth.internal_metadata("dev"),
             )
         except (CapstanError, ChartRepoError, OSError, grpc.aio.AioRpcError) as exc:
             message = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
@@ -318,6 +361,7 @@ class CapstanServer:
                 allow_origins=tuple(self.options.cors_allow_origins),
                 allowed_hosts=tuple(self.options.allowed_hosts),
             ),
+            forward=self.auth.forward,
         )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
         # aiohttp answers request lines and headers over its own limits in plain text, before
@@ -341,7 +385,13 @@ class CapstanServer:
             listen = self.options.http_listen
             raise StartupError(f"cannot listen for HTTP on {listen}: {exc}") from None
         self.http_port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
+        security = self.options.security
+        try:
+            context = tls.http_ssl_context(security) if security.tls else None
+        except tls.TlsError as exc:
+            sock.close()
+            raise StartupError(str(exc)) from None
+        await web.SockSite(runner, sock, ssl_context=context).start()
 
     async def _set_health(self, status: Any) -> None:
         if self._health is None:
@@ -388,6 +438,8 @@ class CapstanServer:
     async def _close_resources(self) -> None:
         # Each step runs even if an earlier one failed; the first failure is logged.
         steps: list[tuple[str, Any]] = []
+        if self._policy_watch is not None:
+            self._policy_watch.cancel()
         if self._channel is not None:
             steps.append(("loopback channel", self._channel.close()))
         if self._dev is not None:
@@ -410,6 +462,21 @@ def _bind_host(host: str) -> str:
     if host == "":
         return "[::]"
     return f"[{host}]" if ":" in host else host
+
+
+def _server_auth(options: ServerOptions) -> ServerAuth:
+    security = options.security
+    hosts = [split_host_port(options.grpc_listen)[0], split_host_port(options.http_listen)[0]]
+    try:
+        return ServerAuth.create(
+            policy=security.auth_policy,
+            insecure_no_auth=security.insecure_no_auth,
+            listen_hosts=hosts,
+            data_dir=options.data_dir,
+            dev=options.dev,
+        )
+    except AuthSetupError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _open_driver(options: ServerOptions) -> Driver:
@@ -462,12 +529,13 @@ async def serve(options: ServerOptions) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_policy)
     try:
         await server.start()
         await stop_requested.wait()
     finally:
         await server.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
@@ -553,6 +621,7 @@ def start_server(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     cors_allow_origins: Sequence[str] = (),
     allowed_hosts: Sequence[str] = (),
+    security: SecurityOptions | None = None,
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -582,6 +651,7 @@ def start_server(
         max_message_bytes=max_message_bytes,
         cors_allow_origins=cors_allow_origins,
         allowed_hosts=allowed_hosts,
+        security=security or SecurityOptions(),
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

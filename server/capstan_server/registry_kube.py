@@ -31,8 +31,9 @@ A repository: label `capstan.io/registry: repository`, Secret `capstan-repo-<nam
 
 Ids: `capstan.io/id` when present, else uuid5 of the Secret's uid, which every replica reads
 the same. Kubeconfigs and passwords go through a `Sealer` (the sqlite backend's encryption at
-rest, with a key file every replica shares; `PlainText` until it is wired in), and are read
-back plain too, so an admin's declarative Secret may hold them unencrypted.
+rest, `secret_box.SecretBox`, when every replica is given the same `--secret-key-file`;
+`PlainText` otherwise), and are read back plain too, so an admin's declarative Secret may hold
+them unencrypted.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from capstan_server.charts.oci import OciOptions
 from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
@@ -70,6 +71,7 @@ _ID_NAMESPACE = uuid.UUID("6f1c1f7e-5b8e-4e4a-9c3a-2b1d0c0e7a11")
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 Obj = dict[str, Any]
+_R = TypeVar("_R")
 
 
 def in_cluster_kubeconfig(directory: Path = IN_CLUSTER_DIR) -> str:
@@ -179,6 +181,17 @@ def _version(obj: Obj) -> int:
         return 0
 
 
+def _read(parse: Callable[[Obj, Sealer], _R | None], obj: Obj, box: Sealer) -> _R | None:
+    """One registry object, or None (logged) when it cannot be read: a Secret that is not
+    base64, or sealed with a key this replica does not have, must not hide the others."""
+    try:
+        return parse(obj, box)
+    except Exception as e:
+        name = (obj.get("metadata") or {}).get("name")
+        log.warning("registry Secret %s skipped: %s", name, e)
+        return None
+
+
 def _encode(values: Mapping[str, str]) -> dict[str, str]:
     return {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
 
@@ -263,7 +276,7 @@ class KubeRegistry:
         out = []
         for name, obj in self._objects.items():
             if ((obj.get("metadata") or {}).get("labels") or {}).get(KIND_LABEL) == "cluster":
-                row = _cluster_of(obj, self._box)
+                row = _read(_cluster_of, obj, self._box)
                 if row is not None:
                     out.append((name, row))
         return sorted(out, key=lambda p: p[1].name)
@@ -273,7 +286,7 @@ class KubeRegistry:
         for name, obj in self._objects.items():
             labels = (obj.get("metadata") or {}).get("labels") or {}
             if labels.get(KIND_LABEL) == "repository":
-                found = _repo_of(obj, self._box)
+                found = _read(_repo_of, obj, self._box)
                 if found is not None:
                     out.append((name, *found))
         return sorted(out, key=lambda p: p[1].name)

@@ -60,10 +60,18 @@ class RegistryOptions:
     kubeconfig: Path | None = None
 
 
-async def open_registry(data_dir: Path, options: RegistryOptions) -> RegistryStore:
+async def open_registry(data_dir: Path, options: RegistryOptions, *,
+                        secret_key_file: Path | None = None) -> RegistryStore:
+    """The registry `options` ask for. Secrets are sealed with `secret_key_file`: for sqlite
+    it defaults to `<data_dir>/secret.key` (made if missing); for kubernetes only a key file
+    given explicitly is used, since every replica must hold the same key (a key generated
+    per replica would make the others' credentials unreadable)."""
     if options.backend == "sqlite":
-        return await Registry.open(data_dir)
+        return await Registry.open(data_dir, secret_key_file=secret_key_file)
     from capstan_server.registry_kube import KubeRegistry, in_cluster_kubeconfig
+    from capstan_server.secret_box import SecretBox
+
+    box = SecretBox.from_file(secret_key_file) if secret_key_file is not None else None
 
     if options.kubeconfig is None:
         text = in_cluster_kubeconfig()
@@ -73,7 +81,7 @@ async def open_registry(data_dir: Path, options: RegistryOptions) -> RegistrySto
         except OSError as e:
             raise InvalidArgument(f"cannot read --registry-kubeconfig: {e}") from e
     try:
-        return await KubeRegistry.open(text, options.namespace)
+        return await KubeRegistry.open(text, options.namespace, box)
     except CapstanError as e:
         raise InvalidArgument(f"the registry namespace {options.namespace!r} cannot be read: "
                               f"{e.message}") from e

@@ -29,6 +29,9 @@ class Context:
     #: `--max-message-bytes`: the largest gRPC message sent or received.
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     interceptors: tuple[Interceptor, ...] = ()
+    #: `--token`, `--ca-cert`, `--client-cert`, `--client-key` (see cli/credentials.py).
+    token: str | None = None
+    tls: dict[str, str] = field(default_factory=dict)
     _client: CapstanClient | None = field(default=None, init=False, repr=False)
 
     @property
@@ -45,6 +48,10 @@ class Context:
                 timeout=timeout,
                 interceptors=self.interceptors,
                 max_message_bytes=self.max_message_bytes,
+                token=self.token,
+                ca_cert=self.tls.get("ca_cert"),
+                client_cert=self.tls.get("client_cert"),
+                client_key=self.tls.get("client_key"),
             )
         return self._client
 

@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from capstan.client import charts, clusters, releases
 from capstan.client.calls import Call, RpcMethod
+from capstan.client.credentials import PathOrPem, channel_credentials
 from capstan.client.errors import error_from_rpc
 from capstan.client.options import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -24,6 +25,7 @@ from capstan.client.options import (
     ClientOptions,
     Metadata,
     message_size_options,
+    with_token,
 )
 from capstan.client.retry import RetryPolicy
 
@@ -46,12 +48,20 @@ class AsyncCapstanClient:
         retries: int | RetryPolicy = 3,
         metadata: Metadata | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        ca_cert: PathOrPem | None = None,
+        client_cert: PathOrPem | None = None,
+        client_key: PathOrPem | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         channel_options: Sequence[tuple[str, Any]] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.endpoint = endpoint
+        metadata = with_token(endpoint, metadata, token)
         self._options = ClientOptions.create(timeout=timeout, retries=retries, metadata=metadata)
+        credentials = credentials or channel_credentials(
+            ca_cert=ca_cert, client_cert=client_cert, client_key=client_key
+        )
         channel_options = message_size_options(max_message_bytes, channel_options)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(

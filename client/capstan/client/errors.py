@@ -13,6 +13,8 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from grpc_status import rpc_status
 
+from capstan.client.messages import whole_numbers
+
 __all__ = [
     "Aborted",
     "AlreadyExists",
@@ -21,7 +23,9 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "ResourceExhausted",
+    "Unauthenticated",
     "Unavailable",
     "error_from_rpc",
 ]
@@ -77,12 +81,23 @@ class DeadlineExceeded(CapstanError):
     """DEADLINE_EXCEEDED: the call or the operation did not finish in time."""
 
 
+class Unauthenticated(CapstanError):
+    """UNAUTHENTICATED: no credential, or a malformed, expired or unknown one (the message
+    says which); give a token (`token=`, `$CAPSTAN_TOKEN`) or a client certificate."""
+
+
+class PermissionDenied(CapstanError):
+    """PERMISSION_DENIED: the caller may not do this there (its role or projects)."""
+
+
 class ResourceExhausted(CapstanError):
     """RESOURCE_EXHAUSTED: the server is at capacity (its helm queue is full); a detail's
     `retry_after_seconds` says when to try again."""
 
 
 _BY_CODE: dict[grpc.StatusCode, type[CapstanError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
@@ -123,7 +138,7 @@ def _rich_details(error: grpc.RpcError) -> list[dict[str, Any]]:
     for packed in status.details:
         struct = struct_pb2.Struct()
         if packed.Unpack(struct):
-            details.append(json_format.MessageToDict(struct))
+            details.append(whole_numbers(json_format.MessageToDict(struct)))
         else:
             details.append({"@type": packed.type_url})
     return details

@@ -11,7 +11,8 @@ from aiohttp import web
 from google.protobuf.descriptor import ServiceDescriptor
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
-from capstan_server.gateway.app import Gateway
+from capstan_server.auth.openapi import add_security
+from capstan_server.gateway.app import Forward, Gateway
 from capstan_server.gateway.guard import GuardOptions, guard_middleware
 from capstan_server.gateway.openapi import build_openapi
 from capstan_server.gateway.operations import Operations
@@ -56,8 +57,10 @@ def build_gateway(
     services: Sequence[ServiceDescriptor] | None = None,
     operations: Operations | None = None,
     guard: GuardOptions | None = None,
+    forward: Forward | None = None,
 ) -> web.Application:
-    """The aiohttp application serving the REST API of `services` (default: Capstan's)."""
+    """The aiohttp application serving the REST API of `services` (default: Capstan's);
+    `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
     routes: list[Route] = build_routes(services if services is not None else capstan_services())
     document = build_openapi(
         routes,
@@ -66,6 +69,7 @@ def build_gateway(
         description=_DESCRIPTION,
         extra_paths={"/healthz": _HEALTHZ},
     )
+    add_security(document)
     return Gateway(
         channel,
         routes,
@@ -73,6 +77,7 @@ def build_gateway(
         openapi=document,
         operations=operations,
         middlewares=[guard_middleware(guard or GuardOptions())],
+        forward=forward,
     ).application()
 
 

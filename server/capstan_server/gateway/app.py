@@ -20,6 +20,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from capstan.client.messages import whole_numbers
 from capstan_server import request_ids
 from capstan_server.errors import http_status
 from capstan_server.gateway.operations import Operations, install_request_ids, request_id
@@ -43,6 +44,8 @@ _DETAILS_KEY = "grpc-status-details-bin"
 _THREAD_PARSE_BYTES = 256 * 1024
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Extra metadata for the gRPC call of one HTTP request (the auth set-up's `forward`).
+Forward = Callable[[web.Request], Sequence[tuple[str, str]]]
 
 
 def error_body(http_code: int, status: str, message: str, details: Sequence[Any] = ()) -> Any:
@@ -69,6 +72,8 @@ def rpc_error_body(error: grpc.aio.AioRpcError) -> Any:
 def _rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
     body = rpc_error_body(error)
     response = web.json_response(body, status=body["code"], dumps=_dumps)
+    if error.code() is grpc.StatusCode.UNAUTHENTICATED:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="capstan"'
     retry = [d["retry_after_seconds"] for d in body["details"]
              if isinstance(d, dict) and "retry_after_seconds" in d]
     if retry:
@@ -88,7 +93,7 @@ def _rich_details(error: grpc.aio.AioRpcError) -> list[Any]:
 def _detail_json(detail: Any) -> Any:
     struct = struct_pb2.Struct()
     if detail.Unpack(struct):
-        return json_format.MessageToDict(struct)
+        return whole_numbers(json_format.MessageToDict(struct))
     try:
         return json_format.MessageToDict(detail, preserving_proto_field_name=True)
     except (TypeError, KeyError, json_format.Error):
@@ -107,9 +112,11 @@ class Gateway:
         openapi: dict[str, Any],
         operations: Operations | None = None,
         middlewares: Sequence[Any] = (),
+        forward: Forward | None = None,
     ) -> None:
         self._middlewares = list(middlewares)
         self._channel = channel
+        self._forward = forward
         self._routes = list(routes)
         self._is_ready = is_ready
         self._openapi = openapi
@@ -149,7 +156,7 @@ class Gateway:
 
             async def stream(request: web.Request) -> web.StreamResponse:
                 message = await _request_message(route, request)
-                call = stream_call(message, metadata=_metadata(request))
+                call = stream_call(message, metadata=self._metadata(request))
                 return await _forward_stream(route, request, call)
 
             return stream
@@ -163,12 +170,16 @@ class Gateway:
         async def unary(request: web.Request) -> web.StreamResponse:
             message = await _request_message(route, request)
             try:
-                answer = await unary_call(message, metadata=_metadata(request))
+                answer = await unary_call(message, metadata=self._metadata(request))
             except grpc.aio.AioRpcError as exc:
                 return _rpc_error_response(exc)
             return web.json_response(response_json(route, answer), dumps=_dumps)
 
         return unary
+
+    def _metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
+        extra = tuple(self._forward(request)) if self._forward is not None else ()
+        return _metadata(request) + extra
 
 
 def _serialize(message: Message) -> bytes:

@@ -38,12 +38,18 @@ class Services:
 
 
 async def open_services(
-    *, data_dir: Path, driver: Driver, repo_limits: RepoLimits | None = None,
+    *,
+    data_dir: Path,
+    driver: Driver,
+    repo_limits: RepoLimits | None = None,
+    secret_key_file: Path | None = None,
     registry_options: RegistryOptions | None = None,
 ) -> Services:
-    """Open the registry (`registry_store.open_registry`) and build the servicers on `driver`;
-    chart repositories are fetched under `repo_limits` (default: `RepoLimits()`)."""
-    registry = await open_registry(data_dir, registry_options or RegistryOptions())
+    """Open the registry (`registry_store.open_registry`; its secrets encrypted with
+    `secret_key_file`, default `<data_dir>/secret.key` for sqlite) and build the servicers on
+    `driver`; chart repositories are fetched under `repo_limits` (default: `RepoLimits()`)."""
+    registry = await open_registry(data_dir, registry_options or RegistryOptions(),
+                                   secret_key_file=secret_key_file)
     catalog = Catalog(data_dir, registry, repo_limits)
     resolver = Resolver(registry, driver)
     return Services(

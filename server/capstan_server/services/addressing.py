@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from capstan_server.auth.access import Action, current_access
 from capstan_server.drivers.base import (
     LABEL_RELEASE_ID,
     ClusterTarget,
@@ -148,11 +149,34 @@ class Resolver:
         #: change), the same `found` list is returned, which callers may key derived views on.
         self._last: dict[tuple[Any, ...], tuple[list[Any], list[LocatedRelease]]] = {}
 
+    async def visible_cluster(self, id_or_name: str) -> ClusterRow:
+        """A registered cluster by name or UUID that the caller may see (else NotFound, as for
+        an unregistered one: the caller's projects decide what exists for it)."""
+        row = await self.registry.get_cluster(id_or_name)
+        if not current_access().sees_cluster(row.name):
+            raise NotFound(
+                f"cluster {id_or_name!r} is not registered",
+                details=[{"resource": "cluster", "name": id_or_name}],
+            )
+        return row
+
+    async def visible_clusters(
+        self, limit: int = -1, offset: int = 0
+    ) -> tuple[list[ClusterRow], int]:
+        """One page of the clusters the caller may see, and how many it may see."""
+        access = current_access()
+        if not access.restricted:
+            return await self.registry.list_clusters(limit, offset)
+        rows, _ = await self.registry.list_clusters()
+        visible = [r for r in rows if access.sees_cluster(r.name)]
+        end = None if limit < 0 else offset + limit
+        return visible[offset:end], len(visible)
+
     async def cluster(self, id_or_name: str) -> ClusterRow:
-        """A cluster by name or UUID; when empty, the only registered cluster."""
+        """A cluster by name or UUID; when empty, the only registered (visible) cluster."""
         if id_or_name:
-            return await self.registry.get_cluster(id_or_name)
-        rows, total = await self.registry.list_clusters(limit=2)
+            return await self.visible_cluster(id_or_name)
+        rows, total = await self.visible_clusters(limit=2)
         if total == 1:
             return rows[0]
         if total == 0:
@@ -163,10 +187,11 @@ class Resolver:
         )
 
     async def clusters(self, id_or_name: str) -> list[ClusterRow]:
-        """The named cluster, or every registered cluster when the name is empty."""
+        """The named cluster, or every registered cluster (the caller may see) when the name is
+        empty."""
         if id_or_name:
-            return [await self.registry.get_cluster(id_or_name)]
-        rows, _ = await self.registry.list_clusters()
+            return [await self.visible_cluster(id_or_name)]
+        rows, _ = await self.visible_clusters()
         return rows
 
     async def namespace_uids(self, cluster: ClusterRow) -> dict[str, str]:
@@ -198,7 +223,9 @@ class Resolver:
         cannot be reached (Unavailable) is reported, in the order of `clusters`, instead of
         failing the call; any other error still fails it. With `include_stale`, the releases
         of a cluster the driver answered from its last known state (`StaleCluster`) are
-        listed too (the cluster is still reported)."""
+        listed too (the cluster is still reported). Releases in namespaces the caller may not
+        read are left out, as if they did not exist (after the per-scope memo, which is the
+        same for every caller)."""
         answers = await asyncio.gather(
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,
@@ -208,7 +235,7 @@ class Resolver:
         last = self._last.get(scope)
         if last is not None and len(last[0]) == len(answers) and all(
                 a is b for a, b in zip(last[0], answers, strict=True)):
-            return last[1], []
+            return _visible(last[1]), []
         found: list[LocatedRelease] = []
         down: list[UnreachableCluster] = []
         for c, answer in zip(clusters, answers, strict=True):
@@ -224,7 +251,7 @@ class Resolver:
             if len(self._last) > 64:
                 self._last.clear()
             self._last[scope] = (list(answers), found)
-        return found, down
+        return _visible(found), down
 
     async def release(
         self, id_or_name: str, cluster: str = "", namespace: str = ""
@@ -285,6 +312,9 @@ class Resolver:
         if down:
             raise _partial_lookup_error(id_or_name, candidates, down)
         if not candidates:
+            if current_access().hidden_count:
+                # It exists where the caller may not look: answered as not found, but audited.
+                current_access().denied.append(f"read release {id_or_name!r}")
             scope = "".join(
                 [
                     f" in namespace {namespace!r}" if namespace else "",
@@ -302,6 +332,30 @@ class Resolver:
                 details=[_candidate_detail(c) for c in candidates],
             )
         return candidates[0]
+
+
+    async def release_for_write(
+        self, id_or_name: str, cluster: str = "", namespace: str = ""
+    ) -> LocatedRelease:
+        """As `release`, for a call that changes it: PermissionDenied (before anything is
+        looked up) when `namespace` is given and the caller may not change releases there in
+        any cluster in scope, and (after) when it may read the release but not change it."""
+        access = current_access()
+        if namespace and access.restricted:
+            validate_namespace(namespace)
+            names = [c.name for c in await self.clusters(cluster)]
+            if not access.may_in_some_cluster(Action.WRITE, names, namespace):
+                access.refuse(Action.WRITE, cluster or (names[0] if len(names) == 1 else "*"),
+                              namespace)
+        found = await self.release(id_or_name, cluster, namespace)
+        access.require(Action.WRITE, found.cluster.name, found.record.namespace)
+        return found
+
+
+def _visible(found: list[LocatedRelease]) -> list[LocatedRelease]:
+    """The releases the caller may read (`auth.access`); the others do not exist for it."""
+    access = current_access()
+    return [r for r in found if not access.hidden(r.cluster.name, r.record.namespace)]
 
 
 class ReleaseLocks:
