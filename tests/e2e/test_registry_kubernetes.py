@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from cryptography.fernet import Fernet
 from replica_procs import replicas
 
 from capstan_server.dev.chart_repo import ChartRepoServer
@@ -45,8 +46,13 @@ def test_two_replicas_share_one_registry(tmp_path: Path, chart_repo: ChartRepoSe
     with running_kubesim(tls=True) as sim:
         sim.store.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                         "metadata": {"name": "capstan"}})
+        # One key file for both replicas: credentials are sealed, and each reads the other's.
+        key_file = tmp_path / "secret.key"
+        key_file.write_text(Fernet.generate_key().decode() + "\n")
+        key_file.chmod(0o600)
         extra = ["--registry", "kubernetes", "--registry-namespace", "capstan",
-                 "--registry-kubeconfig", str(sim.kubeconfig_path)]
+                 "--registry-kubeconfig", str(sim.kubeconfig_path),
+                 "--secret-key-file", str(key_file)]
         with replicas(tmp_path, HELM3, ["A", "B"], extra) as (a, b):
             cluster = a.client.create_cluster("sim", sim.kubeconfig)
             # Within a second (the watch normally delivers in milliseconds; measured: ~10 ms).
@@ -55,6 +61,8 @@ def test_two_replicas_share_one_registry(tmp_path: Path, chart_repo: ChartRepoSe
                 (c for c in b.client.list_clusters().clusters if c.name == "sim"), None))
             assert time.monotonic() - started < 1.0
             assert seen.id == cluster.id
+            stored = sim.store.get("secrets", "capstan-cluster-sim", "capstan")
+            assert base64.b64decode(stored["data"]["kubeconfig"]).startswith(b"fernet:")
             repo = a.client.create_repository("samples", chart_repo.url)
             seen_repo = _within(3.0, lambda: next(
                 (r for r in b.client.list_repositories().repos if r.name == "samples"),
