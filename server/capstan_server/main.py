@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
+from capstan_server.auth.flags import add_security_flags, security_options
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
+    add_security_flags(parser)
     return parser
 
 
@@ -89,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             helm_bin=helm_bin,
             dev=args.dev,
             grace=args.shutdown_grace,
+            security=security_options(args),
         )
         asyncio.run(serve(options))
     except StartupError as exc:
