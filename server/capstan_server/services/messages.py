@@ -12,6 +12,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.auth.access import current_access
+from capstan_server.auth.tenancy import acted_as
 from capstan_server.charts.archive import ChartFiles
 from capstan_server.charts.oci import OciOptions
 from capstan_server.charts.repo_index import IndexEntry
@@ -145,6 +146,13 @@ def group_resources(objects: Iterable[LiveObject]) -> dict[str, list[dict[str, A
     return grouped
 
 
+def _kube_identity(cluster: str, namespace: str) -> dict[str, Any]:
+    identity = acted_as(current_access(), cluster, namespace)
+    if identity is None:
+        return {}
+    return {"kube_user": identity.user, "kube_groups": list(identity.groups)}
+
+
 def release_message(
     record: ReleaseRecord,
     cluster: ClusterRow,
@@ -181,6 +189,7 @@ def release_message(
         is_emulated=False,
         project_domain="Default",
         project=current_access().project_of(cluster.name, record.namespace),
+        **_kube_identity(cluster.name, record.namespace),
         dry_run=dry_run,
     )
     if details or dry_run:
