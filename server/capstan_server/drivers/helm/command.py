@@ -43,6 +43,7 @@ from capstan_server.errors import (
     InvalidArgument,
     NotFound,
     OperationFailed,
+    PermissionDenied,
     Unavailable,
 )
 from capstan_server.names import validate_namespace, validate_release_name
@@ -295,7 +296,14 @@ def map_helm_error(message: str, *, operation: str) -> CapstanError:
         return Unavailable(message, details=details)
     if any(re.search(p, low) for p in _NOT_FOUND):
         return NotFound(message, details=details)
+    if _FORBIDDEN.search(low):
+        # The cluster's RBAC refused the identity helm acted as (docs/tenancy.md): a write or
+        # `lookup` outside the project. Helm renders and checks before it creates anything.
+        return PermissionDenied(f"the cluster refused it: {message}", details=details)
     return OperationFailed(message, details=details)
+
+
+_FORBIDDEN = re.compile(r'is forbidden: user "[^"]*" cannot ')
 
 
 # -- running ------------------------------------------------------------------------------------
