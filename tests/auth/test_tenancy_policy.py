@@ -5,6 +5,8 @@ a namespace acts as."""
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +106,12 @@ def test_tenancy_mistakes_are_named(text: str, message: str) -> None:
     with pytest.raises(PolicyError) as raised:
         parse_policy(text, source="p.yaml")
     assert message in str(raised.value)
+
+
+def test_the_readme_example_parses() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (example,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+                  if "impersonate: false" in b]
+    policy = parse_policy(example)
+    assert not policy.cluster_settings("lab-1").impersonate
+    assert policy.projects["team-a"][0].denied_kinds == ("NetworkPolicy",)
