@@ -14,6 +14,7 @@ Also: the Release names the identity helm acted as, an upgrade and a dry run are
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -206,7 +207,7 @@ def test_cluster_role_binding_needs_the_allow_list(env: Env) -> None:
     assert "opsbind-everyone-admin" in bindings
 
 
-def test_lookup_of_another_projects_secret(env: Env) -> None:
+def test_lookup_of_another_projects_secret(env: Env, caplog: pytest.LogCaptureFixture) -> None:
     encoded = base64.b64encode(SECRET_B.encode()).decode()
     for dry_run in (True, False):
         with pytest.raises(grpc.RpcError) as err:
@@ -218,9 +219,13 @@ def test_lookup_of_another_projects_secret(env: Env) -> None:
         assert SECRET_B not in repr(err.value.trailing_metadata())
     assert env.records("team-a", "thief") == [] and "thief-found" not in env.configmaps("team-a")
     # A lookup in the project's own namespace still works.
-    own = env.install("editor-a", "lookup-secret", "team-a", "own",
-                      values="secretNamespace: team-a\nsecretName: secret-a")
+    with caplog.at_level(logging.INFO, logger="capstan.audit"):
+        own = env.install("editor-a", "lookup-secret", "team-a", "own",
+                          values="secretNamespace: team-a\nsecretName: secret-a")
     assert own.status == "deployed"
+    audited = [getattr(r, "fields", {}) for r in caplog.records if r.name == "capstan.audit"]
+    assert any(f.get("release") == "own" and f.get("kube_user") == "capstan:project:team-a"
+               for f in audited), audited
     assert "Password: " + SECRET_A in own.notes
     found = env.sim.store.get("configmaps", "own-found", "team-a")
     assert found["data"]["password"] == SECRET_A
