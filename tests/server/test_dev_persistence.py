@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from capstan_server.auth.setup import DEV_TOKEN_FILE
+
 SERVER_SCRIPT = Path(sys.executable).with_name("capstan-server")
 HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
 
@@ -30,6 +32,7 @@ class Server:
         args = [str(SERVER_SCRIPT), "--dev", "--data-dir", str(data_dir), "--helm-bin",
                 str(HELM), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
                 "--log-format", "json"]
+        self.data_dir = data_dir
         self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
@@ -58,14 +61,21 @@ class Server:
                 return line
         pytest.fail(f"no {msg!r} log line; saw {seen}")
 
+    def _auth(self) -> dict[str, str]:
+        # --dev serves with authentication on: its admin token is in the data dir.
+        token = (self.data_dir / DEV_TOKEN_FILE).read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.http + path, timeout=60) as response:
+        request = urllib.request.Request(self.http + path, headers=self._auth())
+        with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         request = urllib.request.Request(self.http + path, data=json.dumps(body).encode(),
                                          method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  **self._auth()})
         with urllib.request.urlopen(request, timeout=180) as response:
             return json.loads(response.read())
 

@@ -64,16 +64,27 @@ async def test_each_offence_is_named() -> None:
     assert [d["name"] for d in err.value.details] == ["planted", "crb", "np", "hooked"]
 
 
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
 async def test_crds_of_a_chart_need_the_allow_list(tmp_path: Path) -> None:
     archive = tmp_path / "c-1.0.0.tgz"
     with tarfile.open(archive, "w:gz") as tar:
-        for name in ("c/Chart.yaml", "c/crds/widgets.yaml", "c/charts/sub/crds/gadgets.yaml",
+        inner = io.BytesIO()
+        with tarfile.open(fileobj=inner, mode="w:gz") as sub:
+            _add(sub, "deep/Chart.yaml", b"name: deep")
+            _add(sub, "deep/crds/deep.yaml", b"{}")
+        _add(tar, "c/Chart.yaml", b"name: c")
+        for name in ("c/crds/widgets.yaml", "c/charts/sub/crds/gadgets.yaml",
                      "c/templates/crds.yaml"):
-            info = tarfile.TarInfo(name)
-            info.size = 2
-            tar.addfile(info, io.BytesIO(b"{}"))
-    assert chart_crds(archive) == ["c/charts/sub/crds/gadgets.yaml", "c/crds/widgets.yaml"]
-    with pytest.raises(PermissionDenied, match=r"CustomResourceDefinition c/crds/widgets\.yaml"):
+            _add(tar, name, b"{}")
+        _add(tar, "c/charts/deep-1.0.0.tgz", inner.getvalue())
+    assert chart_crds(archive) == ["charts/deep-1.0.0.tgz/crds/deep.yaml",
+                                   "charts/sub/crds/gadgets.yaml", "crds/widgets.yaml"]
+    with pytest.raises(PermissionDenied, match=r"CustomResourceDefinition crds/widgets\.yaml"):
         await admit(Discovery(), CLUSTER, _record(""), TENANCY, chart=archive,  # type: ignore[arg-type]
                     what="install")
     allowed = Tenancy("p", None, ("*",), ("CustomResourceDefinition",), ())

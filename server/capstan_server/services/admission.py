@@ -21,12 +21,14 @@ PermissionDenied naming every offending object; nothing was applied.
 from __future__ import annotations
 
 import dataclasses
-import tarfile
+import io
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from capstan_server.auth.tenancy import Tenancy
+from capstan_server.charts.limits import RepoLimits
+from capstan_server.charts.tar import ArchiveError, read_tgz
 from capstan_server.drivers.base import (
     ClusterTarget,
     Driver,
@@ -35,11 +37,13 @@ from capstan_server.drivers.base import (
     UpgradeOptions,
 )
 from capstan_server.drivers.helm.manifest import ManifestObject, parse_manifest
-from capstan_server.errors import PermissionDenied
+from capstan_server.errors import FailedPrecondition, PermissionDenied
 
 __all__ = ["admit", "chart_crds", "offences", "rendered_and_admitted"]
 
 Opts = TypeVar("Opts", InstallOptions, UpgradeOptions)
+#: The archive was checked with the operator's limits when it was fetched; defaults suffice.
+_LIMITS = RepoLimits()
 _CRD = ManifestObject("apiextensions.k8s.io/v1", "CustomResourceDefinition", "", "")
 
 
@@ -53,11 +57,32 @@ def _named(obj: ManifestObject) -> str:
     return f"{obj.kind} {where}{obj.name} ({obj.api_version})"
 
 
-def chart_crds(archive: Path) -> list[str]:
-    """The files of a chart archive's `crds/` directories (its own and its subcharts')."""
-    with tarfile.open(archive, "r:gz") as tar:
-        return sorted(m.name for m in tar.getmembers()
-                      if m.isfile() and "/crds/" in f"/{m.name}" and not m.name.endswith("/"))
+def _crd_or_subchart(name: str) -> bool:
+    return name.startswith("crds/") or "/crds/" in name or (
+        name.startswith("charts/") and name.endswith(".tgz"))
+
+
+def chart_crds(archive: Path, *, depth: int = 0, data: bytes | None = None,
+               prefix: str = "") -> list[str]:
+    """The files of a chart archive's `crds/` directories, its subcharts' (unpacked or
+    archived) too, named inside the chart; read as helm reads archives (`charts.tar`)."""
+    try:
+        if data is None:
+            with archive.open("rb") as source:
+                found = read_tgz(source, _LIMITS, _crd_or_subchart)
+        else:
+            found = read_tgz(io.BytesIO(data), _LIMITS, _crd_or_subchart)
+    except ArchiveError as err:
+        raise FailedPrecondition(f"chart {archive.name}: {prefix}: {err}") from None
+    names = []
+    for f in found:
+        if f.name.endswith(".tgz") and f.name.startswith("charts/"):
+            if depth < 5:  # as deep as helm's dependency trees go in practice
+                names += chart_crds(archive, depth=depth + 1, data=f.data,
+                                    prefix=f"{prefix}{f.name}/")
+        else:
+            names.append(f"{prefix}{f.name}")
+    return sorted(names)
 
 
 async def offences(driver: Driver, cluster: ClusterTarget, manifests: Sequence[str],
