@@ -14,6 +14,7 @@ from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.auth.openapi import add_security
 from capstan_server.gateway.app import Forward, Gateway
 from capstan_server.gateway.openapi import build_openapi
+from capstan_server.gateway.operations import Operations
 from capstan_server.gateway.routes import Route, build_routes
 
 _DESCRIPTION = (
@@ -54,6 +55,7 @@ def build_gateway(
     is_ready: Callable[[], bool],
     services: Sequence[ServiceDescriptor] | None = None,
     forward: Forward | None = None,
+    operations: Operations | None = None,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's);
     `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
@@ -66,8 +68,10 @@ def build_gateway(
         extra_paths={"/healthz": _HEALTHZ},
     )
     add_security(document)
-    gateway = Gateway(channel, routes, is_ready=is_ready, openapi=document, forward=forward)
-    return gateway.application()
+    return Gateway(
+        channel, routes, is_ready=is_ready, openapi=document, forward=forward,
+        operations=operations,
+    ).application()
 
 
-__all__ = ["build_gateway", "capstan_services"]
+__all__ = ["Operations", "build_gateway", "capstan_services"]

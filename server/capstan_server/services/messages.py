@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
@@ -28,6 +28,9 @@ from capstan_server.drivers.base import (
 )
 from capstan_server.errors import InvalidArgument
 from capstan_server.registry import ClusterRow, RepoRow
+
+if TYPE_CHECKING:
+    from capstan_server.services.addressing import UnreachableCluster
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
@@ -146,11 +149,14 @@ def group_resources(objects: Iterable[LiveObject]) -> dict[str, list[dict[str, A
     return grouped
 
 
-def _kube_identity(cluster: str, namespace: str) -> dict[str, Any]:
+def caller_fields(cluster: str, namespace: str) -> dict[str, Any]:
+    """The fields of a Release that depend on who asks: its `project` among the caller's,
+    and the Kubernetes identity Capstan acts as there for the caller (auth.tenancy)."""
+    fields: dict[str, Any] = {"project": current_access().project_of(cluster, namespace)}
     identity = acted_as(current_access(), cluster, namespace)
-    if identity is None:
-        return {}
-    return {"kube_user": identity.user, "kube_groups": list(identity.groups)}
+    if identity is not None:
+        fields.update(kube_user=identity.user, kube_groups=tuple(identity.groups))
+    return fields
 
 
 def release_message(
@@ -188,8 +194,7 @@ def release_message(
         progress=progress,
         is_emulated=False,
         project_domain="Default",
-        project=current_access().project_of(cluster.name, record.namespace),
-        **_kube_identity(cluster.name, record.namespace),
+        **caller_fields(cluster.name, record.namespace),
         dry_run=dry_run,
     )
     if details or dry_run:
@@ -314,3 +319,16 @@ def chart_detail(
         readme=files.readme,
         versions=[chart_version_message(v, repo) for v in versions],
     )
+
+
+def unreachable_message(down: UnreachableCluster) -> release_pb2.UnreachableCluster:
+    """A ListReleases `unreachable_clusters` entry (with its staleness when answered from the
+    cluster's last known state)."""
+    message = release_pb2.UnreachableCluster(
+        name=down.cluster.name, id=down.cluster.id, message=down.error.message
+    )
+    stale = down.stale
+    if stale is not None:
+        message.stale_seconds = stale.stale_seconds
+        message.last_synced.FromDatetime(stale.synced_at)
+    return message
