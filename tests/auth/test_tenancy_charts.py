@@ -115,7 +115,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     with running_kubesim(tls=True) as sim, ChartRepoServer(
         CHARTS, helm, out_dir=tmp / "repo").serve_in_thread() as repo, start_server(
         driver="helm", helm_bin=helm, data_dir=tmp / "data", grace=5.0,
-        security=SecurityOptions(auth_policy=policy),
+        security=SecurityOptions(auth_policy=policy), allow_repo_hosts=("127.0.0.1",),
     ) as server, grpc.insecure_channel(server.grpc_target) as channel:
         apply_tenancy_doc(sim)
         _ops_rbac(sim)
