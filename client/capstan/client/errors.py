@@ -86,6 +86,8 @@ class Unauthenticated(CapstanError):
 
 class PermissionDenied(CapstanError):
     """PERMISSION_DENIED: the caller may not do this there (its role or projects)."""
+
+
 class ResourceExhausted(CapstanError):
     """RESOURCE_EXHAUSTED: the server is at capacity (its helm queue is full); a detail's
     `retry_after_seconds` says when to try again."""

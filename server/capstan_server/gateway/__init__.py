@@ -13,6 +13,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.auth.openapi import add_security
 from capstan_server.gateway.app import Forward, Gateway
+from capstan_server.gateway.guard import GuardOptions, guard_middleware
 from capstan_server.gateway.openapi import build_openapi
 from capstan_server.gateway.operations import Operations
 from capstan_server.gateway.routes import Route, build_routes
@@ -54,8 +55,9 @@ def build_gateway(
     *,
     is_ready: Callable[[], bool],
     services: Sequence[ServiceDescriptor] | None = None,
-    forward: Forward | None = None,
     operations: Operations | None = None,
+    guard: GuardOptions | None = None,
+    forward: Forward | None = None,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's);
     `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
@@ -69,8 +71,13 @@ def build_gateway(
     )
     add_security(document)
     return Gateway(
-        channel, routes, is_ready=is_ready, openapi=document, forward=forward,
+        channel,
+        routes,
+        is_ready=is_ready,
+        openapi=document,
         operations=operations,
+        middlewares=[guard_middleware(guard or GuardOptions())],
+        forward=forward,
     ).application()
 
 

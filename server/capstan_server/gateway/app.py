@@ -7,6 +7,7 @@ body `{code, status, message, details}` with the HTTP status of `errors.http_sta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +31,7 @@ from capstan_server.gateway.transcode import (
     response_json,
 )
 from capstan_server.interceptors import FORWARDED_FOR
+from capstan_server.limits import MAX_BODY_BYTES, MAX_ERROR_MESSAGE_CHARS, clip
 
 log = logging.getLogger("capstan.gateway")
 
@@ -37,8 +39,8 @@ log = logging.getLogger("capstan.gateway")
 FORWARDED_HEADERS = {"Authorization": "authorization", "X-Auth-Token": "x-auth-token"}
 NDJSON = "application/x-ndjson"
 _DETAILS_KEY = "grpc-status-details-bin"
-#: Values files can be large; aiohttp's default 1 MiB limit would refuse some of them.
-MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Bodies larger than this are parsed on a worker thread, so the event loop keeps serving.
+_THREAD_PARSE_BYTES = 256 * 1024
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Extra metadata for the gRPC call of one HTTP request (the auth set-up's `forward`).
@@ -107,9 +109,11 @@ class Gateway:
         *,
         is_ready: Callable[[], bool],
         openapi: dict[str, Any],
-        forward: Forward | None = None,
         operations: Operations | None = None,
+        middlewares: Sequence[Any] = (),
+        forward: Forward | None = None,
     ) -> None:
+        self._middlewares = list(middlewares)
         self._channel = channel
         self._forward = forward
         self._routes = list(routes)
@@ -120,7 +124,9 @@ class Gateway:
     def application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         install_request_ids(app)
-        app.middlewares.append(_json_errors)
+        # The given middlewares (the guard) wrap the error mapping, so that they see, and can
+        # add headers to, every answer, errors included.
+        app.middlewares.extend([*self._middlewares, _json_errors])
         app.router.add_get("/healthz", self._healthz, allow_head=False)
         if self._operations is not None:
             self._operations.add_to(app)
@@ -186,8 +192,11 @@ def _dumps(data: Any) -> str:
 
 async def _request_message(route: Route, request: web.Request) -> Message:
     body = await request.read() if route.body else b""
+    query = list(request.query.items())
     try:
-        return build_request(route, request.match_info, request.query.items(), body)
+        if len(body) > _THREAD_PARSE_BYTES:
+            return await asyncio.to_thread(build_request, route, request.match_info, query, body)
+        return build_request(route, request.match_info, query, body)
     except TranscodeError as exc:
         raise _BadRequest(str(exc)) from None
 
@@ -255,7 +264,8 @@ async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamRes
     try:
         return await handler(request)
     except _BadRequest as exc:
-        return error_response(400, grpc.StatusCode.INVALID_ARGUMENT.name, str(exc))
+        message = clip(str(exc), MAX_ERROR_MESSAGE_CHARS)
+        return error_response(400, grpc.StatusCode.INVALID_ARGUMENT.name, message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

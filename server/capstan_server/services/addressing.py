@@ -145,14 +145,6 @@ def _partial_lookup_error(
     )
 
 
-def _visible(found: list[LocatedRelease]) -> list[LocatedRelease]:
-    """The releases the current caller may read (the same list when it may read all)."""
-    access = current_access()
-    if not access.restricted:
-        return found
-    return [r for r in found if not access.hidden(r.cluster.name, r.record.namespace)]
-
-
 class Resolver:
     """Resolves clusters, namespaces and release addresses against the registry and driver."""
 
@@ -239,8 +231,8 @@ class Resolver:
         failing the call; any other error still fails it. With `include_stale`, the releases
         of a cluster the driver answered from its last known state (`StaleCluster`) are
         listed too (the cluster is still reported). Releases in namespaces the caller may not
-        read are left out, as if they did not exist (after the per-scope reuse below, which
-        is the same for every caller)."""
+        read are left out, as if they did not exist (after the per-scope memo, which is the
+        same for every caller)."""
         answers = await asyncio.gather(
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,
@@ -313,6 +305,15 @@ class Resolver:
                 if down:
                     raise _partial_lookup_error(id_or_name, by_label, down)
                 return by_label[0]
+            if id_or_name != wanted:
+                # An upper-case UUID names no release (names are lower-case): an unknown id,
+                # not a bad name.
+                if down:
+                    raise _partial_lookup_error(id_or_name, [], down)
+                raise NotFound(
+                    f"release {id_or_name!r} not found",
+                    details=[{"resource": "release", "id": id_or_name}],
+                )
         validate_release_name(id_or_name)
         candidates = await ask(name=id_or_name)
         if down:
@@ -356,6 +357,12 @@ class Resolver:
         found = await self.release(id_or_name, cluster, namespace)
         access.require(Action.WRITE, found.cluster.name, found.record.namespace)
         return found
+
+
+def _visible(found: list[LocatedRelease]) -> list[LocatedRelease]:
+    """The releases the caller may read (`auth.access`); the others do not exist for it."""
+    access = current_access()
+    return [r for r in found if not access.hidden(r.cluster.name, r.record.namespace)]
 
 
 class ReleaseLocks:
