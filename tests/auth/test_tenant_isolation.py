@@ -14,6 +14,7 @@ import grpc
 import pytest
 from auth_kit import TOKENS, Signer, write_policy
 from auth_server import bearer
+from tenancy_kit import apply_tenancy_doc
 
 from capstan.v1 import (
     chart_pb2,
@@ -49,6 +50,8 @@ def channel(
         driver="helm", helm_bin=helm_bin, data_dir=tmp_path / "data", grace=5.0,
         security=SecurityOptions(auth_policy=policy), allow_repo_hosts=("127.0.0.1",),
     ) as server, grpc.insecure_channel(server.grpc_target) as channel:
+        # helm acts as each project (docs/tenancy.md): its namespaces and RoleBindings exist.
+        apply_tenancy_doc(sim)
         admin = bearer(TOKENS["admin"])
         cluster_pb2_grpc.ClusterServiceStub(channel).CreateCluster(
             cluster_pb2.CreateClusterRequest(name="test122", kubeconfig=sim.kubeconfig),
@@ -62,7 +65,7 @@ def channel(
             releases.CreateRelease(
                 release_pb2.CreateReleaseRequest(
                     chart_name="samples/etcd", version="8.11.1", cluster="test122",
-                    namespace=namespace, release_name=name, create_namespace=True),
+                    namespace=namespace, release_name=name),
                 metadata=bearer(TOKENS[who]), timeout=120)
         yield channel
 

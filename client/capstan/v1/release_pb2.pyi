@@ -106,6 +106,8 @@ class Release(_message.Message):
     CHART_DIGEST_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
     MANIFEST_TRUNCATED_FIELD_NUMBER: _builtins.int
+    KUBE_USER_FIELD_NUMBER: _builtins.int
+    KUBE_GROUPS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable UUID of the release; it survives restarts and upgrades."""
     name: _builtins.str
@@ -178,6 +180,13 @@ class Release(_message.Message):
     """True when `manifest` holds only the first documents of a manifest
     larger than 1 MiB (`resources` still lists every object).
     """
+    kube_user: _builtins.str
+    """The Kubernetes user that helm and Capstan's reads act as (impersonate) for this release:
+    its project's identity on its cluster (docs/tenancy.md; default
+    `capstan:project:<project>`). Empty when they act with the stored kubeconfig's own
+    identity: no policy is loaded, the caller is an admin, or the policy sets
+    `impersonate: false` for the cluster.
+    """
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
         """The values supplied by the user for the current revision (not the
@@ -207,6 +216,12 @@ class Release(_message.Message):
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When the current revision was deployed."""
+
+    @_builtins.property
+    def kube_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The Kubernetes groups impersonated with `kube_user` (default `capstan:projects`); empty
+        with it.
+        """
 
     def __init__(
         self,
@@ -240,10 +255,12 @@ class Release(_message.Message):
         chart_digest: _builtins.str = ...,
         project: _builtins.str = ...,
         manifest_truncated: _builtins.bool = ...,
+        kube_user: _builtins.str = ...,
+        kube_groups: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_version", b"app_version", "chart", b"chart", "chart_digest", b"chart_digest", "chart_version", b"chart_version", "cluster", b"cluster", "clusterID", b"clusterID", "cluster_id", b"cluster_id", "config", b"config", "created_at", b"created_at", "description", b"description", "dry_run", b"dry_run", "external_id", b"external_id", "id", b"id", "is_emulated", b"is_emulated", "manifest", b"manifest", "manifest_truncated", b"manifest_truncated", "name", b"name", "namespace", b"namespace", "namespace_id", b"namespace_id", "notes", b"notes", "progress", b"progress", "project", b"project", "project_domain", b"project_domain", "repo_id", b"repo_id", "resources", b"resources", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_version", b"app_version", "chart", b"chart", "chart_digest", b"chart_digest", "chart_version", b"chart_version", "cluster", b"cluster", "clusterID", b"clusterID", "cluster_id", b"cluster_id", "config", b"config", "created_at", b"created_at", "description", b"description", "dry_run", b"dry_run", "external_id", b"external_id", "id", b"id", "is_emulated", b"is_emulated", "kube_groups", b"kube_groups", "kube_user", b"kube_user", "manifest", b"manifest", "manifest_truncated", b"manifest_truncated", "name", b"name", "namespace", b"namespace", "namespace_id", b"namespace_id", "notes", b"notes", "progress", b"progress", "project", b"project", "project_domain", b"project_domain", "repo_id", b"repo_id", "resources", b"resources", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

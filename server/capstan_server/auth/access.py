@@ -62,6 +62,8 @@ class Access:
     denied: list[str] = field(default_factory=list)
     #: How many releases or namespaces this call left out as invisible to the caller.
     hidden_count: int = 0
+    #: The Kubernetes user the call impersonated in a cluster (auth.tenancy), for the audit.
+    kube_user: str = ""
 
     @property
     def restricted(self) -> bool:

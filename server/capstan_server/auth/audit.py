@@ -57,6 +57,8 @@ def audit_fields(
         "code": code.name,
         "request_id": request_id,
     }
+    if access is not None and access.kube_user:
+        fields["kube_user"] = access.kube_user  # whom helm acted as (docs/tenancy.md)
     if access is not None and access.denied:
         fields["denied"] = "; ".join(access.denied)
     return fields

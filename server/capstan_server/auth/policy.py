@@ -18,11 +18,13 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from capstan_server.drivers.base import KubeIdentity
 from capstan_server.errors import InvalidArgument
 from capstan_server.values import load_yaml
 
 __all__ = [
     "Binding",
+    "ClusterSettings",
     "Grant",
     "OidcSettings",
     "Policy",
@@ -56,10 +58,20 @@ class Role(enum.IntEnum):
 
 @dataclass(frozen=True)
 class Grant:
-    """Where a project's members may act: one cluster glob and its namespace globs."""
+    """Where a project's members may act: one cluster glob and its namespace globs, and what
+    the project is inside that cluster (docs/tenancy.md): the Kubernetes user and groups helm
+    and Capstan's reads impersonate for it, and what its charts may contain."""
 
     cluster: str
     namespaces: tuple[str, ...]
+    #: Impersonated user; empty: `capstan:project:<project>`.
+    user: str = ""
+    #: Impersonated groups; empty: `capstan:projects`.
+    groups: tuple[str, ...] = ()
+    #: Cluster-scoped kinds its charts may hold (`Kind` or `Kind.group`); default none.
+    cluster_resources: tuple[str, ...] = ()
+    #: Namespaced kinds its charts may not hold (`Kind` or `Kind.group`).
+    denied_kinds: tuple[str, ...] = ()
 
     def covers_cluster(self, cluster: str) -> bool:
         return fnmatchcase(cluster, self.cluster)
@@ -112,6 +124,15 @@ class OidcSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """`clusters:` in the policy: per cluster glob, how Capstan acts in it."""
+
+    #: False: charts of every project run with the stored (usually cluster-admin) identity,
+    #: so the cluster enforces nothing between projects (a start-up warning says so).
+    impersonate: bool = True
+
+
+@dataclass(frozen=True)
 class Policy:
     """A parsed policy file."""
 
@@ -121,6 +142,8 @@ class Policy:
     #: Where it was read from (for log lines).
     source: str = ""
     by_token: Mapping[str, SubjectRule] = field(default_factory=dict, repr=False)
+    #: Cluster glob -> settings; the first matching glob (in file order) applies.
+    clusters: Mapping[str, ClusterSettings] = field(default_factory=dict)
 
     def binding(self, rule: SubjectRule) -> Binding:
         """The role and grants a subject entry gives."""
@@ -128,6 +151,13 @@ class Policy:
             return Binding(rule.role, None, tuple(self.projects))
         grants = tuple(g for project in rule.projects for g in self.projects[project])
         return Binding(rule.role, grants, rule.projects)
+
+    def cluster_settings(self, cluster: str) -> ClusterSettings:
+        """The settings of the first `clusters:` glob matching `cluster` (defaults if none)."""
+        for pattern, settings in self.clusters.items():
+            if fnmatchcase(cluster, pattern):
+                return settings
+        return ClusterSettings()
 
     def project_of(self, cluster: str, namespace: str, preferred: Sequence[str] = ()) -> str:
         """The project a namespace belongs to: the first of `preferred` (the caller's own
@@ -158,7 +188,7 @@ def parse_policy(text: str, *, source: str = "<policy>", base: Path | None = Non
         raise PolicyError(f"{source}: expected one YAML document, got {len(documents)}")
     data = documents[0] if documents and documents[0] is not None else {}
     top = _mapping(data, source)
-    _known(top, ("projects", "subjects", "oidc"), source)
+    _known(top, ("projects", "subjects", "oidc", "clusters"), source)
     projects = _projects(_or(top.get("projects"), {}), f"{source}: projects")
     subjects = _subjects(_or(top.get("subjects"), []), projects, f"{source}: subjects")
     oidc = _oidc(top["oidc"], f"{source}: oidc", base) if top.get("oidc") else None
@@ -173,7 +203,8 @@ def parse_policy(text: str, *, source: str = "<policy>", base: Path | None = Non
                     f"{rule.name!r} have the same token_sha256"
                 )
             by_token[rule.token_sha256] = rule
-    return Policy(projects, tuple(subjects), oidc, source, by_token)
+    clusters = _clusters(_or(top.get("clusters"), {}), f"{source}: clusters")
+    return Policy(projects, tuple(subjects), oidc, source, by_token, clusters)
 
 
 def _or(value: Any, empty: Any) -> Any:
@@ -214,15 +245,41 @@ def _projects(value: Any, where: str) -> dict[str, tuple[Grant, ...]]:
             raise PolicyError(f"{here}: expected a non-empty list of {{cluster, namespaces}}")
         parsed = []
         for i, grant in enumerate(grants):
-            item = _mapping(grant, f"{here}[{i}]")
-            _known(item, ("cluster", "namespaces"), f"{here}[{i}]")
-            cluster = _string(item.get("cluster"), f"{here}[{i}].cluster")
-            namespaces = _strings(item.get("namespaces"), f"{here}[{i}].namespaces")
+            at = f"{here}[{i}]"
+            item = _mapping(grant, at)
+            _known(item, ("cluster", "namespaces", "user", "groups", "cluster_resources",
+                          "denied_kinds"), at)
+            cluster = _string(item.get("cluster"), f"{at}.cluster")
+            namespaces = _strings(item.get("namespaces"), f"{at}.namespaces")
             if not namespaces:
-                raise PolicyError(f"{here}[{i}].namespaces: expected at least one pattern")
-            parsed.append(Grant(cluster, namespaces))
+                raise PolicyError(f"{at}.namespaces: expected at least one pattern")
+            parsed.append(Grant(
+                cluster, namespaces,
+                user=_string(item["user"], f"{at}.user") if "user" in item else "",
+                groups=_strings(item.get("groups", []), f"{at}.groups"),
+                cluster_resources=_strings(item.get("cluster_resources", []),
+                                           f"{at}.cluster_resources"),
+                denied_kinds=_strings(item.get("denied_kinds", []), f"{at}.denied_kinds"),
+            ))
+            try:  # they travel as helm flags and HTTP headers: checked here, not at a call
+                KubeIdentity(parsed[-1].user or "x", parsed[-1].groups)
+            except InvalidArgument as exc:
+                raise PolicyError(f"{at}: {exc.message}") from None
         projects[str(name)] = tuple(parsed)
     return projects
+
+
+def _clusters(value: Any, where: str) -> dict[str, ClusterSettings]:
+    clusters: dict[str, ClusterSettings] = {}
+    for pattern, entry in _mapping(value, where).items():
+        here = f"{where}.{pattern}"
+        item = _mapping(entry, here)
+        _known(item, ("impersonate",), here)
+        impersonate = item.get("impersonate", True)
+        if not isinstance(impersonate, bool):
+            raise PolicyError(f"{here}.impersonate: expected true or false")
+        clusters[str(pattern)] = ClusterSettings(impersonate=impersonate)
+    return clusters
 
 
 def _subjects(value: Any, projects: Mapping[str, Any], where: str) -> list[SubjectRule]:

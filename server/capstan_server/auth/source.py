@@ -10,6 +10,7 @@ from pathlib import Path
 
 from capstan_server.auth.oidc import JwtVerifier
 from capstan_server.auth.policy import Policy, PolicyError, load_policy
+from capstan_server.auth.tenancy import warn_unimpersonated
 
 __all__ = ["PolicySource"]
 
@@ -71,6 +72,7 @@ class PolicySource:
 
 def _load(path: Path) -> tuple[Policy, JwtVerifier | None]:
     policy = load_policy(path)
+    warn_unimpersonated(policy)
     verifier = JwtVerifier(policy.oidc) if policy.oidc is not None else None
     return policy, verifier
 

@@ -198,6 +198,9 @@ class ReleaseRecord:
     last_deployed: datetime | None
     #: Labels stored with the release record (Capstan's LABEL_* among them).
     labels: Mapping[str, str]
+    #: The rendered manifests of the chart's hooks (Helm keeps them apart from `manifest`);
+    #: a project's manifest policy checks them too.
+    hook_manifests: tuple[str, ...] = ()
     #: False for a summary kept by a driver's list cache: `manifest` and `notes` are left out
     #: (empty); `Driver.get(ref, revision)` gives the whole record.
     complete: bool = True
@@ -406,6 +409,12 @@ class Driver(Protocol):
 
     async def namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
         """The namespaces of a cluster; Unavailable when it cannot be reached."""
+        ...
+
+    async def namespaced(self, cluster: ClusterTarget, api_version: str, kind: str
+                         ) -> bool | None:
+        """Whether the cluster serves `kind` of `api_version` per namespace (its discovery);
+        None when it does not serve that kind at all."""
         ...
 
     async def check_cluster(self, cluster: ClusterTarget) -> None:

@@ -181,6 +181,11 @@ class MemoryDriver:
         out += self._created_namespaces.get(cluster.id, {}).values()
         return sorted(out, key=lambda n: n.name)
 
+    async def namespaced(self, cluster: ClusterTarget, api_version: str, kind: str
+                         ) -> bool | None:
+        self._reach(cluster)
+        return None  # it renders nothing, so no manifest ever names a kind
+
     async def check_cluster(self, cluster: ClusterTarget) -> None:
         self._reach(cluster)
         parse_kubeconfig(cluster.kubeconfig)

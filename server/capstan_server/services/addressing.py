@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from capstan_server.auth.access import Action, current_access
+from capstan_server.auth.tenancy import tenancy_of
 from capstan_server.drivers.base import (
     LABEL_RELEASE_ID,
     ClusterTarget,
@@ -35,9 +36,15 @@ from capstan_server.registry_store import RegistryStore
 from capstan_server.services.messages import external_id, release_id
 
 
-def target(row: ClusterRow) -> ClusterTarget:
-    """The cluster as a driver needs it."""
-    return ClusterTarget(id=row.id, name=row.name, kubeconfig=row.kubeconfig)
+def target(row: ClusterRow, namespace: str = "") -> ClusterTarget:
+    """The cluster as a driver needs it. With a namespace: for work on behalf of the caller
+    there, acting as the caller's project (auth.tenancy; the stored identity for admins and
+    without a policy). Without one: Capstan's own bookkeeping, with the stored identity."""
+    identity = None
+    if namespace:
+        found = tenancy_of(current_access(), row.name, namespace)
+        identity = found.identity if found is not None else None
+    return ClusterTarget(id=row.id, name=row.name, kubeconfig=row.kubeconfig, act_as=identity)
 
 
 def is_uuid(text: str) -> bool:
@@ -56,7 +63,8 @@ class LocatedRelease:
 
     @property
     def ref(self) -> ReleaseRef:
-        return ReleaseRef(target(self.cluster), self.record.namespace, self.record.name)
+        return ReleaseRef(target(self.cluster, self.record.namespace), self.record.namespace,
+                          self.record.name)
 
     @property
     def id(self) -> str:

@@ -15,6 +15,7 @@ from capstan.client.messages import whole_numbers
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server import redaction
 from capstan_server.auth.access import current_access
+from capstan_server.auth.tenancy import acted_as
 from capstan_server.charts.archive import ChartFiles
 from capstan_server.charts.oci import OciOptions
 from capstan_server.charts.repo_index import IndexEntry
@@ -170,6 +171,16 @@ def shown_manifest(manifest: str) -> tuple[str, bool]:
     return (head[:cut + 1] if cut > 0 else ""), True
 
 
+def caller_fields(cluster: str, namespace: str) -> dict[str, Any]:
+    """The fields of a Release that depend on who asks: its `project` among the caller's,
+    and the Kubernetes identity Capstan acts as there for the caller (auth.tenancy)."""
+    fields: dict[str, Any] = {"project": current_access().project_of(cluster, namespace)}
+    identity = acted_as(current_access(), cluster, namespace)
+    if identity is not None:
+        fields.update(kube_user=identity.user, kube_groups=tuple(identity.groups))
+    return fields
+
+
 def release_message(
     record: ReleaseRecord,
     cluster: ClusterRow,
@@ -207,7 +218,7 @@ def release_message(
         progress=progress,
         is_emulated=False,
         project_domain="Default",
-        project=current_access().project_of(cluster.name, record.namespace),
+        **caller_fields(cluster.name, record.namespace),
         dry_run=dry_run,
     )
     if details or dry_run:

@@ -20,6 +20,7 @@ import grpc.aio
 from capstan.v1 import release_pb2, release_pb2_grpc
 from capstan_server import values as helm_values
 from capstan_server.auth.access import Action, current_access
+from capstan_server.auth.tenancy import tenancy_of
 from capstan_server.charts.catalog import Catalog, ResolvedChart, parse_chart_reference
 from capstan_server.drivers.base import (
     LABEL_CHART_DIGEST,
@@ -46,6 +47,7 @@ from capstan_server.errors import (
 from capstan_server.names import generate_release_name, validate_namespace, validate_release_name
 from capstan_server.registry import ClusterRow
 from capstan_server.registry_store import RegistryStore
+from capstan_server.services import admission
 from capstan_server.services import messages as msg
 from capstan_server.services.addressing import (
     LocatedRelease,
@@ -55,6 +57,7 @@ from capstan_server.services.addressing import (
     target,
     unreachable_error,
 )
+from capstan_server.services.admission import rendered_and_admitted
 from capstan_server.values_schema import check_references, validate_schema_async
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -140,10 +143,11 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         if (resources or details) and not record.complete:
             # A summary from the driver's list cache: show and details need the whole record.
             record = await self.driver.get(
-                ReleaseRef(target(cluster), record.namespace, record.name), record.revision
+                ReleaseRef(target(cluster, record.namespace), record.namespace, record.name),
+                record.revision,
             )
         if (resources or details) and not dry_run:
-            live = await self.driver.resources(record, target(cluster))
+            live = await self.driver.resources(record, target(cluster, record.namespace))
         if namespace_uids is None:
             namespace_uids = await self.resolver.namespace_uids(cluster)
         return msg.release_message(
@@ -156,11 +160,27 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             objects=objects,
         )
 
+    async def _admit_rollback(self, found: LocatedRelease, revision: int) -> None:
+        """A rollback re-applies an old revision's manifest: for a project, that manifest must
+        pass its manifest policy as it stands now (a revision 0 is the previous one; one that
+        does not exist is left to the driver's NotFound)."""
+        tenancy = tenancy_of(current_access(), found.cluster.name, found.record.namespace)
+        wanted = revision or found.record.revision - 1
+        if tenancy is None or wanted < 1:
+            return
+        try:
+            old = await self.driver.get(found.ref, wanted)
+        except NotFound:
+            return
+        await admission.admit(self.driver, found.ref.cluster, old, tenancy, what="rollback")
+
     def _row_message(self, row: LocatedRelease, uids: dict[str, str]) -> release_pb2.Release:
         """A list row's message (no details), built once per record object: the driver's
-        cache hands out the same record until it changes."""
+        cache hands out the same record until it changes. The fields that depend on the
+        caller (project, Kubernetes identity) are part of the key."""
         uid = uids.get(row.record.namespace, "")
-        key = (id(row.record), row.cluster.id, row.cluster.name, uid)
+        view = tuple(msg.caller_fields(row.cluster.name, row.record.namespace).items())
+        key = (id(row.record), row.cluster.id, row.cluster.name, uid, view)
         held = self._rows.get(key)
         if held is not None and held[0] is row.record:
             self._rows.move_to_end(key)
@@ -276,10 +296,12 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             LABEL_TYPE: kind,
             LABEL_CHART_DIGEST: chart_digest_label(resolved.source.archive),
         }
+        tenancy = tenancy_of(current_access(), cluster.name, namespace)
         with self.locks.hold(cluster.id, namespace, name, "install"):
-            record = await self.driver.install(
+            record = await rendered_and_admitted(
+                self.driver, self.driver.install,
                 InstallOptions(
-                    ref=ReleaseRef(target(cluster), namespace, name),
+                    ref=ReleaseRef(target(cluster, namespace), namespace, name),
                     chart=resolved.source,
                     values=user,
                     labels=labels,
@@ -289,7 +311,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                     timeout=timeout,
                     description=request.description,
                     create_namespace=request.create_namespace,
-                )
+                ),
+                tenancy, what="install",
             )
         return await self._message(
             cluster, record, details=request.details, dry_run=request.dry_run, namespace_uids=uids
@@ -430,7 +453,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 LABEL_TYPE: msg.release_type_of(current),
                 LABEL_CHART_DIGEST: chart_digest_label(resolved.source.archive),
             }
-            record = await self.driver.upgrade(
+            record = await rendered_and_admitted(
+                self.driver, self.driver.upgrade,
                 UpgradeOptions(
                     ref=ref,
                     chart=resolved.source,
@@ -444,7 +468,9 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                     timeout=timeout,
                     description=request.description,
                     history_max=keep,
-                )
+                ),
+                tenancy_of(current_access(), found.cluster.name, ref.namespace),
+                what="upgrade",
             )
         return await self._message(
             found.cluster, record, details=request.details, dry_run=request.dry_run
@@ -475,6 +501,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         )
         ref = found.ref
         with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "rollback"):
+            await self._admit_rollback(found, request.revision)
             record = await self.driver.rollback(
                 RollbackOptions(
                     ref=ref,
@@ -589,6 +616,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                     f"release {ref.name!r} has no deployed revision to roll back to; recover it "
                     "with RECOVERY_ACTION_MARK_FAILED (or delete it)"
                 )
+            if rollback:
+                await self._admit_rollback(found, good[-1].revision)
             # Helm refuses to roll back a pending release, so a rollback starts by failing it.
             record = await self.driver.mark_failed(
                 ref,

@@ -26,7 +26,7 @@ from capstan_server.drivers.helm.command import (
 )
 from capstan_server.drivers.helm.driver import HelmDriver
 from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
-from capstan_server.errors import FailedPrecondition, InvalidArgument, OperationFailed
+from capstan_server.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from kubesim.testing import KubeSimThread
 
 RBAC = "rbac.authorization.k8s.io"
@@ -108,7 +108,7 @@ async def test_helm_acts_as_the_project(helm_driver: HelmDriver, kubesim: KubeSi
     chart = ChartSource(repo_id="r", repo_name="r", repo_url="http://x", name="etcd",
                         version="8.11.1", app_version="", archive=charts["etcd-8.11.1"])
     opts = InstallOptions(ref=ref, chart=chart, values={}, labels={})
-    with pytest.raises((FailedPrecondition, OperationFailed), match="forbidden"):
+    with pytest.raises((FailedPrecondition, PermissionDenied), match="forbidden"):
         await helm_driver.install(opts)
     assert kubesim.store.list("secrets", unique_namespace, "owner=helm") == []
     _bind(kubesim, unique_namespace, "edit")

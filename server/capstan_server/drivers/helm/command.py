@@ -47,6 +47,7 @@ from capstan_server.errors import (
     InvalidArgument,
     NotFound,
     OperationFailed,
+    PermissionDenied,
     Unavailable,
 )
 from capstan_server.names import validate_namespace, validate_release_name
@@ -318,6 +319,11 @@ def map_helm_error(message: str, *, operation: str) -> CapstanError:
         return AlreadyExists(message, details=details)
     if "another operation (install/upgrade/rollback) is in progress" in low:
         return Aborted(message, details=details)
+    if _FORBIDDEN.search(low):
+        # The cluster's RBAC refused the identity helm acted as (docs/tenancy.md): a write or
+        # `lookup` outside the project. Helm renders and checks before it creates anything.
+        # Before the chart-error words: a refused `lookup` fails the render too.
+        return PermissionDenied(f"the cluster refused it: {message}", details=details)
     # Before the network and deadline words: a chart's own message may contain any of them.
     if any(s in low for s in _PRECONDITION):
         return FailedPrecondition(message, details=details)
@@ -330,6 +336,9 @@ def map_helm_error(message: str, *, operation: str) -> CapstanError:
     if any(re.search(p, low) for p in _NOT_FOUND):
         return NotFound(message, details=details)
     return OperationFailed(message, details=details)
+
+
+_FORBIDDEN = re.compile(r'is forbidden: user "[^"]*" cannot ')
 
 
 # -- running ------------------------------------------------------------------------------------

@@ -223,6 +223,11 @@ class HelmDriver:
             shared.add_done_callback(lambda _: self._namespace_reads.pop(key, None))
         return list(await asyncio.shield(shared))
 
+    async def namespaced(self, cluster: ClusterTarget, api_version: str, kind: str
+                         ) -> bool | None:
+        info = await self._client(cluster).resource_for(api_version, kind)
+        return None if info is None else info.namespaced
+
     async def _read_namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
         items, _ = await self._client(cluster).list_objects("/api/v1/namespaces")
         out = []

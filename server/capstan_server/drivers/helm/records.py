@@ -167,6 +167,8 @@ def record_from_release(doc: Mapping[str, Any], labels: Mapping[str, str] | None
         first_deployed=parse_time(info.get("first_deployed")),
         last_deployed=parse_time(info.get("last_deployed")),
         labels=user_labels(labels),
+        hook_manifests=tuple(str(h.get("manifest", "")) for h in doc.get("hooks") or []
+                             if isinstance(h, dict)),
     )
 
 
