@@ -75,6 +75,8 @@ class ServerOptions:
     grace: float = DEFAULT_GRACE
     #: Extra gRPC server interceptors, run after Capstan's own (tests use this to spy on calls).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
+    #: `--rest-dialect`: "capstan" (the documented REST API) or "kubeserver" (climc's wire).
+    rest_dialect: str = "capstan"
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -212,7 +214,9 @@ class CapstanServer:
 
     async def _start_http(self) -> None:
         assert self._channel is not None
-        app = build_gateway(self._channel, is_ready=self.is_ready)
+        app = build_gateway(
+            self._channel, is_ready=self.is_ready, dialect=self.options.rest_dialect
+        )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.options.grace)
         await runner.setup()
@@ -420,6 +424,7 @@ def start_server(
     dev: bool = False,
     grace: float = DEFAULT_GRACE,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    rest_dialect: str = "capstan",
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -436,6 +441,7 @@ def start_server(
         dev=dev,
         grace=grace,
         interceptors=interceptors,
+        rest_dialect=rest_dialect,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
+from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "'samples' of the sample charts")
     parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="time calls in flight get to finish on SIGTERM (default %(default)s)")
+    parser.add_argument("--rest-dialect", choices=DIALECTS, default=CAPSTAN,
+                        help="REST wire dialect at /api (default %(default)s, the documented "
+                        "API; kubeserver: what Cloudpods' climc speaks, see README)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
@@ -89,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             helm_bin=helm_bin,
             dev=args.dev,
             grace=args.shutdown_grace,
+            rest_dialect=args.rest_dialect,
         )
         asyncio.run(serve(options))
     except StartupError as exc:

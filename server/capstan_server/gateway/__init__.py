@@ -12,6 +12,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.gateway.app import Gateway
+from capstan_server.gateway.kubeserver import CAPSTAN
 from capstan_server.gateway.openapi import build_openapi
 from capstan_server.gateway.routes import Route, build_routes
 
@@ -52,6 +53,7 @@ def build_gateway(
     *,
     is_ready: Callable[[], bool],
     services: Sequence[ServiceDescriptor] | None = None,
+    dialect: str = CAPSTAN,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's)."""
     routes: list[Route] = build_routes(services if services is not None else capstan_services())
@@ -62,7 +64,8 @@ def build_gateway(
         description=_DESCRIPTION,
         extra_paths={"/healthz": _HEALTHZ},
     )
-    return Gateway(channel, routes, is_ready=is_ready, openapi=document).application()
+    gateway = Gateway(channel, routes, is_ready=is_ready, openapi=document, dialect=dialect)
+    return gateway.application()
 
 
 __all__ = ["build_gateway", "capstan_services"]

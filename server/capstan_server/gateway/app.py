@@ -20,6 +20,13 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from capstan_server.errors import http_status
+from capstan_server.gateway.kubeserver import (
+    CAPSTAN,
+    KUBESERVER,
+    KubeserverAnswers,
+    adapt_request,
+    kubeserver_errors,
+)
 from capstan_server.gateway.routes import Route
 from capstan_server.gateway.transcode import (
     TranscodeError,
@@ -92,14 +99,21 @@ class Gateway:
         *,
         is_ready: Callable[[], bool],
         openapi: dict[str, Any],
+        dialect: str = CAPSTAN,
     ) -> None:
         self._channel = channel
+        #: `--rest-dialect`: kubeserver's answers and error bodies when KUBESERVER.
+        self._dialect = dialect
+        self._answers = KubeserverAnswers(channel) if dialect == KUBESERVER else None
         self._routes = list(routes)
         self._is_ready = is_ready
         self._openapi = openapi
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[_json_errors], client_max_size=MAX_BODY_BYTES)
+        middlewares = [_json_errors]
+        if self._answers is not None:
+            middlewares.insert(0, kubeserver_errors)
+        app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/healthz", self._healthz, allow_head=False)
         app.router.add_get("/openapi.json", self._openapi_json, allow_head=False)
         for route in self._routes:
@@ -125,7 +139,7 @@ class Gateway:
             )
 
             async def stream(request: web.Request) -> web.StreamResponse:
-                message = await _request_message(route, request)
+                message = await _request_message(route, request, self._dialect)
                 call = stream_call(message, metadata=_metadata(request))
                 return await _forward_stream(route, request, call)
 
@@ -138,12 +152,16 @@ class Gateway:
         )
 
         async def unary(request: web.Request) -> web.StreamResponse:
-            message = await _request_message(route, request)
+            message = await _request_message(route, request, self._dialect)
+            metadata = _metadata(request)
             try:
-                answer = await unary_call(message, metadata=_metadata(request))
+                answer = await unary_call(message, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 return _rpc_error_response(exc)
-            return web.json_response(response_json(route, answer), dumps=_dumps)
+            data = response_json(route, answer)
+            if self._answers is not None:
+                data = await self._answers.answer(route, data, metadata)
+            return web.json_response(data, dumps=_dumps)
 
         return unary
 
@@ -157,10 +175,14 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
-async def _request_message(route: Route, request: web.Request) -> Message:
-    body = await request.read() if route.body else b""
+async def _request_message(route: Route, request: web.Request, dialect: str) -> Message:
+    # A body-less route may still get one (climc's DELETE); `adapt_request` reads it as query.
+    body = await request.read() if route.body or request.body_exists else b""
+    query, body = adapt_request(
+        route, request.query.items(), body, lenient=dialect == KUBESERVER
+    )
     try:
-        return build_request(route, request.match_info, request.query.items(), body)
+        return build_request(route, request.match_info, query, body)
     except TranscodeError as exc:
         raise _BadRequest(str(exc)) from None
 
