@@ -20,3 +20,6 @@ VOLUME ["/data"]
 EXPOSE 50051 8080
 ENTRYPOINT ["capstan-server", "--grpc-listen", "0.0.0.0:50051", "--http-listen", "0.0.0.0:8080", \
             "--data-dir", "/data", "--helm-bin", "/opt/capstan/tools/bin/helm"]
+# Mount a policy file (README, "Security") there, or give other flags as the command; without
+# --auth-policy the server refuses to listen on 0.0.0.0 (unless --insecure-no-auth).
+CMD ["--auth-policy", "/etc/capstan/policy.yaml"]

@@ -30,9 +30,13 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
+from capstan_server import tls
+from capstan_server.auth.options import SecurityOptions
+from capstan_server.auth.setup import AuthSetupError, ServerAuth
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import build_gateway, capstan_services
 from capstan_server.interceptors import RpcInterceptor
+from capstan_server.secret_box import SecretKeyError
 
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
@@ -77,6 +81,8 @@ class ServerOptions:
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
     #: `--rest-dialect`: "capstan" (the documented REST API) or "kubeserver" (climc's wire).
     rest_dialect: str = "capstan"
+    #: Authentication, TLS and the registry's encryption key (capstan_server.auth).
+    security: SecurityOptions = field(default_factory=SecurityOptions)
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -104,6 +110,10 @@ class CapstanServer:
         self.grpc_port = 0
         self.http_port = 0
         self._interceptor = RpcInterceptor()
+        self._auth: ServerAuth | None = None
+        #: The plaintext loopback port the gateway uses when the public one speaks TLS.
+        self._loopback_port = 0
+        self._policy_watch: asyncio.Task[None] | None = None
         self._driver: Driver | None = None
         self._services: Services | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -124,7 +134,18 @@ class CapstanServer:
     @property
     def http_url(self) -> str:
         host, _ = split_host_port(self.options.http_listen)
-        return f"http://{_client_host(host)}:{self.http_port}"
+        scheme = "https" if self.options.security.tls else "http"
+        return f"{scheme}://{_client_host(host)}:{self.http_port}"
+
+    @property
+    def auth(self) -> ServerAuth:
+        if self._auth is None:
+            raise RuntimeError("the server is not started")
+        return self._auth
+
+    def reload_policy(self) -> bool:
+        """Re-read the policy file (SIGHUP); a broken file keeps the old policy (logged)."""
+        return self._auth.source.reload() if self._auth is not None else False
 
     @property
     def services(self) -> Services:
@@ -147,12 +168,23 @@ class CapstanServer:
     async def _start(self) -> None:
         options = self.options
         options.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._auth = _server_auth(options)
         self._driver = _open_driver(options)
         from capstan_server.services import open_services
 
-        self._services = await open_services(data_dir=options.data_dir, driver=self._driver)
+        try:
+            self._services = await open_services(
+                data_dir=options.data_dir,
+                driver=self._driver,
+                secret_key_file=options.security.secret_key_file,
+            )
+        except SecretKeyError as exc:
+            raise StartupError(str(exc)) from None
         await self._start_grpc()
-        self._channel = grpc.aio.insecure_channel(self.grpc_target, options=_GRPC_OPTIONS)
+        loopback = f"127.0.0.1:{self._loopback_port}" if self._loopback_port else self.grpc_target
+        self._channel = grpc.aio.insecure_channel(loopback, options=_GRPC_OPTIONS)
+        if self.auth.source.path is not None:
+            self._policy_watch = asyncio.get_running_loop().create_task(self.auth.source.watch())
         if options.dev:
             await self._start_dev()
         await self._start_http()
@@ -174,7 +206,8 @@ class CapstanServer:
     async def _start_grpc(self) -> None:
         services = self.services
         server = grpc.aio.server(
-            interceptors=[self._interceptor, *self.options.interceptors], options=_SERVER_OPTIONS
+            interceptors=[self._interceptor, self.auth.interceptor, *self.options.interceptors],
+            options=_SERVER_OPTIONS,
         )
         self._grpc = server
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(services.release, server)
@@ -189,8 +222,18 @@ class CapstanServer:
         reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
         listen = self.options.grpc_listen
         host, port = split_host_port(listen)
+        security = self.options.security
         try:
-            self.grpc_port = server.add_insecure_port(f"{_bind_host(host)}:{port}")
+            if security.tls:
+                credentials = tls.grpc_server_credentials(security)
+                self.grpc_port = server.add_secure_port(f"{_bind_host(host)}:{port}", credentials)
+                # The gateway's hop stays on this machine; the auth interceptor still checks
+                # every call on it (the gateway proves itself with its per-process secret).
+                self._loopback_port = server.add_insecure_port("127.0.0.1:0")
+            else:
+                self.grpc_port = server.add_insecure_port(f"{_bind_host(host)}:{port}")
+        except tls.TlsError as exc:
+            raise StartupError(str(exc)) from None
         except RuntimeError as exc:
             raise StartupError(f"cannot listen for gRPC on {listen}: {exc}") from None
         if not self.grpc_port:
@@ -201,12 +244,14 @@ class CapstanServer:
         from capstan_server.dev.chart_repo import ChartRepoError
         from capstan_server.dev.environment import DevEnvironment
 
+        assert self._channel is not None
         try:
             self._dev = await DevEnvironment.start(
                 self.services,
                 data_dir=self.options.data_dir,
                 helm_bin=self.options.helm_bin,
-                grpc_target=self.grpc_target,
+                channel=self._channel,
+                metadata=self.auth.internal_metadata("dev"),
             )
         except (CapstanError, ChartRepoError, OSError, grpc.aio.AioRpcError) as exc:
             message = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
@@ -215,7 +260,10 @@ class CapstanServer:
     async def _start_http(self) -> None:
         assert self._channel is not None
         app = build_gateway(
-            self._channel, is_ready=self.is_ready, dialect=self.options.rest_dialect
+            self._channel,
+            is_ready=self.is_ready,
+            forward=self.auth.forward,
+            dialect=self.options.rest_dialect,
         )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.options.grace)
@@ -231,7 +279,13 @@ class CapstanServer:
             listen = self.options.http_listen
             raise StartupError(f"cannot listen for HTTP on {listen}: {exc}") from None
         self.http_port = sock.getsockname()[1]
-        await web.SockSite(runner, sock).start()
+        security = self.options.security
+        try:
+            context = tls.http_ssl_context(security) if security.tls else None
+        except tls.TlsError as exc:
+            sock.close()
+            raise StartupError(str(exc)) from None
+        await web.SockSite(runner, sock, ssl_context=context).start()
 
     async def _set_health(self, status: Any) -> None:
         if self._health is None:
@@ -276,6 +330,8 @@ class CapstanServer:
     async def _close_resources(self) -> None:
         # Each step runs even if an earlier one failed; the first failure is logged.
         steps: list[tuple[str, Any]] = []
+        if self._policy_watch is not None:
+            self._policy_watch.cancel()
         if self._channel is not None:
             steps.append(("loopback channel", self._channel.close()))
         if self._dev is not None:
@@ -298,6 +354,21 @@ def _bind_host(host: str) -> str:
     if host == "":
         return "[::]"
     return f"[{host}]" if ":" in host else host
+
+
+def _server_auth(options: ServerOptions) -> ServerAuth:
+    security = options.security
+    hosts = [split_host_port(options.grpc_listen)[0], split_host_port(options.http_listen)[0]]
+    try:
+        return ServerAuth.create(
+            policy=security.auth_policy,
+            insecure_no_auth=security.insecure_no_auth,
+            listen_hosts=hosts,
+            data_dir=options.data_dir,
+            dev=options.dev,
+        )
+    except AuthSetupError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _open_driver(options: ServerOptions) -> Driver:
@@ -342,12 +413,13 @@ async def serve(options: ServerOptions) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_policy)
     try:
         await server.start()
         await stop_requested.wait()
     finally:
         await server.stop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
@@ -425,6 +497,7 @@ def start_server(
     grace: float = DEFAULT_GRACE,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     rest_dialect: str = "capstan",
+    security: SecurityOptions | None = None,
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -442,6 +515,7 @@ def start_server(
         grace=grace,
         interceptors=interceptors,
         rest_dialect=rest_dialect,
+        security=security or SecurityOptions(),
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

@@ -83,8 +83,10 @@ class Aborted(CapstanError):
 
 
 class PermissionDenied(CapstanError):
-    """A third party (a chart registry) refused the credentials Capstan was given for it.
-    Not UNAUTHENTICATED, which would say the caller's own credentials for Capstan are bad."""
+    """Not allowed: the caller may not do this here (a write outside its projects, a viewer's
+    write, a non-admin's cluster or repository change), or a third party (a chart registry)
+    refused the credentials Capstan was given for it. Not UNAUTHENTICATED, which says the
+    caller's own credentials for Capstan are bad."""
 
     code = grpc.StatusCode.PERMISSION_DENIED
 
@@ -112,3 +114,10 @@ class Internal(CapstanError):
     """A bug or an unexpected state; the message is safe to show."""
 
     code = grpc.StatusCode.INTERNAL
+
+
+class Unauthenticated(CapstanError):
+    """The call carries no credential, a malformed one, an expired one or an unknown one; the
+    message says which (never the credential itself)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED

@@ -17,6 +17,7 @@ from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
+from capstan_server.auth.flags import add_security_flags, security_options
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
+    add_security_flags(parser)
     return parser
 
 
@@ -94,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dev=args.dev,
             grace=args.shutdown_grace,
             rest_dialect=args.rest_dialect,
+            security=security_options(args),
         )
         asyncio.run(serve(options))
     except StartupError as exc:

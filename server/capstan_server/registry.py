@@ -1,8 +1,9 @@
 """Capstan's own store: registered clusters and chart repositories, in SQLite under --data-dir.
 
 Helm keeps release state in the clusters; this store holds only what Helm cannot: kubeconfigs
-and repository credentials. Both are secrets, so the directory is 0700 and the database file
-0600 (SQLite gives its journal the database file's mode). Calls are short and run in a worker
+and repository credentials. Both are secrets: they are encrypted (`secret_box.SecretBox`, key
+from `--secret-key-file`), the directory is 0700 and the database file 0600 (SQLite gives its
+journal the database file's mode). Calls are short and run in a worker
 thread (`asyncio.to_thread`) so that the event loop never waits on the disk.
 """
 
@@ -22,6 +23,7 @@ from typing import Literal, TypeVar
 
 from capstan_server.charts.oci import OciOptions
 from capstan_server.errors import AlreadyExists, InvalidArgument, NotFound
+from capstan_server.secret_box import DEFAULT_KEY_FILE, SecretBox
 
 __all__ = ["DB_FILE", "ClusterRow", "Registry", "RepoRow", "RepoType"]
 
@@ -99,19 +101,21 @@ def _ts(value: str | None) -> datetime | None:
 class Registry:
     """The SQLite store. Open it with `await Registry.open(data_dir)`; close with `close()`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+    def __init__(self, path: Path, conn: sqlite3.Connection, box: SecretBox) -> None:
         self.path = path
         self._conn = conn
+        self._box = box
         # One connection shared by worker threads; sqlite3 objects are not thread-safe alone.
         self._lock = threading.Lock()
 
     @classmethod
-    async def open(cls, data_dir: Path) -> Registry:
-        """Open (creating if needed) the registry under `data_dir`, fixing file modes."""
-        return await asyncio.to_thread(cls._open_sync, data_dir)
+    async def open(cls, data_dir: Path, *, secret_key_file: Path | None = None) -> Registry:
+        """Open (creating if needed) the registry under `data_dir`, fixing file modes; secrets
+        are encrypted with the key file (default `<data_dir>/secret.key`, made if missing)."""
+        return await asyncio.to_thread(cls._open_sync, data_dir, secret_key_file)
 
     @classmethod
-    def _open_sync(cls, data_dir: Path) -> Registry:
+    def _open_sync(cls, data_dir: Path, secret_key_file: Path | None = None) -> Registry:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
         path = data_dir / DB_FILE
@@ -123,7 +127,13 @@ class Registry:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.executescript(_SCHEMA)
-        return cls(path, conn)
+        try:
+            box = SecretBox.from_file(secret_key_file or data_dir / DEFAULT_KEY_FILE)
+            _seal_all(conn, box)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn, box)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._run, lambda c: c.close())
@@ -172,7 +182,8 @@ class Registry:
                 c.execute(
                     "INSERT INTO clusters (id, name, kubeconfig, server, created_at)"
                     " VALUES (?, ?, ?, ?, ?)",
-                    (row.id, row.name, row.kubeconfig, row.server, row.created_at.isoformat()),
+                    (row.id, row.name, self._box.seal(row.kubeconfig), row.server,
+                     row.created_at.isoformat()),
                 )
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"cluster {name!r} is already registered") from None
@@ -183,7 +194,7 @@ class Registry:
     async def find_cluster(self, id_or_name: str) -> ClusterRow | None:
         """A cluster by UUID or name, or None."""
         row = await self._find_row("clusters", id_or_name)
-        return _cluster(row) if row else None
+        return _cluster(row, self._box) if row else None
 
     async def get_cluster(self, id_or_name: str) -> ClusterRow:
         """A cluster by UUID or name; NotFound otherwise."""
@@ -208,15 +219,14 @@ class Registry:
             return rows, total
 
         rows, total = await self._call(select)
-        return [_cluster(r) for r in rows], total
+        return [_cluster(r, self._box) for r in rows], total
 
     async def update_cluster(
         self, cluster_id: str, *, kubeconfig: str | None = None, server: str | None = None
     ) -> ClusterRow:
         """Replace a cluster's kubeconfig and/or server URL (e.g. a dev cluster on a new port)."""
-        changes = {
-            k: v for k, v in (("kubeconfig", kubeconfig), ("server", server)) if v is not None
-        }
+        sealed = self._box.seal(kubeconfig) if kubeconfig is not None else None
+        changes = {k: v for k, v in (("kubeconfig", sealed), ("server", server)) if v is not None}
         await self._update("clusters", cluster_id, changes)
         return await self.get_cluster(cluster_id)
 
@@ -250,7 +260,7 @@ class Registry:
                         row.url,
                         row.type,
                         row.username,
-                        row.password,
+                        self._box.seal(row.password),
                         row.created_at.isoformat(),
                     ),
                 )
@@ -263,7 +273,7 @@ class Registry:
     async def find_repo(self, id_or_name: str) -> RepoRow | None:
         """A repository by UUID or name, or None."""
         row = await self._find_row("repos", id_or_name)
-        return _repo(row) if row else None
+        return _repo(row, self._box) if row else None
 
     async def get_repo(self, id_or_name: str) -> RepoRow:
         """A repository by UUID or name; NotFound otherwise."""
@@ -292,7 +302,7 @@ class Registry:
             return rows, total
 
         rows, total = await self._call(select)
-        return [_repo(r) for r in rows], total
+        return [_repo(r, self._box) for r in rows], total
 
     async def update_repo(
         self,
@@ -305,7 +315,11 @@ class Registry:
         """Change a repository's URL and/or credentials (its cached index is then stale)."""
         changes = {
             k: v
-            for k, v in (("url", url), ("username", username), ("password", password))
+            for k, v in (
+                ("url", url),
+                ("username", username),
+                ("password", self._box.seal(password) if password is not None else None),
+            )
             if v is not None
         }
         await self._update("repos", repo_id, changes)
@@ -344,13 +358,23 @@ class Registry:
         await self._call(lambda c: c.execute("DELETE FROM repos WHERE id = ?", (repo_id,)))
 
 
-def _cluster(row: sqlite3.Row) -> ClusterRow:
+def _seal_all(conn: sqlite3.Connection, box: SecretBox) -> None:
+    """Encrypt plain rows (from before encryption) and rows under an older key, in place."""
+    for table, column in (("clusters", "kubeconfig"), ("repos", "password")):
+        # Table and column names are the fixed pairs above.
+        for row_id, stored in conn.execute(f"SELECT id, {column} FROM {table}").fetchall():
+            sealed = box.reseal(stored)
+            if sealed is not None:
+                conn.execute(f"UPDATE {table} SET {column} = ? WHERE id = ?", (sealed, row_id))
+
+
+def _cluster(row: sqlite3.Row, box: SecretBox) -> ClusterRow:
     created = _ts(row["created_at"])
     assert created is not None
-    return ClusterRow(row["id"], row["name"], row["server"], created, row["kubeconfig"])
+    return ClusterRow(row["id"], row["name"], row["server"], created, box.open(row["kubeconfig"]))
 
 
-def _repo(row: sqlite3.Row) -> RepoRow:
+def _repo(row: sqlite3.Row, box: SecretBox) -> RepoRow:
     created = _ts(row["created_at"])
     assert created is not None
     return RepoRow(
@@ -361,5 +385,5 @@ def _repo(row: sqlite3.Row) -> RepoRow:
         row["username"],
         created,
         _ts(row["synced_at"]),
-        row["password"],
+        box.open(row["password"]),
     )

@@ -17,6 +17,8 @@ from capstan.client import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 from capstan.v1 import release_pb2
@@ -42,6 +44,8 @@ def client(fake: FakeCapstan) -> Iterator[CapstanClient]:
         (grpc.StatusCode.ABORTED, Aborted),
         (grpc.StatusCode.UNAVAILABLE, Unavailable),
         (grpc.StatusCode.DEADLINE_EXCEEDED, DeadlineExceeded),
+        (grpc.StatusCode.UNAUTHENTICATED, Unauthenticated),
+        (grpc.StatusCode.PERMISSION_DENIED, PermissionDenied),
     ],
 )
 def test_each_status_has_its_exception(
@@ -64,13 +68,13 @@ def test_each_status_has_its_exception(
 
 
 def test_other_statuses_raise_the_base_class(fake: FakeCapstan, client: CapstanClient) -> None:
-    fake.reply("GetRelease", Failure(grpc.StatusCode.PERMISSION_DENIED, "no"))
+    fake.reply("GetRelease", Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "no"))
 
     with pytest.raises(CapstanError) as raised:
         client.get_release("etcd")
 
     assert type(raised.value) is CapstanError
-    assert raised.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert raised.value.details == []
 
 

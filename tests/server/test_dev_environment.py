@@ -3,8 +3,10 @@ charts as repositories `samples` and `bitnami-new`, kept across restarts of one 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +15,8 @@ from typing import Any
 import pytest
 
 from capstan_server.app import ServerHandle
+from capstan_server.auth.options import SecurityOptions
+from capstan_server.auth.setup import DEV_TOKEN_FILE
 
 HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
 
@@ -26,14 +30,22 @@ def helm() -> Path:
     return HELM
 
 
+def _auth(handle: ServerHandle) -> dict[str, str]:
+    """--dev serves with authentication on: the generated admin token is in the data dir."""
+    token = (handle.data_dir / DEV_TOKEN_FILE).read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
 def _get(handle: ServerHandle, path: str) -> Any:
-    with urllib.request.urlopen(handle.http_url + path, timeout=60) as response:
+    request = urllib.request.Request(handle.http_url + path, headers=_auth(handle))
+    with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
 
 def _post(handle: ServerHandle, path: str, body: dict[str, Any]) -> Any:
     request = urllib.request.Request(handle.http_url + path, data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             **_auth(handle)})
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
 
@@ -116,3 +128,44 @@ def test_dev_mode_keeps_helm_releases_across_restarts(
     shown = _get(second, "/api/releases/etcd-release")
     assert (shown["id"], shown["status"], shown["version"]) == (created["id"], "deployed", 1)
     assert {"k8s_service", "secret", "statefulset"} <= shown["resources"].keys()
+
+
+def test_dev_mode_serves_with_authentication_on(
+    capstan_server_factory: Callable[..., ServerHandle], helm: Path, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    handle = capstan_server_factory(driver="memory", dev=True, helm_bin=helm, data_dir=data_dir)
+    token_file = data_dir / DEV_TOKEN_FILE
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(handle.http_url + "/api/clusters", timeout=60)
+    assert refused.value.code == 401
+    assert refused.value.headers["WWW-Authenticate"].startswith("Bearer")
+    assert _get(handle, "/api/clusters")["total"] == 1
+    token = token_file.read_text()
+    handle.stop()
+    # The token survives a restart, so a shell that exported it keeps working.
+    again = capstan_server_factory(driver="memory", dev=True, helm_bin=helm, data_dir=data_dir)
+    assert token_file.read_text() == token
+    assert _get(again, "/api/clusters")["total"] == 1
+
+
+def test_dev_mode_with_a_policy_of_ones_own(
+    capstan_server_factory: Callable[..., ServerHandle], helm: Path, tmp_path: Path
+) -> None:
+    token = "viewer-token-of-the-operator"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "projects:\n  dev:\n    - cluster: default\n      namespaces: [default]\n"
+        "subjects:\n  - name: viewer\n"
+        f'    token_sha256: "{hashlib.sha256(token.encode()).hexdigest()}"\n'
+        "    role: viewer\n    projects: [dev]\n")
+    data_dir = tmp_path / "data"
+    # The embedded cluster and repositories are still registered (the server's own calls).
+    handle = capstan_server_factory(driver="memory", dev=True, helm_bin=helm, data_dir=data_dir,
+                                    security=SecurityOptions(auth_policy=policy))
+    assert not (data_dir / DEV_TOKEN_FILE).exists()
+    request = urllib.request.Request(handle.http_url + "/api/clusters",
+                                     headers={"X-Auth-Token": token})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert [c["name"] for c in json.loads(response.read())["clusters"]] == ["default"]

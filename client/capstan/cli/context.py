@@ -27,6 +27,9 @@ class Context:
     stdout: TextIO
     stderr: TextIO
     interceptors: tuple[Interceptor, ...] = ()
+    #: `--token`, `--ca-cert`, `--client-cert`, `--client-key` (see cli/credentials.py).
+    token: str | None = None
+    tls: dict[str, str] = field(default_factory=dict)
     _client: CapstanClient | None = field(default=None, init=False, repr=False)
 
     @property
@@ -39,7 +42,9 @@ class Context:
         if self._client is None:
             timeout = DEFAULT_TIMEOUT_S if self.call_timeout is None else self.call_timeout
             self._client = CapstanClient(
-                self.endpoint, timeout=timeout, interceptors=self.interceptors
+                self.endpoint, timeout=timeout, interceptors=self.interceptors,
+                token=self.token, ca_cert=self.tls.get("ca_cert"),
+                client_cert=self.tls.get("client_cert"), client_key=self.tls.get("client_key"),
             )
         return self._client
 

@@ -19,6 +19,7 @@ import grpc
 
 from capstan.cli.commands import register_all
 from capstan.cli.context import Context, UsageError
+from capstan.cli.credentials import add_credential_options, credentials_from
 from capstan.cli.debug import DebugInterceptor
 from capstan.client import CapstanError
 
@@ -40,6 +41,8 @@ EXIT_CODES: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.ABORTED: 7,
     grpc.StatusCode.UNAVAILABLE: 8,
     grpc.StatusCode.DEADLINE_EXCEEDED: 9,
+    grpc.StatusCode.UNAUTHENTICATED: 10,
+    grpc.StatusCode.PERMISSION_DENIED: 11,
 }
 _EXIT_INTERRUPTED = 130
 _EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
@@ -93,6 +96,7 @@ def _add_global_options(
         "--debug", action="store_true", default=default(False),
         help="Print each request before it is sent",
     )
+    add_credential_options(group, default, env)
 
 
 def run(
@@ -110,8 +114,11 @@ def run(
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error argparse already reported
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    token, tls = credentials_from(args, args.endpoint, env if env is not None else os.environ)
     ctx = Context(
         endpoint=args.endpoint,
+        token=token,
+        tls=tls,
         output=args.output,
         call_timeout=args.call_timeout,
         stdout=stdout,

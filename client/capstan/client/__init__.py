@@ -11,7 +11,7 @@ Example — the seed scenario, from another service::
 
     from capstan.client import CapstanClient, NotFound, to_dict
 
-    with CapstanClient("127.0.0.1:50051", timeout=30, metadata={"x-auth-token": token}) as capstan:
+    with CapstanClient("127.0.0.1:50051", timeout=30, token=token) as capstan:
         capstan.create_release(
             "bitnami-new/etcd", cluster="test122", namespace="default",
             release_name="etcd-release",
@@ -45,6 +45,8 @@ from capstan.client.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
+    Unauthenticated,
     Unavailable,
 )
 from capstan.client.messages import to_dict
@@ -61,8 +63,10 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
     "RetryPolicy",
     "ServerStream",
+    "Unauthenticated",
     "Unavailable",
     "to_dict",
 ]

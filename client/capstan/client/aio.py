@@ -17,8 +17,9 @@ from google.protobuf.message import Message
 
 from capstan.client import charts, clusters, releases
 from capstan.client.calls import Call, RpcMethod
+from capstan.client.credentials import PathOrPem, channel_credentials
 from capstan.client.errors import error_from_rpc
-from capstan.client.options import DEFAULT_TIMEOUT_S, ClientOptions, Metadata
+from capstan.client.options import DEFAULT_TIMEOUT_S, ClientOptions, Metadata, with_token
 from capstan.client.retry import RetryPolicy
 
 __all__ = ["AsyncCapstanClient"]
@@ -40,11 +41,19 @@ class AsyncCapstanClient:
         retries: int | RetryPolicy = 3,
         metadata: Metadata | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        ca_cert: PathOrPem | None = None,
+        client_cert: PathOrPem | None = None,
+        client_key: PathOrPem | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.endpoint = endpoint
+        metadata = with_token(endpoint, metadata, token)
         self._options = ClientOptions.create(timeout=timeout, retries=retries, metadata=metadata)
+        credentials = credentials or channel_credentials(
+            ca_cert=ca_cert, client_cert=client_cert, client_key=client_key
+        )
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(
                 endpoint, options=channel_options, interceptors=interceptors

@@ -21,6 +21,8 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "NotFound",
+    "PermissionDenied",
+    "Unauthenticated",
     "Unavailable",
     "error_from_rpc",
 ]
@@ -76,7 +78,18 @@ class DeadlineExceeded(CapstanError):
     """DEADLINE_EXCEEDED: the call or the operation did not finish in time."""
 
 
+class Unauthenticated(CapstanError):
+    """UNAUTHENTICATED: no credential, or a malformed, expired or unknown one (the message
+    says which); give a token (`token=`, `$CAPSTAN_TOKEN`) or a client certificate."""
+
+
+class PermissionDenied(CapstanError):
+    """PERMISSION_DENIED: the caller may not do this there (its role or projects)."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[CapstanError]] = {
+    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,

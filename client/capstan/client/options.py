@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from capstan.client.calls import Call, call_timeout
+from capstan.client.credentials import find_token, token_metadata
 from capstan.client.retry import Attempts, RetryPolicy
 
-__all__ = ["DEFAULT_TIMEOUT_S", "ClientOptions", "Metadata"]
+__all__ = ["DEFAULT_TIMEOUT_S", "ClientOptions", "Metadata", "with_token"]
 
 #: Metadata sent with every call, e.g. `{"authorization": "Bearer ..."}` (keys lower-case).
 Metadata: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str | bytes]]
@@ -51,3 +52,15 @@ class ClientOptions:
     @property
     def grpc_metadata(self) -> tuple[tuple[str, str | bytes], ...] | None:
         return self.metadata or None
+
+
+def with_token(endpoint: str, metadata: Metadata | None, token: str | None) -> Metadata | None:
+    """`metadata` plus the bearer token (`credentials.find_token`), unless it already carries
+    a credential."""
+    pairs = list(metadata.items() if isinstance(metadata, Mapping) else metadata or ())
+    if any(key.lower() in ("authorization", "x-auth-token") for key, _ in pairs):
+        return metadata
+    found = find_token(endpoint, token=token)
+    if found is None:
+        return metadata
+    return [*pairs, *token_metadata(found)]

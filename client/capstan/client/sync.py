@@ -13,8 +13,9 @@ from google.protobuf.message import Message
 
 from capstan.client import charts, clusters, releases
 from capstan.client.calls import Call, RpcMethod
+from capstan.client.credentials import PathOrPem, channel_credentials
 from capstan.client.errors import error_from_rpc
-from capstan.client.options import DEFAULT_TIMEOUT_S, ClientOptions, Metadata
+from capstan.client.options import DEFAULT_TIMEOUT_S, ClientOptions, Metadata, with_token
 from capstan.client.retry import Attempts, RetryPolicy
 
 __all__ = ["CapstanClient", "ServerStream"]
@@ -35,7 +36,10 @@ class CapstanClient:
 
     `timeout` is the default deadline of a call in seconds (None: no deadline); `retries` how
     often an idempotent call is retried on UNAVAILABLE (or a `RetryPolicy`); `metadata` is sent
-    with every call; `credentials` makes the channel TLS. Use it as a context manager or call
+    with every call; `token` is sent as `authorization: Bearer` (default: `$CAPSTAN_TOKEN`, or
+    the `--dev` server's token file for a local endpoint; see `capstan.client.credentials`);
+    `ca_cert`, `client_cert`, `client_key` (paths or PEM bytes) make the channel TLS (mutual
+    with a client certificate), or pass ready `credentials`. Use it as a context manager or call
     `close()`. Every method raises a `CapstanError` subclass when the call fails.
     """
 
@@ -47,11 +51,19 @@ class CapstanClient:
         retries: int | RetryPolicy = 3,
         metadata: Metadata | None = None,
         credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        ca_cert: PathOrPem | None = None,
+        client_cert: PathOrPem | None = None,
+        client_key: PathOrPem | None = None,
         interceptors: Sequence[Interceptor] = (),
         channel_options: Sequence[tuple[str, Any]] = (),
     ) -> None:
         self.endpoint = endpoint
+        metadata = with_token(endpoint, metadata, token)
         self._options = ClientOptions.create(timeout=timeout, retries=retries, metadata=metadata)
+        credentials = credentials or channel_credentials(
+            ca_cert=ca_cert, client_cert=client_cert, client_key=client_key
+        )
         if credentials is None:
             channel = grpc.insecure_channel(endpoint, options=channel_options)
         else:

@@ -104,6 +104,7 @@ class Release(_message.Message):
     PROJECT_DOMAIN_FIELD_NUMBER: _builtins.int
     DRY_RUN_FIELD_NUMBER: _builtins.int
     CHART_DIGEST_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable UUID of the release; it survives restarts and upgrades."""
     name: _builtins.str
@@ -162,6 +163,11 @@ class Release(_message.Message):
     whose values hold at most 63 characters); empty for releases installed
     outside Capstan.
     """
+    project: _builtins.str
+    """The project of the server's authorization policy that the release's namespace belongs to
+    (the first of the caller's own projects that grants it); empty when no policy is loaded.
+    Unrelated to `project_domain`.
+    """
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
         """The values supplied by the user for the current revision (not the
@@ -215,10 +221,11 @@ class Release(_message.Message):
         project_domain: _builtins.str = ...,
         dry_run: _builtins.bool = ...,
         chart_digest: _builtins.str = ...,
+        project: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_version", b"app_version", "chart", b"chart", "chart_digest", b"chart_digest", "chart_version", b"chart_version", "cluster", b"cluster", "clusterID", b"clusterID", "cluster_id", b"cluster_id", "config", b"config", "created_at", b"created_at", "description", b"description", "dry_run", b"dry_run", "external_id", b"external_id", "id", b"id", "is_emulated", b"is_emulated", "manifest", b"manifest", "name", b"name", "namespace", b"namespace", "namespace_id", b"namespace_id", "notes", b"notes", "progress", b"progress", "project_domain", b"project_domain", "repo_id", b"repo_id", "resources", b"resources", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_version", b"app_version", "chart", b"chart", "chart_digest", b"chart_digest", "chart_version", b"chart_version", "cluster", b"cluster", "clusterID", b"clusterID", "cluster_id", b"cluster_id", "config", b"config", "created_at", b"created_at", "description", b"description", "dry_run", b"dry_run", "external_id", b"external_id", "id", b"id", "is_emulated", b"is_emulated", "manifest", b"manifest", "name", b"name", "namespace", b"namespace", "namespace_id", b"namespace_id", "notes", b"notes", "progress", b"progress", "project", b"project", "project_domain", b"project_domain", "repo_id", b"repo_id", "resources", b"resources", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

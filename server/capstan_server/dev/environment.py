@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,10 +81,16 @@ class DevEnvironment:
 
     @classmethod
     async def start(
-        cls, services: Services, *, data_dir: Path, helm_bin: Path | None, grpc_target: str
+        cls,
+        services: Services,
+        *,
+        data_dir: Path,
+        helm_bin: Path | None,
+        channel: grpc.aio.Channel,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> DevEnvironment:
-        """Start kubesim and the chart repository and register them with the server at
-        `grpc_target` (which must already serve)."""
+        """Start kubesim and the chart repository and register them with the server behind
+        `channel` (which must already serve), sending `metadata` (the server's credential)."""
         directory, settings = await asyncio.to_thread(_prepare, data_dir, helm_bin)
         assert helm_bin is not None
         sim = await asyncio.to_thread(_start_kubesim, directory, settings)
@@ -97,7 +104,7 @@ class DevEnvironment:
         settings.chart_repo_port = repo.port
         await asyncio.to_thread(settings.save, directory / SETTINGS_FILE)
         try:
-            await env._register(services, grpc_target)
+            await env._register(services, channel, tuple(metadata))
         except BaseException:
             await env.stop()
             raise
@@ -108,33 +115,38 @@ class DevEnvironment:
         )
         return env
 
-    async def _register(self, services: Services, grpc_target: str) -> None:
-        async with grpc.aio.insecure_channel(grpc_target) as channel:
-            clusters = cluster_pb2_grpc.ClusterServiceStub(channel)
-            charts = chart_pb2_grpc.ChartServiceStub(channel)
-            registry = services.registry
-            kubeconfig = self.sim.kubeconfig
-            cluster = await registry.find_cluster(CLUSTER_NAME)
-            if cluster is None:
-                await clusters.CreateCluster(
-                    cluster_pb2.CreateClusterRequest(name=CLUSTER_NAME, kubeconfig=kubeconfig)
+    async def _register(
+        self, services: Services, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]
+    ) -> None:
+        clusters = cluster_pb2_grpc.ClusterServiceStub(channel)
+        charts = chart_pb2_grpc.ChartServiceStub(channel)
+        registry = services.registry
+        kubeconfig = self.sim.kubeconfig
+        cluster = await registry.find_cluster(CLUSTER_NAME)
+        if cluster is None:
+            await clusters.CreateCluster(
+                cluster_pb2.CreateClusterRequest(name=CLUSTER_NAME, kubeconfig=kubeconfig),
+                metadata=metadata,
+            )
+        elif cluster.kubeconfig != kubeconfig:
+            # The port changed since the last run: same cluster, new address.
+            await registry.update_cluster(
+                cluster.id, kubeconfig=kubeconfig, server=self.sim.url
+            )
+        for name in REPO_NAMES:
+            repo = await registry.find_repo(name)
+            if repo is None:
+                await charts.CreateRepository(
+                    chart_pb2.CreateRepositoryRequest(name=name, url=self.repo.url,
+                                                      type="external"),
+                    metadata=metadata,
                 )
-            elif cluster.kubeconfig != kubeconfig:
-                # The port changed since the last run: same cluster, new address.
-                await registry.update_cluster(
-                    cluster.id, kubeconfig=kubeconfig, server=self.sim.url
-                )
-            for name in REPO_NAMES:
-                repo = await registry.find_repo(name)
-                if repo is None:
-                    await charts.CreateRepository(
-                        chart_pb2.CreateRepositoryRequest(name=name, url=self.repo.url,
-                                                          type="external")
-                    )
-                elif repo.url != self.repo.url:
-                    await registry.update_repo(repo.id, url=self.repo.url)
-                # The cached index names chart archives by absolute URL: refresh it every start.
-                await charts.SyncRepository(chart_pb2.SyncRepositoryRequest(id=name))
+            elif repo.url != self.repo.url:
+                await registry.update_repo(repo.id, url=self.repo.url)
+            # The cached index names chart archives by absolute URL: refresh it every start.
+            await charts.SyncRepository(
+                chart_pb2.SyncRepositoryRequest(id=name), metadata=metadata
+            )
 
     async def stop(self) -> None:
         """Stop the chart repository and kubesim, saving kubesim's objects for the next run."""

@@ -11,7 +11,8 @@ from aiohttp import web
 from google.protobuf.descriptor import ServiceDescriptor
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
-from capstan_server.gateway.app import Gateway
+from capstan_server.auth.openapi import add_security
+from capstan_server.gateway.app import Forward, Gateway
 from capstan_server.gateway.kubeserver import CAPSTAN
 from capstan_server.gateway.openapi import build_openapi
 from capstan_server.gateway.routes import Route, build_routes
@@ -54,8 +55,10 @@ def build_gateway(
     is_ready: Callable[[], bool],
     services: Sequence[ServiceDescriptor] | None = None,
     dialect: str = CAPSTAN,
+    forward: Forward | None = None,
 ) -> web.Application:
-    """The aiohttp application serving the REST API of `services` (default: Capstan's)."""
+    """The aiohttp application serving the REST API of `services` (default: Capstan's);
+    `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
     routes: list[Route] = build_routes(services if services is not None else capstan_services())
     document = build_openapi(
         routes,
@@ -64,7 +67,10 @@ def build_gateway(
         description=_DESCRIPTION,
         extra_paths={"/healthz": _HEALTHZ},
     )
-    gateway = Gateway(channel, routes, is_ready=is_ready, openapi=document, dialect=dialect)
+    add_security(document)
+    gateway = Gateway(
+        channel, routes, is_ready=is_ready, openapi=document, forward=forward, dialect=dialect
+    )
     return gateway.application()
 
 

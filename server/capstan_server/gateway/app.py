@@ -46,6 +46,8 @@ _DETAILS_KEY = "grpc-status-details-bin"
 MAX_BODY_BYTES = 16 * 1024 * 1024
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Extra metadata for the gRPC call of one HTTP request (the auth set-up's `forward`).
+Forward = Callable[[web.Request], Sequence[tuple[str, str]]]
 
 
 def error_body(http_code: int, status: str, message: str, details: Sequence[Any] = ()) -> Any:
@@ -68,7 +70,10 @@ def rpc_error_body(error: grpc.aio.AioRpcError) -> Any:
 
 def _rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
     body = rpc_error_body(error)
-    return web.json_response(body, status=body["code"], dumps=_dumps)
+    response = web.json_response(body, status=body["code"], dumps=_dumps)
+    if error.code() is grpc.StatusCode.UNAUTHENTICATED:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="capstan"'
+    return response
 
 
 def _rich_details(error: grpc.aio.AioRpcError) -> list[Any]:
@@ -100,8 +105,10 @@ class Gateway:
         is_ready: Callable[[], bool],
         openapi: dict[str, Any],
         dialect: str = CAPSTAN,
+        forward: Forward | None = None,
     ) -> None:
         self._channel = channel
+        self._forward = forward
         #: `--rest-dialect`: kubeserver's answers and error bodies when KUBESERVER.
         self._dialect = dialect
         self._answers = KubeserverAnswers(channel) if dialect == KUBESERVER else None
@@ -140,7 +147,7 @@ class Gateway:
 
             async def stream(request: web.Request) -> web.StreamResponse:
                 message = await _request_message(route, request, self._dialect)
-                call = stream_call(message, metadata=_metadata(request))
+                call = stream_call(message, metadata=self._metadata(request))
                 return await _forward_stream(route, request, call)
 
             return stream
@@ -153,7 +160,7 @@ class Gateway:
 
         async def unary(request: web.Request) -> web.StreamResponse:
             message = await _request_message(route, request, self._dialect)
-            metadata = _metadata(request)
+            metadata = self._metadata(request)
             try:
                 answer = await unary_call(message, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
@@ -164,6 +171,10 @@ class Gateway:
             return web.json_response(data, dumps=_dumps)
 
         return unary
+
+    def _metadata(self, request: web.Request) -> tuple[tuple[str, str], ...]:
+        extra = tuple(self._forward(request)) if self._forward is not None else ()
+        return _metadata(request) + extra
 
 
 def _serialize(message: Message) -> bytes:

@@ -36,9 +36,12 @@ class Services:
             await self.registry.close()
 
 
-async def open_services(*, data_dir: Path, driver: Driver) -> Services:
-    """Open the registry under `data_dir` and build the servicers on `driver`."""
-    registry = await Registry.open(data_dir)
+async def open_services(
+    *, data_dir: Path, driver: Driver, secret_key_file: Path | None = None
+) -> Services:
+    """Open the registry under `data_dir` (its secrets encrypted with `secret_key_file`,
+    default `<data_dir>/secret.key`) and build the servicers on `driver`."""
+    registry = await Registry.open(data_dir, secret_key_file=secret_key_file)
     catalog = Catalog(data_dir, registry)
     resolver = Resolver(registry, driver)
     return Services(

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from capstan_server.auth.access import Action, current_access
 from capstan_server.drivers.base import (
     LABEL_RELEASE_ID,
     ClusterTarget,
@@ -136,11 +137,34 @@ class Resolver:
         self.registry = registry
         self.driver = driver
 
+    async def visible_cluster(self, id_or_name: str) -> ClusterRow:
+        """A registered cluster by name or UUID that the caller may see (else NotFound, as for
+        an unregistered one: the caller's projects decide what exists for it)."""
+        row = await self.registry.get_cluster(id_or_name)
+        if not current_access().sees_cluster(row.name):
+            raise NotFound(
+                f"cluster {id_or_name!r} is not registered",
+                details=[{"resource": "cluster", "name": id_or_name}],
+            )
+        return row
+
+    async def visible_clusters(
+        self, limit: int = -1, offset: int = 0
+    ) -> tuple[list[ClusterRow], int]:
+        """One page of the clusters the caller may see, and how many it may see."""
+        access = current_access()
+        if not access.restricted:
+            return await self.registry.list_clusters(limit, offset)
+        rows, _ = await self.registry.list_clusters()
+        visible = [r for r in rows if access.sees_cluster(r.name)]
+        end = None if limit < 0 else offset + limit
+        return visible[offset:end], len(visible)
+
     async def cluster(self, id_or_name: str) -> ClusterRow:
-        """A cluster by name or UUID; when empty, the only registered cluster."""
+        """A cluster by name or UUID; when empty, the only registered (visible) cluster."""
         if id_or_name:
-            return await self.registry.get_cluster(id_or_name)
-        rows, total = await self.registry.list_clusters(limit=2)
+            return await self.visible_cluster(id_or_name)
+        rows, total = await self.visible_clusters(limit=2)
         if total == 1:
             return rows[0]
         if total == 0:
@@ -151,10 +175,11 @@ class Resolver:
         )
 
     async def clusters(self, id_or_name: str) -> list[ClusterRow]:
-        """The named cluster, or every registered cluster when the name is empty."""
+        """The named cluster, or every registered cluster (the caller may see) when the name is
+        empty."""
         if id_or_name:
-            return [await self.registry.get_cluster(id_or_name)]
-        rows, _ = await self.registry.list_clusters()
+            return [await self.visible_cluster(id_or_name)]
+        rows, _ = await self.visible_clusters()
         return rows
 
     async def namespace_uids(self, cluster: ClusterRow) -> dict[str, str]:
@@ -183,20 +208,24 @@ class Resolver:
     ) -> tuple[list[LocatedRelease], list[UnreachableCluster]]:
         """The latest revision of every matching release in the given clusters. A cluster that
         cannot be reached (Unavailable) is reported, in the order of `clusters`, instead of
-        failing the call; any other error still fails it."""
+        failing the call; any other error still fails it. Releases in namespaces the caller
+        may not read are left out, as if they did not exist."""
         answers = await asyncio.gather(
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,
         )
         found: list[LocatedRelease] = []
         down: list[UnreachableCluster] = []
+        access = current_access()
         for c, answer in zip(clusters, answers, strict=True):
             if isinstance(answer, Unavailable):
                 down.append(UnreachableCluster(c, answer))
             elif isinstance(answer, BaseException):
                 raise answer
             else:
-                found.extend(LocatedRelease(c, r) for r in answer)
+                found.extend(
+                    LocatedRelease(c, r) for r in answer if not access.hidden(c.name, r.namespace)
+                )
         return found, down
 
     async def release(
@@ -249,6 +278,9 @@ class Resolver:
         if down:
             raise _partial_lookup_error(id_or_name, candidates, down)
         if not candidates:
+            if current_access().hidden_count:
+                # It exists where the caller may not look: answered as not found, but audited.
+                current_access().denied.append(f"read release {id_or_name!r}")
             scope = "".join(
                 [
                     f" in namespace {namespace!r}" if namespace else "",
@@ -266,6 +298,24 @@ class Resolver:
                 details=[_candidate_detail(c) for c in candidates],
             )
         return candidates[0]
+
+
+    async def release_for_write(
+        self, id_or_name: str, cluster: str = "", namespace: str = ""
+    ) -> LocatedRelease:
+        """As `release`, for a call that changes it: PermissionDenied (before anything is
+        looked up) when `namespace` is given and the caller may not change releases there in
+        any cluster in scope, and (after) when it may read the release but not change it."""
+        access = current_access()
+        if namespace and access.restricted:
+            validate_namespace(namespace)
+            names = [c.name for c in await self.clusters(cluster)]
+            if not access.may_in_some_cluster(Action.WRITE, names, namespace):
+                access.refuse(Action.WRITE, cluster or (names[0] if len(names) == 1 else "*"),
+                              namespace)
+        found = await self.release(id_or_name, cluster, namespace)
+        access.require(Action.WRITE, found.cluster.name, found.record.namespace)
+        return found
 
 
 class ReleaseLocks:

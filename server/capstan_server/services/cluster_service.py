@@ -12,6 +12,7 @@ from typing import Any
 import grpc.aio
 
 from capstan.v1 import cluster_pb2, cluster_pb2_grpc
+from capstan_server.auth.access import current_access
 from capstan_server.drivers.base import ClusterTarget, Driver
 from capstan_server.errors import AlreadyExists, FailedPrecondition, Unavailable
 from capstan_server.kubeconfig import parse_kubeconfig
@@ -58,7 +59,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self, request: cluster_pb2.ListClustersRequest, context: Context
     ) -> cluster_pb2.ListClustersResponse:
         limit, offset = msg.page(request.limit, request.offset)
-        rows, total = await self.registry.list_clusters(limit, offset)
+        rows, total = await self.resolver.visible_clusters(limit, offset)
         return cluster_pb2.ListClustersResponse(
             clusters=[msg.cluster_message(r) for r in rows], total=total, limit=limit, offset=offset
         )
@@ -66,7 +67,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def GetCluster(
         self, request: cluster_pb2.GetClusterRequest, context: Context
     ) -> cluster_pb2.Cluster:
-        return msg.cluster_message(await self.registry.get_cluster(request.id))
+        return msg.cluster_message(await self.resolver.visible_cluster(request.id))
 
     async def DeleteCluster(
         self, request: cluster_pb2.DeleteClusterRequest, context: Context
@@ -105,7 +106,12 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     ) -> cluster_pb2.ListNamespacesResponse:
         limit, offset = msg.page(request.limit, request.offset)
         row = await self.resolver.cluster(request.cluster)
-        namespaces = sorted(await self.driver.namespaces(target(row)), key=lambda n: n.name)
+        access = current_access()
+        namespaces = sorted(
+            (n for n in await self.driver.namespaces(target(row))
+             if not access.hidden(row.name, n.name)),
+            key=lambda n: n.name,
+        )
         return cluster_pb2.ListNamespacesResponse(
             namespaces=[msg.namespace_message(n, row) for n in namespaces[offset : offset + limit]],
             total=len(namespaces),

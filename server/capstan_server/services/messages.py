@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
+from capstan_server.auth.access import current_access
 from capstan_server.charts.archive import ChartFiles
 from capstan_server.charts.oci import OciOptions
 from capstan_server.charts.repo_index import IndexEntry
@@ -179,6 +180,7 @@ def release_message(
         progress=progress,
         is_emulated=False,
         project_domain="Default",
+        project=current_access().project_of(cluster.name, record.namespace),
         dry_run=dry_run,
     )
     if details or dry_run:

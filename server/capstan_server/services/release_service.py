@@ -18,6 +18,7 @@ import grpc.aio
 
 from capstan.v1 import release_pb2, release_pb2_grpc
 from capstan_server import values as helm_values
+from capstan_server.auth.access import Action, current_access
 from capstan_server.charts.catalog import Catalog, ResolvedChart, parse_chart_reference
 from capstan_server.drivers.base import (
     LABEL_CHART_DIGEST,
@@ -136,6 +137,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         timeout = msg.timeout_seconds(request.timeout)
         user = _user_values(request.values, request)
         cluster = await self.resolver.cluster(request.cluster)
+        # Before anything else is looked up or run: a write outside the caller's projects.
+        current_access().require(Action.WRITE, cluster.name, namespace)
         resolved = await self.catalog.resolve(request.chart_name, request.version)
         # Without create_namespace the namespace must exist, and the UIDs read to check it
         # serve the answer; otherwise helm may create it, so they are read afterwards.
@@ -254,7 +257,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                     f"release_name {request.release_name!r} does not match the release "
                     f"{request.id!r} being upgraded"
                 )
-        found = await self.resolver.release(address, request.cluster, request.namespace)
+        found = await self.resolver.release_for_write(address, request.cluster, request.namespace)
         if request.release_name and found.record.name != request.release_name:
             raise InvalidArgument(
                 f"release_name {request.release_name!r} does not match release {request.id!r}, "
@@ -352,7 +355,9 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             raise InvalidArgument(f"revision must not be negative, got {request.revision}")
         timeout = msg.timeout_seconds(request.timeout)
         keep = msg.history_max(request.history_max)
-        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        found = await self.resolver.release_for_write(
+            request.id, request.cluster, request.namespace
+        )
         ref = found.ref
         with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "rollback"):
             record = await self.driver.rollback(
@@ -371,7 +376,9 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self, request: release_pb2.DeleteReleaseRequest, context: Context
     ) -> release_pb2.DeleteReleaseResponse:
         timeout = msg.timeout_seconds(request.timeout)
-        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        found = await self.resolver.release_for_write(
+            request.id, request.cluster, request.namespace
+        )
         ref = found.ref
         uids = await self.resolver.namespace_uids(found.cluster)
         with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "uninstall"):
@@ -420,7 +427,9 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         if request.stuck_after_seconds < 0:
             raise InvalidArgument("stuck_after_seconds must not be negative")
         stuck_after = request.stuck_after_seconds or DEFAULT_STUCK_AFTER
-        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        found = await self.resolver.release_for_write(
+            request.id, request.cluster, request.namespace
+        )
         ref = found.ref
         with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "recover"):
             history = await self.driver.history(ref)

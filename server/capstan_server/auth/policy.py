@@ -1,0 +1,318 @@
+"""The authorization policy file (`--auth-policy FILE`): projects, subjects and OIDC settings.
+
+A project is a list of grants, each a cluster (a registered name, or a glob such as `"*"`) and
+namespace globs. A subject entry names who it is for by exactly one credential kind (a static
+token's SHA-256, a client certificate's subject, an OIDC subject or group) and gives a role
+(`viewer` < `editor` < `admin`) over a list of projects (`admin` ignores the list: it may do
+everything). The README's security section has a full example; `load_policy` checks every
+field and says where a mistake is, so a broken file is never half-applied.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from capstan_server.errors import InvalidArgument
+from capstan_server.values import load_yaml
+
+__all__ = [
+    "Binding",
+    "Grant",
+    "OidcSettings",
+    "Policy",
+    "PolicyError",
+    "Role",
+    "SubjectRule",
+    "load_policy",
+    "parse_policy",
+]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: The keys that say which credential a subject entry is for; exactly one per entry.
+_CREDENTIAL_KEYS = ("token_sha256", "cert_subject", "oidc_subject", "group")
+
+
+class PolicyError(ValueError):
+    """The policy file is unreadable or invalid; the message says where."""
+
+
+class Role(enum.IntEnum):
+    """What a subject may do; each role includes the ones below it."""
+
+    VIEWER = 1  # read releases, charts, repositories; list granted clusters and namespaces
+    EDITOR = 2  # also create, upgrade, roll back, delete and recover releases
+    ADMIN = 3  # everything, on every cluster: clusters and repositories too
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Where a project's members may act: one cluster glob and its namespace globs."""
+
+    cluster: str
+    namespaces: tuple[str, ...]
+
+    def covers_cluster(self, cluster: str) -> bool:
+        return fnmatchcase(cluster, self.cluster)
+
+    def covers(self, cluster: str, namespace: str) -> bool:
+        return self.covers_cluster(cluster) and any(
+            fnmatchcase(namespace, pattern) for pattern in self.namespaces
+        )
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A role over some grants; `grants is None` means everywhere (admin)."""
+
+    role: Role
+    grants: tuple[Grant, ...] | None
+    #: The project names the grants come from (for a release's `project` field).
+    projects: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubjectRule:
+    """One entry of `subjects:`: a credential kind and value, a role and projects."""
+
+    name: str
+    role: Role
+    projects: tuple[str, ...]
+    token_sha256: str = ""
+    cert_subject: str = ""
+    oidc_subject: str = ""
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """How JWT bearer tokens are checked (`oidc:` in the policy)."""
+
+    issuer: str
+    audience: str
+    jwks_file: Path | None = None
+    jwks_url: str = ""
+    subject_claim: str = "sub"
+    groups_claim: str = "groups"
+    #: Seconds of clock skew allowed on `exp` and `nbf`.
+    leeway: float = 30.0
+    #: Algorithms accepted; never "none" and never a symmetric one (the JWKS holds public keys).
+    algorithms: tuple[str, ...] = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256")
+    #: How long keys fetched from `jwks_url` are kept before they are fetched again.
+    jwks_cache_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A parsed policy file."""
+
+    projects: Mapping[str, tuple[Grant, ...]]
+    subjects: tuple[SubjectRule, ...]
+    oidc: OidcSettings | None = None
+    #: Where it was read from (for log lines).
+    source: str = ""
+    by_token: Mapping[str, SubjectRule] = field(default_factory=dict, repr=False)
+
+    def binding(self, rule: SubjectRule) -> Binding:
+        """The role and grants a subject entry gives."""
+        if rule.role is Role.ADMIN:
+            return Binding(rule.role, None, tuple(self.projects))
+        grants = tuple(g for project in rule.projects for g in self.projects[project])
+        return Binding(rule.role, grants, rule.projects)
+
+    def project_of(self, cluster: str, namespace: str, preferred: Sequence[str] = ()) -> str:
+        """The project a namespace belongs to: the first of `preferred` (the caller's own
+        projects) that covers it, else the first project of the file that does; "" if none."""
+        for name in (*preferred, *self.projects):
+            grants = self.projects.get(name, ())
+            if any(g.covers(cluster, namespace) for g in grants):
+                return name
+        return ""
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and check a policy file; PolicyError says what is wrong and where."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read the policy file {path}: {exc}") from None
+    return parse_policy(text, source=str(path), base=path.parent)
+
+
+def parse_policy(text: str, *, source: str = "<policy>", base: Path | None = None) -> Policy:
+    """Parse policy YAML; relative `jwks_file` paths are taken from `base`."""
+    try:
+        documents = load_yaml(text, what="policy file")
+    except InvalidArgument as exc:  # it names the line
+        raise PolicyError(f"{source}: {exc.message}") from None
+    if len(documents) > 1:
+        raise PolicyError(f"{source}: expected one YAML document, got {len(documents)}")
+    data = documents[0] if documents and documents[0] is not None else {}
+    top = _mapping(data, source)
+    _known(top, ("projects", "subjects", "oidc"), source)
+    projects = _projects(_or(top.get("projects"), {}), f"{source}: projects")
+    subjects = _subjects(_or(top.get("subjects"), []), projects, f"{source}: subjects")
+    oidc = _oidc(top["oidc"], f"{source}: oidc", base) if top.get("oidc") else None
+    if oidc is None and any(s.oidc_subject or s.group for s in subjects):
+        raise PolicyError(f"{source}: subjects use oidc_subject or group, but there is no oidc:")
+    by_token: dict[str, SubjectRule] = {}
+    for rule in subjects:
+        if rule.token_sha256:
+            if rule.token_sha256 in by_token:
+                raise PolicyError(
+                    f"{source}: subjects {by_token[rule.token_sha256].name!r} and "
+                    f"{rule.name!r} have the same token_sha256"
+                )
+            by_token[rule.token_sha256] = rule
+    return Policy(projects, tuple(subjects), oidc, source, by_token)
+
+
+def _or(value: Any, empty: Any) -> Any:
+    return empty if value is None else value
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _known(value: dict[str, Any], keys: Sequence[str], where: str) -> None:
+    unknown = sorted(set(value) - set(keys))
+    if unknown:
+        raise PolicyError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected {', '.join(keys)}"
+        )
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise PolicyError(f"{where}: expected a non-empty string")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: expected a list of strings")
+    return tuple(_string(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _projects(value: Any, where: str) -> dict[str, tuple[Grant, ...]]:
+    projects: dict[str, tuple[Grant, ...]] = {}
+    for name, grants in _mapping(value, where).items():
+        here = f"{where}.{name}"
+        if not isinstance(grants, list) or not grants:
+            raise PolicyError(f"{here}: expected a non-empty list of {{cluster, namespaces}}")
+        parsed = []
+        for i, grant in enumerate(grants):
+            item = _mapping(grant, f"{here}[{i}]")
+            _known(item, ("cluster", "namespaces"), f"{here}[{i}]")
+            cluster = _string(item.get("cluster"), f"{here}[{i}].cluster")
+            namespaces = _strings(item.get("namespaces"), f"{here}[{i}].namespaces")
+            if not namespaces:
+                raise PolicyError(f"{here}[{i}].namespaces: expected at least one pattern")
+            parsed.append(Grant(cluster, namespaces))
+        projects[str(name)] = tuple(parsed)
+    return projects
+
+
+def _subjects(value: Any, projects: Mapping[str, Any], where: str) -> list[SubjectRule]:
+    if not isinstance(value, list):
+        raise PolicyError(f"{where}: expected a list")
+    rules = []
+    for i, entry in enumerate(value):
+        here = f"{where}[{i}]"
+        item = _mapping(entry, here)
+        _known(item, ("name", "role", "projects", *_CREDENTIAL_KEYS), here)
+        kinds = [k for k in _CREDENTIAL_KEYS if k in item]
+        if len(kinds) != 1:
+            raise PolicyError(
+                f"{here}: give exactly one of {', '.join(_CREDENTIAL_KEYS)} (got "
+                f"{', '.join(kinds) or 'none'})"
+            )
+        kind = kinds[0]
+        credential = _string(item[kind], f"{here}.{kind}")
+        if kind == "token_sha256":
+            credential = credential.lower()
+            if not _HEX64.fullmatch(credential):
+                raise PolicyError(
+                    f"{here}.token_sha256: expected 64 hex digits (the sha256 of the token)"
+                )
+        default_name = credential if kind in ("group", "oidc_subject", "cert_subject") else ""
+        name = _string(item.get("name", default_name), f"{here}.name")
+        role_text = _string(item.get("role"), f"{here}.role")
+        try:
+            role = Role[role_text.upper()]
+        except KeyError:
+            raise PolicyError(
+                f"{here}.role: {role_text!r} is not viewer, editor or admin"
+            ) from None
+        names = _strings(item.get("projects", []), f"{here}.projects")
+        missing = [p for p in names if p not in projects]
+        if missing:
+            unknown = ", ".join(map(repr, missing))
+            raise PolicyError(f"{here}.projects: unknown project(s) {unknown}")
+        if role is not Role.ADMIN and not names:
+            raise PolicyError(f"{here}.projects: a {role.label} needs at least one project")
+        rules.append(SubjectRule(name=name, role=role, projects=names, **{kind: credential}))
+    return rules
+
+
+def _oidc(value: Any, where: str, base: Path | None) -> OidcSettings:
+    item = _mapping(value, where)
+    keys = ("issuer", "audience", "jwks_file", "jwks_url", "subject_claim", "groups_claim",
+            "leeway_seconds", "algorithms", "jwks_cache_seconds")
+    _known(item, keys, where)
+    jwks_file = item.get("jwks_file")
+    jwks_url = item.get("jwks_url", "")
+    if bool(jwks_file) == bool(jwks_url):
+        raise PolicyError(f"{where}: give exactly one of jwks_file and jwks_url")
+    path = None
+    if jwks_file:
+        path = Path(_string(jwks_file, f"{where}.jwks_file")).expanduser()
+        if base is not None and not path.is_absolute():
+            path = base / path
+    else:
+        url = _string(jwks_url, f"{where}.jwks_url")
+        if not url.startswith(("https://", "http://")):
+            raise PolicyError(f"{where}.jwks_url: expected an https:// URL")
+    defaults = OidcSettings(issuer="", audience="")
+    algorithms = defaults.algorithms
+    if "algorithms" in item:
+        algorithms = _strings(item["algorithms"], f"{where}.algorithms")
+        bad = [a for a in algorithms if a.lower() == "none" or a.startswith("HS")]
+        if bad:
+            raise PolicyError(
+                f"{where}.algorithms: {', '.join(bad)} not allowed (public keys only)"
+            )
+    return OidcSettings(
+        issuer=_string(item.get("issuer"), f"{where}.issuer"),
+        audience=_string(item.get("audience"), f"{where}.audience"),
+        jwks_file=path,
+        jwks_url=str(jwks_url or ""),
+        subject_claim=_string(item.get("subject_claim", "sub"), f"{where}.subject_claim"),
+        groups_claim=_string(item.get("groups_claim", "groups"), f"{where}.groups_claim"),
+        leeway=_seconds(item, "leeway_seconds", defaults.leeway, where),
+        algorithms=algorithms,
+        jwks_cache_seconds=_seconds(item, "jwks_cache_seconds", defaults.jwks_cache_seconds,
+                                    where),
+    )
+
+
+def _seconds(item: dict[str, Any], key: str, default: float, where: str) -> float:
+    if key not in item:
+        return default
+    number = item[key]
+    if not isinstance(number, int | float) or isinstance(number, bool) or number < 0:
+        raise PolicyError(f"{where}.{key}: expected a number of seconds >= 0")
+    return float(number)
+
