@@ -30,7 +30,7 @@ class KeystoneUser:
 
 
 @dataclass
-class TestKeystone:
+class LoopbackKeystone:
     """The state of a test Keystone; `url` is its `/v3` base once running."""
 
     users: dict[str, KeystoneUser] = field(default_factory=dict)
@@ -111,7 +111,7 @@ def _iso(when: float) -> str:
 
 
 @contextmanager
-def run_keystone(keystone: TestKeystone) -> Iterator[TestKeystone]:
+def run_keystone(keystone: LoopbackKeystone) -> Iterator[LoopbackKeystone]:
     """Serve `keystone` on a free loopback port until the block ends."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-keystone", daemon=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
-from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
 from capstan_server.auth.flags import add_security_flags, security_options
+from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")

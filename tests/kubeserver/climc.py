@@ -222,13 +222,37 @@ class Climc:
 VALUES = {"image": {"tag": "3.5.8-debian-11-r9"}}
 
 
-def register_cluster(server: Any, name: str, kubeconfig: str) -> dict[str, Any]:
+def register_cluster(server: Any, name: str, kubeconfig: str, token: str = "") -> dict[str, Any]:
     """Register a cluster through the REST API (climc has no cluster-create in the table)."""
     request = urllib.request.Request(
         server.http_url + "/api/clusters", method="POST",
         data=json.dumps({"name": name, "kubeconfig": kubeconfig}).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json",
+                 **({"X-Auth-Token": token} if token else {})},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         answer: dict[str, Any] = json.loads(response.read())
     return answer.get("kubecluster", answer)
+
+
+def keystone_login(auth_url: str, user: str, password: str, project: str,
+                   region: str = "region0", interface: str = "internalURL") -> tuple[str, str]:
+    """climc's first step: `POST $OS_AUTH_URL/auth/tokens` (password, project scope); the token
+    (`X-Subject-Token`) and the k8s endpoint of the catalog (`interface` a prefix of
+    `OS_ENDPOINT_TYPE`, `region_id` = `OS_REGION_NAME`)."""
+    body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": user, "domain": {"name": "Default"}, "password": password}}},
+        "scope": {"project": {"name": project, "domain": {"name": "Default"}}}}}
+    request = urllib.request.Request(auth_url.rstrip("/") + "/auth/tokens", method="POST",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        token = response.headers["X-Subject-Token"]
+        answer = json.loads(response.read())
+    for service in answer["token"]["catalog"]:
+        if service["type"] != "k8s":
+            continue
+        for endpoint in service["endpoints"]:
+            if interface.startswith(endpoint["interface"]) and endpoint["region_id"] == region:
+                return token, endpoint["url"]
+    raise ClimcError("no k8s endpoint in the catalog")

@@ -190,3 +190,46 @@ def _parse_token(body: Any) -> KeystoneToken:
         roles=roles,
         expires_at=expires.timestamp(),
     )
+
+
+_SETTINGS_KEYS = (
+    "url",
+    "username",
+    "password",
+    "user_domain",
+    "project",
+    "project_domain",
+    "cache_margin_seconds",
+    "timeout_seconds",
+)
+
+
+def parse_keystone(value: Any, where: str) -> KeystoneSettings:
+    """`keystone:` of the policy file; ValueError says what is wrong and where."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(value).__name__}")
+    unknown = sorted(set(value) - set(_SETTINGS_KEYS))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; expected "
+            f"{', '.join(_SETTINGS_KEYS)}"
+        )
+    url = value.get("url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        raise ValueError(f"{where}.url: expected the Identity v3 URL, https://HOST:PORT/v3")
+    texts: dict[str, str] = {}
+    for key in ("username", "password", "user_domain", "project", "project_domain"):
+        if key in value:
+            if not isinstance(value[key], str) or not value[key]:
+                raise ValueError(f"{where}.{key}: expected a non-empty string")
+            texts[key] = value[key]
+    if bool(texts.get("username")) != bool(texts.get("password")):
+        raise ValueError(f"{where}: give both username and password, or neither")
+    numbers: dict[str, float] = {}
+    for key, attr in (("cache_margin_seconds", "cache_margin"), ("timeout_seconds", "timeout")):
+        if key in value:
+            number = value[key]
+            if not isinstance(number, int | float) or isinstance(number, bool) or number < 0:
+                raise ValueError(f"{where}.{key}: expected a number of seconds >= 0")
+            numbers[attr] = float(number)
+    return KeystoneSettings(url=url, **texts, **numbers)  # type: ignore[arg-type]
