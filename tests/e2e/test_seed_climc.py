@@ -1,7 +1,9 @@
 """The seed scenario in climc's command forms, on the real helm 3 and 4 against kubesim.
 
-A Capstan server under `--rest-dialect kubeserver` on the `helm` driver, driven by the
-climc-compatible client (`tests/kubeserver/climc.py`): cluster list, namespace list, repo list,
+A Capstan server under `--rest-dialect kubeserver` on the `helm` driver with a policy that takes
+Keystone tokens; the climc-compatible client (`tests/kubeserver/climc.py`) logs in to the test
+Keystone (`tests/keystone_server.py`), finds the `k8s` endpoint in the catalog and runs: cluster
+list, namespace list, repo list,
 chart list, chart show, release create, the three list forms, show, upgrade with values,
 upgrade --version, history, rollback 2, delete. As in the seed, `bitnami-new` holds only etcd
 8.11.1 at first; 8.11.2 is published and the repository synced before the upgrade to it.
@@ -17,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubeserver.climc import VALUES, Climc, register_cluster
+from keystone_server import KeystoneUser, LoopbackKeystone, run_keystone
+from kubeserver.climc import VALUES, Climc, keystone_login, register_cluster
 
+from capstan_server.auth.options import SecurityOptions
 from capstan_server.dev.chart_repo import ChartRepoServer
 from kubesim.testing import KubeSimThread, running_kubesim
 
@@ -45,21 +49,34 @@ def statefulset_image(kubesim: KubeSimThread) -> str:
     return str(sts["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-def sync_repo(base_url: str, repo_id: str) -> None:
+def sync_repo(base_url: str, repo_id: str, token: str) -> None:
     """`POST /api/repos/{id}/sync` (set-up: the wire table has no repo sync)."""
     request = urllib.request.Request(f"{base_url}/api/repos/{repo_id}/sync", method="POST",
-                                     data=b"{}", headers={"Content-Type": "application/json"})
+                                     data=b"{}", headers={"Content-Type": "application/json",
+                                                          "X-Auth-Token": token})
     with urllib.request.urlopen(request, timeout=120) as response:
         assert response.status == 200
 
 
 def test_seed_scenario_in_climc_forms(capstan_server_factory: Callable[..., Any],
                                       seed_repo: ChartRepoServer, kubesim: KubeSimThread,
-                                      helm_bin: Path) -> None:
-    server = capstan_server_factory(driver="helm", helm_bin=helm_bin,
-                                    rest_dialect="kubeserver")
-    register_cluster(server, "test122", kubesim.kubeconfig)
-    climc = Climc(server.http_url + "/api", "no-auth-configured")
+                                      helm_bin: Path, tmp_path: Path) -> None:
+    users = {"admin": KeystoneUser("admin-pw", {"system": ["admin"]})}
+    with run_keystone(LoopbackKeystone(users=users)) as keystone:
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(f'keystone: {{url: "{keystone.url}"}}\nsubjects:\n'
+                          "  - {keystone_project: system, keystone_roles: [admin], role: admin}\n")
+        server = capstan_server_factory(driver="helm", helm_bin=helm_bin,
+                                        rest_dialect="kubeserver",
+                                        security=SecurityOptions(auth_policy=policy))
+        keystone.k8s_url = server.http_url + "/api"
+        token, endpoint = keystone_login(keystone.url, "admin", "admin-pw", "system")
+        register_cluster(server, "test122", kubesim.kubeconfig, token=token)
+        scenario(Climc(endpoint, token), server.http_url, seed_repo, kubesim)
+
+
+def scenario(climc: Climc, base_url: str, seed_repo: ChartRepoServer,
+             kubesim: KubeSimThread) -> None:
 
     assert [row["name"] for row in climc.cluster_list()] == ["test122"]
     assert "default" in [row["name"] for row in climc.namespace_list("test122")]
@@ -91,7 +108,7 @@ def test_seed_scenario_in_climc_forms(capstan_server_factory: Callable[..., Any]
     assert statefulset_image(kubesim) == f"docker.io/bitnami/etcd:{R9}"
 
     seed_repo.publish_now("etcd-8.11.2")
-    sync_repo(server.http_url, repo["id"])
+    sync_repo(base_url, repo["id"], climc.token)
     upgraded = climc.release_upgrade("etcd-release", version="8.11.2")
     assert (upgraded["version"], upgraded["chart_version"]) == (3, "8.11.2")
 
