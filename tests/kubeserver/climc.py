@@ -120,7 +120,8 @@ class Climc:
     def namespace_list(self, cluster: str) -> list[dict[str, Any]]:
         rows = self._list("/namespaces", "namespaces", {"cluster": cluster})
         for row in rows:  # cols Name Id Status creationTimestamp Created_At Cluster_ID Cluster
-            assert "name" in row and "id" in row, row
+            assert {"name", "id", "status", "creationTimestamp", "created_at", "cluster_id",
+                    "cluster"} <= row.keys(), row
         return rows
 
     def repo_list(self) -> list[dict[str, Any]]:

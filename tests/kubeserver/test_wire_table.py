@@ -87,7 +87,7 @@ def test_release_list(climc: Climc, installed: dict[str, Any], filters: dict[str
     assert (row["repo"], row["repo_id"], row["cluster"]) == (
         "bitnami-new", installed["repo_id"], "test122")
     assert {"namespace", "namespace_id", "chart", "chart_version", "type",
-            "cluster_id", "status", "name"} <= row.keys()
+            "cluster_id", "status", "name", "id", "creationTimestamp", "created_at"} <= row.keys()
 
 
 def test_release_list_type_internal_is_empty(climc: Climc, installed: dict[str, Any]) -> None:

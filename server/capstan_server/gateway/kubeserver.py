@@ -249,6 +249,9 @@ def _row(singular: str, row: dict[str, Any], repos: Mapping[str, tuple[str, str]
         return _release_row(row, repos)
     if singular == "chart":
         return _chart_row(row, repos)
+    if singular == "namespace" and "created_at" in row:
+        # climc's namespace table has a creationTimestamp column (Kubernetes' name).
+        return {**row, "creationTimestamp": row["created_at"]}
     return row
 
 
@@ -257,6 +260,7 @@ def _release_row(row: dict[str, Any], repos: Mapping[str, tuple[str, str]]) -> d
     (climc's case-insensitive column lookup of `cluster` would find it first)."""
     row = dict(row)
     row.pop("clusterID", None)
+    row.setdefault("creationTimestamp", row.get("created_at"))
     row["repo"] = repos.get(str(row.get("repo_id", "")), ("", ""))[0]
     return row
 
