@@ -86,6 +86,7 @@ class KeystoneValidator:
         if checked.expires_at <= now:
             raise Unauthenticated("expired credential: the Keystone token has expired")
         if len(self._cache) >= self.settings.cache_size:
+            # Bounded: start over rather than track recency (a miss only costs one validation).
             self._cache.clear()
         self._cache[key] = checked
         return checked
@@ -112,25 +113,14 @@ class KeystoneValidator:
             if self._service_token and self._service_token[1] - 60 > time.time():
                 return self._service_token[0]
             s = self.settings
-            body = {
-                "auth": {
-                    "identity": {
-                        "methods": ["password"],
-                        "password": {
-                            "user": {
-                                "name": s.username,
-                                "domain": {"name": s.user_domain},
-                                "password": s.password,
-                            }
-                        },
-                    },
-                    "scope": {"project": {"name": s.project, "domain": {"name": s.project_domain}}}
-                    if s.project
-                    else None,
-                }
+            user = {"name": s.username, "domain": {"name": s.user_domain}, "password": s.password}
+            auth: dict[str, Any] = {
+                "identity": {"methods": ["password"], "password": {"user": user}}
             }
-            if body["auth"]["scope"] is None:
-                del body["auth"]["scope"]
+            if s.project:
+                project = {"name": s.project, "domain": {"name": s.project_domain}}
+                auth["scope"] = {"project": project}
+            body = {"auth": auth}
             status, answer, subject = await self._post(body)
             if status != 201 or not subject:
                 raise Unavailable(
