@@ -1,11 +1,11 @@
 """kubesim under load: many large Secrets, and many concurrent clients.
 
     .venv/bin/python bench/kubesim_bench.py [--quick] [--secrets N] [--secret-kb KB]
-                                             [--clients N] [--requests N]
+                                             [--clients N] [--requests N] [--no-persist]
 
 Prints one table. Each scenario runs against a fresh kubesim *process* (``python -m
-kubesim.cli`` on 127.0.0.1, controllers on), so its peak memory (``VmHWM`` of that process) is
-measured alone:
+kubesim.cli`` on 127.0.0.1, controllers on, ``--state`` unless ``--no-persist``), so its peak
+memory (``VmHWM`` of that process) is measured alone:
 
 1. ``secrets``: N Secrets of KB kilobytes each are created (50 concurrent writers), then listed by
    label selector the way helm looks up a release (``owner=...,name=...``: 10 of N), by a broad
@@ -70,12 +70,17 @@ def _log_file(path: Path) -> BinaryIO:
 
 
 @contextlib.asynccontextmanager
-async def kubesim_process(workdir: Path) -> AsyncIterator[Server]:
-    """``python -m kubesim.cli`` on a free loopback port; its log goes to ``workdir``."""
+async def kubesim_process(workdir: Path, persist: bool = True) -> AsyncIterator[Server]:
+    """``python -m kubesim.cli`` on a free loopback port; its log goes to ``workdir``.
+
+    ``persist``: with ``--state`` (every write journaled before it is answered), as ``--dev``
+    runs it; a fresh state file per scenario.
+    """
+    state = ["--state", str(workdir / f"state-{time.monotonic_ns()}.json")] if persist else []
     with _log_file(workdir / "kubesim.log") as log:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "kubesim.cli", "--listen", "127.0.0.1:0", "--token", TOKEN,
-            "--kubeconfig-out", str(workdir / "kubeconfig"),
+            "--kubeconfig-out", str(workdir / "kubeconfig"), *state,
             stdout=asyncio.subprocess.PIPE, stderr=log, cwd=ROOT,
         )
     try:
@@ -183,7 +188,7 @@ class Row:
 async def secrets_scenario(args: argparse.Namespace, rows: list[Row], workdir: Path) -> bool:
     n, size = args.secrets, args.secret_kb * 1024
     stats = Stats()
-    async with kubesim_process(workdir) as server, _session(50) as session:
+    async with kubesim_process(workdir, args.persist) as server, _session(50) as session:
         client = Client(session, server.url, stats)
         rss0, _ = server.memory_mib()
         rng = random.Random(args.seed)
@@ -266,7 +271,7 @@ async def mixed_scenario(args: argparse.Namespace, rows: list[Row], workdir: Pat
     clients, total = args.clients, args.requests
     stats = Stats()
     counts: dict[str, int] = {}
-    async with kubesim_process(workdir) as server, _session(clients) as session:
+    async with kubesim_process(workdir, args.persist) as server, _session(clients) as session:
         api = Client(session, server.url, stats)
         rss0, _ = server.memory_mib()
         for c in range(clients):
@@ -386,6 +391,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, help="mixed operations in total (default 20000)")
     parser.add_argument("--scenarios", default="secrets,mixed",
                         help="comma-separated: secrets, mixed")
+    parser.add_argument("--no-persist", dest="persist", action="store_false",
+                        help="run kubesim without --state (no journal), to compare")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--time-limit", type=float, default=900,
                         help="abort after this many seconds")

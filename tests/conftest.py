@@ -65,7 +65,8 @@ def capstan_server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerHandl
     """Start Capstan servers: ``capstan_server_factory(driver="memory", **start_server_kwargs)``.
 
     Each server gets free ports on 127.0.0.1 and its own data dir under ``tmp_path`` (unless
-    ``data_dir=`` is given); all of them stop when the test ends. See
+    ``data_dir=`` is given), and may fetch chart repositories on 127.0.0.1 (unless
+    ``allow_repo_hosts=`` says otherwise); all of them stop when the test ends. See
     `capstan_server.app.start_server` for the keyword arguments (``interceptors``, ``grace``...).
     """
     handles: list[ServerHandle] = []
@@ -74,6 +75,9 @@ def capstan_server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerHandl
         kwargs.setdefault("data_dir", tmp_path / f"capstan-data-{len(handles)}")
         # Tests finish their calls before teardown; a long grace would only hide a hang.
         kwargs.setdefault("grace", 5.0)
+        # The test chart repositories are served on 127.0.0.1, which the address policy refuses
+        # unless allowed (tests of the policy itself pass allow_repo_hosts=()).
+        kwargs.setdefault("allow_repo_hosts", ("127.0.0.1",))
         handle = start_server(driver=driver, **kwargs)
         handles.append(handle)
         return handle

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import managed_fields
+from . import conversion, managed_fields
 from .bindings import BINDINGS, bind
 from .errors import (
     ApiError,
@@ -123,12 +123,8 @@ def error_response(err: ApiError) -> web.Response:
 
 
 def _served(rt: ResourceType, obj: Obj) -> Obj:
-    """The object as served in ``rt``'s version (custom resources may have several)."""
-    if obj.get("apiVersion") == rt.api_version:
-        return obj
-    out = dict(obj)
-    out["apiVersion"] = rt.api_version
-    return out
+    """The object as served in ``rt``'s version (custom resources and HPAs have several)."""
+    return conversion.served(rt, obj)
 
 
 def _stored_json(rt: ResourceType, stored: StoredObject) -> bytes:
@@ -409,7 +405,7 @@ class ResourceAPI:
         api_version = body.get("apiVersion")
         kind = body.get("kind")
         if api_version and api_version != rt.api_version and not (
-            (rt.crd_name or rt.storage_version) and str(api_version).startswith(rt.group + "/")
+            rt.crd_name and str(api_version).startswith(rt.group + "/")
         ):
             raise BadRequest(
                 f"the API version in the data ({api_version}) does not match the expected API "
@@ -425,6 +421,7 @@ class ResourceAPI:
         if rr.rt.key == BINDINGS:
             bind(self.store, body, rr.namespace)
             return json_response(_status_success(), 201)
+        body = conversion.to_storage(rr.rt, body)
         obj = self.store.create(
             rr.rt,
             body,
@@ -447,6 +444,9 @@ class ResourceAPI:
                 f"({rr.name})"
             )
         m["name"] = rr.name
+        if conversion.converts(rr.rt):
+            current = self.store.try_get(rr.rt, rr.name, rr.namespace)
+            body = conversion.to_storage(rr.rt, body, current)
         obj = self.store.update(
             rr.rt,
             body,
@@ -479,9 +479,10 @@ class ResourceAPI:
 
         def mutate(current: Obj) -> Obj:
             current_rv = current["metadata"].get("resourceVersion")
-            patched = apply_patch(current)
+            patched = apply_patch(_served(rt, current))  # a patch is in the served version
             if not isinstance(patched, dict):
                 raise BadRequest("the patch produced a non-object")
+            patched = conversion.to_storage(rt, patched, current)
             pm = patched.get("metadata")
             if not isinstance(pm, dict):
                 pm = patched["metadata"] = {}
@@ -538,7 +539,8 @@ class ResourceAPI:
                 "resourceVersion"
             ):
                 raise Conflict(rt, rr.name)
-            return managed_fields.apply(live, clone(config), manager, rt.api_version, force)
+            desired = conversion.to_storage(rt, clone(config), live)
+            return managed_fields.apply(live, desired, manager, rt.api_version, force)
 
         obj, created = self.store.upsert(rt, rr.name, build, rr.namespace, dry_run=dry_run,
                                          copy=False)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
 from .identity import UserInfo, parse_user_token
+from .persistence import StateError, open_state
 from .server import KubeSim
 from .store import Store
 
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refuse requests without a token even over plain HTTP (helm and "
                              "kubectl send tokens only over TLS, so use it with --tls)")
     parser.add_argument("--state", type=Path, metavar="FILE",
-                        help="load objects from FILE at start (if present), save them at exit")
+                        help="load objects from FILE (and FILE.journal) at start, if present, "
+                             "and persist every write there before answering it")
     parser.add_argument("--no-controllers", action="store_true",
                         help="do not run the simulated controllers")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -58,8 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _serve(args: argparse.Namespace) -> None:
     store = Store()
-    if args.state and args.state.exists():
-        store.restore(json.loads(args.state.read_text()))
+    state = open_state(store, args.state) if args.state else None
     host, port = args.listen
     sim = KubeSim(store, host=host, port=port, token=args.token, tls=args.tls,
                   controllers=not args.no_controllers,
@@ -80,8 +80,8 @@ async def _serve(args: argparse.Namespace) -> None:
         await stopped.wait()
     finally:
         await sim.stop()
-        if args.state:
-            args.state.write_bytes(store.dump_json())
+        if state is not None:
+            state.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:
         pass
-    except OSError as exc:
+    except (OSError, StateError) as exc:
         print(f"kubesim: {exc}", file=sys.stderr)
         return 1
     return 0

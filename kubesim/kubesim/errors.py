@@ -85,6 +85,8 @@ class Invalid(ApiError):
         if isinstance(causes, str):
             causes = [("", causes)]
         text = ", ".join(f"{f}: {m}" if f else m for f, m in causes)
+        if len(causes) > 1:  # as apimachinery aggregates several field errors
+            text = f"[{text}]"
         details = _details(rt, name)
         details["kind"] = rt.kind
         details["causes"] = [

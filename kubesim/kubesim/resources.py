@@ -216,6 +216,11 @@ class ResourceRegistry:
             self._rebuild()
         return removed
 
+    def remove_all_crds(self) -> None:
+        with self._lock:
+            self._custom.clear()
+            self._rebuild()
+
     def groups(self) -> list[tuple[str, list[str]]]:
         """Non-core groups with their served versions, preferred version first."""
         groups: dict[str, _GroupInfo] = {}

@@ -1,6 +1,7 @@
 """Server-side printing: the ``meta.k8s.io/v1`` Table that ``kubectl get`` asks for.
 
-Columns follow ``kubectl get`` on a real cluster for common kinds; other kinds get Name and Age.
+Columns follow ``kubectl get`` on a real cluster for common kinds (workloads, Services, webhook
+configurations, APIServices, Ingresses, PDBs, HPAs, ...); other kinds get Name and Age.
 """
 
 from __future__ import annotations
@@ -86,6 +87,21 @@ def _job_status(obj: Obj) -> str:
     return "Running"
 
 
+def _apiservice_service(obj: Obj) -> str:
+    service = _get(obj, "spec", "service")
+    if not isinstance(service, dict):
+        return "Local"
+    return f"{service.get('namespace', '')}/{service.get('name', '')}"
+
+
+def _apiservice_available(obj: Obj) -> str:
+    for c in _get(obj, "status", "conditions", default=[]):
+        if isinstance(c, dict) and c.get("type") == "Available":
+            status = str(c.get("status", "Unknown"))
+            return status if status == "True" else f"{status} ({c.get('reason', '')})"
+    return "Unknown"
+
+
 _COLUMNS: dict[str, list[Column]] = {
     "Deployment": [
         ("Ready", "string", _ready),
@@ -133,6 +149,63 @@ _COLUMNS: dict[str, list[Column]] = {
         ("Volume", "string", lambda o: _get(o, "spec", "volumeName", default="")),
     ],
     "ServiceAccount": [],
+    **{kind: [("Webhooks", "integer", lambda o: len(o.get("webhooks") or []))]
+       for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")},
+    "APIService": [
+        ("Service", "string", _apiservice_service),
+        ("Available", "string", _apiservice_available),
+    ],
+    "Ingress": [
+        ("Class", "string", lambda o: _get(o, "spec", "ingressClassName", default="<none>")),
+        ("Hosts", "string", lambda o: ",".join(
+            str(r.get("host") or "*") for r in _get(o, "spec", "rules", default=[])
+            if isinstance(r, dict)) or "*"),
+        ("Address", "string", lambda o: ",".join(
+            str(i.get("ip") or i.get("hostname") or "")
+            for i in _get(o, "status", "loadBalancer", "ingress", default=[])
+            if isinstance(i, dict))),
+        ("Ports", "string", lambda o: "80, 443" if _get(o, "spec", "tls") else "80"),
+    ],
+    "PodDisruptionBudget": [
+        ("Min Available", "string", lambda o: _get(o, "spec", "minAvailable", default="N/A")),
+        ("Max Unavailable", "string",
+         lambda o: _get(o, "spec", "maxUnavailable", default="N/A")),
+        ("Allowed Disruptions", "integer",
+         lambda o: _get(o, "status", "disruptionsAllowed", default=0)),
+    ],
+    "HorizontalPodAutoscaler": [
+        ("Reference", "string", lambda o: f"{_get(o, 'spec', 'scaleTargetRef', 'kind')}/"
+                                          f"{_get(o, 'spec', 'scaleTargetRef', 'name')}"),
+        ("MinPods", "integer", lambda o: _get(o, "spec", "minReplicas", default=1)),
+        ("MaxPods", "integer", lambda o: _get(o, "spec", "maxReplicas", default=0)),
+        ("Replicas", "integer", lambda o: _get(o, "status", "currentReplicas", default=0)),
+    ],
+    "CronJob": [
+        ("Schedule", "string", lambda o: _get(o, "spec", "schedule", default="")),
+        ("Timezone", "string", lambda o: _get(o, "spec", "timeZone", default="<none>")),
+        ("Suspend", "boolean", lambda o: bool(_get(o, "spec", "suspend", default=False))),
+        ("Active", "integer", lambda o: len(_get(o, "status", "active", default=[]))),
+        ("Last Schedule", "string",
+         lambda o: human_age(_get(o, "status", "lastScheduleTime")).replace(
+             "<unknown>", "<none>")),
+    ],
+    "PriorityClass": [
+        ("Value", "integer", lambda o: o.get("value", 0)),
+        ("Global-Default", "boolean", lambda o: bool(o.get("globalDefault", False))),
+    ],
+    "StorageClass": [
+        ("Provisioner", "string", lambda o: o.get("provisioner", "")),
+        ("ReclaimPolicy", "string", lambda o: o.get("reclaimPolicy", "Delete")),
+        ("VolumeBindingMode", "string", lambda o: o.get("volumeBindingMode", "Immediate")),
+        ("AllowVolumeExpansion", "boolean", lambda o: bool(o.get("allowVolumeExpansion"))),
+    ],
+    "IngressClass": [
+        ("Controller", "string", lambda o: _get(o, "spec", "controller", default="")),
+    ],
+    "Lease": [("Holder", "string", lambda o: _get(o, "spec", "holderIdentity", default=""))],
+    **{kind: [("Role", "string", lambda o: f"{_get(o, 'roleRef', 'kind')}/"
+                                           f"{_get(o, 'roleRef', 'name')}")]
+       for kind in ("RoleBinding", "ClusterRoleBinding")},
 }
 
 

@@ -233,12 +233,62 @@ def test_componentstatuses_are_read_only(kubectl: Path, kubesim: KubeSimThread) 
     assert denied.status_code == 405
 
 
-def test_autoscaling_v1_serves_the_v2_objects(kubesim_bare: KubeSimThread) -> None:
+HPA_V1 = """\
+apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 1
+  maxReplicas: 5
+  targetCPUUtilizationPercentage: %d
+"""
+
+
+def test_autoscaling_v1_hpas_are_converted_to_and_from_v2(
+    kubectl: Path, kubesim_bare: KubeSimThread, tmp_path: Path
+) -> None:
     store = kubesim_bare.store
-    store.create("autoscaling/v2/horizontalpodautoscalers", {"metadata": {"name": "h"}, "spec": {
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-        "minReplicas": 1, "maxReplicas": 3}})
-    headers = {"Authorization": f"Bearer {kubesim_bare.token}"}
-    got = requests.get(kubesim_bare.url + "/apis/autoscaling/v1/namespaces/default/"
-                       "horizontalpodautoscalers/h", headers=headers).json()
-    assert got["apiVersion"] == "autoscaling/v1" and got["spec"]["maxReplicas"] == 3
+    manifest = tmp_path / "hpa.yaml"
+
+    def apply(percent: int, *extra: str) -> None:
+        manifest.write_text(HPA_V1 % percent)
+        run_tool(kubectl, ["apply", "-f", str(manifest), *extra], kubesim_bare.kubeconfig_path)
+
+    def get_v1() -> dict[str, Any]:
+        out = run_tool(kubectl, ["get", "--raw", "/apis/autoscaling/v1/namespaces/default/"
+                                 "horizontalpodautoscalers/web"], kubesim_bare.kubeconfig_path)
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    cpu = {"type": "Resource", "resource": {"name": "cpu", "target": {
+        "type": "Utilization", "averageUtilization": 70}}}
+    apply(70)
+    stored = store.get("horizontalpodautoscalers", "web")
+    assert stored["apiVersion"] == "autoscaling/v2" and stored["spec"]["metrics"] == [cpu]
+    assert "targetCPUUtilizationPercentage" not in stored["spec"]
+    v1 = get_v1()
+    assert (v1["apiVersion"], v1["spec"]["targetCPUUtilizationPercentage"]) == (
+        "autoscaling/v1", 70)
+    assert "metrics" not in v1["spec"]
+
+    # v2-only parts (a memory metric, behavior) survive a v1 update, client-side and server-side
+    memory = {"type": "Resource", "resource": {"name": "memory", "target": {
+        "type": "AverageValue", "averageValue": "500Mi"}}}
+    store.modify("horizontalpodautoscalers", "web",
+                 lambda o: o["spec"].update(metrics=[cpu, memory]))
+    apply(50)
+    assert store.get("horizontalpodautoscalers", "web")["spec"]["metrics"] == [
+        {**cpu, "resource": {"name": "cpu", "target": {"type": "Utilization",
+                                                       "averageUtilization": 50}}}, memory]
+    apply(40, "--server-side", "--force-conflicts")
+    assert store.get("horizontalpodautoscalers", "web")["spec"]["metrics"][1] == memory
+    assert get_v1()["spec"]["targetCPUUtilizationPercentage"] == 40
+
+    store.update_status("horizontalpodautoscalers", {**store.get(
+        "horizontalpodautoscalers", "web"), "status": {"currentReplicas": 2, "desiredReplicas": 2,
+        "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu", "current": {
+            "averageUtilization": 33}}}]}})
+    status = get_v1()["status"]
+    assert status == {"currentReplicas": 2, "desiredReplicas": 2,
+                      "currentCPUUtilizationPercentage": 33}

@@ -251,3 +251,35 @@ def test_invalid_name_over_http_is_422(kubectl: Path, kubesim: KubeSimThread,
     assert proc.returncode != 0
     assert 'Service "9lives" is invalid: metadata.name: Invalid value: "9lives": a DNS-1035 ' \
         "label must consist of" in proc.stderr
+
+
+def test_several_name_problems_are_aggregated_as_the_api_server_does() -> None:
+    with pytest.raises(Invalid) as err:
+        Store().create("configmaps", {"metadata": {"name": "X" * 254}})
+    message = err.value.message
+    assert message.startswith(f'ConfigMap "{"X" * 254}" is invalid: [metadata.name: ')
+    assert "must be no more than 253 characters, metadata.name: Invalid value" in message
+    assert message.endswith("]")
+    assert len(err.value.details["causes"]) == 2  # type: ignore[index]
+
+
+def test_kubectl_get_prints_the_real_columns(kubectl: Path, kubesim: KubeSimThread) -> None:
+    store = kubesim.store
+    store.create("apiservices", {"metadata": {"name": "v1beta1.metrics.k8s.io"}, "spec": {
+        "group": "metrics.k8s.io", "version": "v1beta1",
+        "service": {"name": "metrics-server", "namespace": "kube-system"}}})
+    store.create("validatingwebhookconfigurations", {"metadata": {"name": "admission"},
+                                                     "webhooks": [{"name": "a.example.com"}]})
+    store.create("clusterrolebindings", {"metadata": {"name": "system:metrics"}, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}})
+
+    def table(*args: str) -> list[list[str]]:
+        out = run_tool(kubectl, ["get", *args], kubesim.kubeconfig_path).stdout
+        return [line.split() for line in out.splitlines()]
+
+    apiservices = table("apiservices")
+    assert apiservices[0] == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
+    assert apiservices[1][:3] == ["v1beta1.metrics.k8s.io", "kube-system/metrics-server", "True"]
+    assert table("validatingwebhookconfigurations")[1][:2] == ["admission", "1"]
+    assert table("clusterrolebinding", "system:metrics")[1][:2] == [
+        "system:metrics", "ClusterRole/view"]

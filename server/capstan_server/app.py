@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import signal
@@ -33,6 +34,7 @@ from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
 from capstan_server import tls
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.auth.setup import AuthSetupError, ServerAuth
+from capstan_server.charts.limits import RepoLimits
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import build_gateway, capstan_services
 from capstan_server.interceptors import RpcInterceptor
@@ -41,6 +43,7 @@ from capstan_server.secret_box import SecretKeyError
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
     from capstan_server.drivers.base import Driver
+    from capstan_server.drivers.helm.command import HelmLimits
     from capstan_server.services import Services
 
 log = logging.getLogger("capstan.server")
@@ -83,6 +86,10 @@ class ServerOptions:
     rest_dialect: str = "capstan"
     #: Authentication, TLS and the registry's encryption key (capstan_server.auth).
     security: SecurityOptions = field(default_factory=SecurityOptions)
+    #: Budgets and address policy of chart repository fetches (`dev` also allows loopback).
+    repo_limits: RepoLimits = field(default_factory=RepoLimits)
+    #: Memory and CPU time of each helm process (helm driver); None: the defaults.
+    helm_limits: HelmLimits | None = None
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -172,11 +179,15 @@ class CapstanServer:
         self._driver = _open_driver(options)
         from capstan_server.services import open_services
 
+        limits = options.repo_limits
+        if options.dev:  # the sample repository is served on 127.0.0.1
+            limits = dataclasses.replace(limits, allow_loopback=True)
         try:
             self._services = await open_services(
                 data_dir=options.data_dir,
                 driver=self._driver,
                 secret_key_file=options.security.secret_key_file,
+                repo_limits=limits,
             )
         except SecretKeyError as exc:
             raise StartupError(str(exc)) from None
@@ -377,7 +388,10 @@ def _open_driver(options: ServerOptions) -> Driver:
     from capstan_server.drivers import create_driver
 
     driver: Driver = create_driver(
-        options.driver, data_dir=options.data_dir, helm_bin=options.helm_bin
+        options.driver,
+        data_dir=options.data_dir,
+        helm_bin=options.helm_bin,
+        helm_limits=options.helm_limits,
     )
     return driver
 
@@ -498,12 +512,20 @@ def start_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     rest_dialect: str = "capstan",
     security: SecurityOptions | None = None,
+    repo_limits: RepoLimits | None = None,
+    allow_repo_hosts: Sequence[str] = (),
+    helm_limits: HelmLimits | None = None,
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
     Defaults suit tests: the memory driver, free ports on 127.0.0.1, and a temporary data dir
-    (removed by `stop()`) when `data_dir` is None.
+    (removed by `stop()`) when `data_dir` is None. `allow_repo_hosts` adds to
+    `repo_limits.allowed_hosts` (a test's chart repository on 127.0.0.1 must be allowed).
     """
+    limits = repo_limits or RepoLimits()
+    limits = dataclasses.replace(
+        limits, allowed_hosts=limits.allowed_hosts | frozenset(allow_repo_hosts)
+    )
     temp_dir = Path(tempfile.mkdtemp(prefix="capstan-")) if data_dir is None else None
     options = ServerOptions(
         data_dir=data_dir or temp_dir or Path("."),
@@ -516,6 +538,8 @@ def start_server(
         interceptors=interceptors,
         rest_dialect=rest_dialect,
         security=security or SecurityOptions(),
+        repo_limits=limits,
+        helm_limits=helm_limits,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

@@ -18,6 +18,8 @@ from typing import cast
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.auth.flags import add_security_flags, security_options
 from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
+from capstan_server.charts.limits import RepoLimits
+from capstan_server.drivers.helm.command import HelmLimits
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
@@ -53,11 +55,56 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rest-dialect", choices=DIALECTS, default=CAPSTAN,
                         help="REST wire dialect at /api (default %(default)s, the documented "
                         "API; kubeserver: what Cloudpods' climc speaks, see README)")
+    repos = parser.add_argument_group(
+        "chart repositories", "limits on what a repository (a stranger's server) may cost; see "
+        "the README's security section")
+    defaults = RepoLimits()
+    repos.add_argument("--allow-repo-host", action="append", default=[], metavar="HOST",
+                       help="fetch from HOST (as written in URLs) even if it resolves to a "
+                       "loopback, link-local or unspecified address (repeatable; --dev allows "
+                       "loopback)")
+    repos.add_argument("--repo-fetch-timeout", type=float, default=defaults.fetch_timeout_s,
+                       metavar="SECONDS", help="limit of one index or archive fetch "
+                       "(default %(default)s)")
+    repos.add_argument("--repo-min-rate", type=int, default=defaults.min_rate_bytes_s,
+                       metavar="BYTES", help="slowest average transfer rate accepted, in "
+                       "bytes/s (default %(default)s)")
+    repos.add_argument("--repo-connections", type=int, default=defaults.connections_per_repo,
+                       metavar="N", help="fetches in flight per repository "
+                       "(default %(default)s)")
+    repos.add_argument("--repo-index-max-bytes", type=int, default=defaults.max_index_bytes,
+                       metavar="BYTES", help="largest index.yaml, inflated "
+                       "(default %(default)s)")
+    repos.add_argument("--index-cache-bytes", type=int, default=defaults.index_cache_bytes,
+                       metavar="BYTES", help="memory for parsed indexes (default %(default)s)")
+    repos.add_argument("--chart-cache-bytes", type=int, default=defaults.chart_cache_bytes,
+                       metavar="BYTES", help="memory for files read from chart archives "
+                       "(default %(default)s)")
+    helm_defaults = HelmLimits()
+    parser.add_argument("--helm-memory-limit", type=int, default=helm_defaults.memory_mib,
+                        metavar="MIB", help="address space of each helm process, in MiB "
+                        "(default %(default)s; helm needs 768 to start; 0: no limit)")
+    parser.add_argument("--helm-cpu-limit", type=int, default=helm_defaults.cpu_s,
+                        metavar="SECONDS", help="CPU time of each helm process "
+                        "(default %(default)s; 0: no limit)")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
     add_security_flags(parser)
     return parser
+
+
+def repo_limits(args: argparse.Namespace) -> RepoLimits:
+    """The chart repository budgets the flags ask for."""
+    return RepoLimits(
+        allowed_hosts=frozenset(args.allow_repo_host),
+        fetch_timeout_s=args.repo_fetch_timeout,
+        min_rate_bytes_s=args.repo_min_rate,
+        connections_per_repo=max(1, args.repo_connections),
+        max_index_bytes=args.repo_index_max_bytes,
+        index_cache_bytes=args.index_cache_bytes,
+        chart_cache_bytes=args.chart_cache_bytes,
+    )
 
 
 def missing_helm(helm_bin: Path, *, driver: str, dev: bool) -> str | None:
@@ -97,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             grace=args.shutdown_grace,
             rest_dialect=args.rest_dialect,
             security=security_options(args),
+            repo_limits=repo_limits(args),
+            helm_limits=HelmLimits(memory_mib=args.helm_memory_limit, cpu_s=args.helm_cpu_limit),
         )
         asyncio.run(serve(options))
     except StartupError as exc:

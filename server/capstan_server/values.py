@@ -1,4 +1,5 @@
-"""The server's one YAML loader and Helm's values semantics: merge, coalesce, reuse/reset, schema.
+"""The server's one YAML loader and Helm's values semantics: merge, coalesce, reuse/reset
+(checking values against a chart's schema is `values_schema.py`).
 
 Every piece of YAML the server reads (user values, Chart.yaml, values.yaml, repository indexes,
 kubeconfigs, release manifests) goes through `load_yaml`, so all of it parses the same way:
@@ -25,10 +26,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
 import yaml
 
-from capstan_server.errors import FailedPrecondition, InvalidArgument
+from capstan_server.errors import InvalidArgument
 
 Values = dict[str, Any]
 
@@ -241,40 +241,3 @@ def upgrade_config(
     if not new_values:
         return copy.deepcopy(dict(previous_config))
     return copy.deepcopy(dict(new_values))
-
-
-# -- values.schema.json ---------------------------------------------------------------------
-
-
-def validate_schema(
-    values: Mapping[str, Any], schema: Mapping[str, Any] | None, *, chart: str
-) -> None:
-    """Check coalesced `values` against a chart's values.schema.json, as helm does before it
-    renders. InvalidArgument lists every failing field by JSON path (`$.image.tag`)."""
-    if not schema:
-        return
-    schema = dict(schema)
-    try:
-        validator_class = jsonschema.validators.validator_for(
-            schema, default=jsonschema.Draft7Validator
-        )
-        validator_class.check_schema(schema)
-        errors = sorted(
-            validator_class(schema).iter_errors(values), key=lambda e: list(map(str, e.path))
-        )
-    except jsonschema.SchemaError as err:
-        raise FailedPrecondition(
-            f"chart {chart} has an invalid values.schema.json: {err.message}"
-        ) from None
-    except Exception as err:  # e.g. an unresolvable remote $ref (never fetched)
-        raise FailedPrecondition(
-            f"chart {chart}'s values.schema.json cannot be used: {err}"
-        ) from None
-    if not errors:
-        return
-    details = [{"field": e.json_path, "description": e.message} for e in errors]
-    listed = "; ".join(f"{d['field']}: {d['description']}" for d in details)
-    raise InvalidArgument(
-        f"values don't meet the specifications of the schema of chart {chart}: {listed}",
-        details=details,
-    )

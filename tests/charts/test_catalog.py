@@ -10,19 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from capstan_server.charts.archive import fetch_archive, read_chart_files
+from capstan_server.charts.archive import read_chart_files
 from capstan_server.charts.catalog import Catalog, parse_chart_reference
+from capstan_server.charts.limits import RepoLimits
 from capstan_server.dev.chart_repo import SAMPLE_CHARTS_DIR, ChartRepoServer
 from capstan_server.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from capstan_server.registry import Registry, RepoRow
 
 HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
+#: The test repositories are on 127.0.0.1, which the address policy refuses unless allowed.
+LOOPBACK = RepoLimits(allowed_hosts=frozenset({"127.0.0.1"}))
+L = RepoLimits()
 
 
 @pytest.fixture
 async def catalog(tmp_path: Path) -> AsyncIterator[Catalog]:
     registry = await Registry.open(tmp_path / "data")
-    catalog = Catalog(tmp_path / "data", registry)
+    catalog = Catalog(tmp_path / "data", registry, LOOPBACK)
     yield catalog
     await catalog.close()
     await registry.close()
@@ -67,7 +71,7 @@ async def test_resolve_picks_the_version_helm_would(
     source = resolved.source
     assert (source.name, source.version, source.repo_name) == ("etcd", picked, "bitnami-new")
     assert source.archive.is_file() and source.archive.name == f"{resolved.entry.digest}.tgz"
-    assert source.archive.parent == catalog.archives_dir
+    assert source.archive.parent == catalog.archives_dir / resolved.repo.id  # per repository
     assert resolved.files.metadata["version"] == picked
     assert source.default_values["image"]["tag"] == "3.5.8-debian-11-r8"
     assert (
@@ -122,7 +126,8 @@ async def test_the_index_is_cached_under_the_data_dir(
 ) -> None:
     repo = await register(catalog, "cached", chart_repo.url)
     assert (tmp_path / "data" / "repos" / repo.id / "index.yaml").is_file()
-    fresh = Catalog(tmp_path / "data", catalog.registry)  # a restarted server: no network needed
+    # a restarted server: no network needed
+    fresh = Catalog(tmp_path / "data", catalog.registry, LOOPBACK)
     index = await fresh.indexes.load(repo.id, name=repo.name)
     assert index is not None and index.versions("etcd")
     await catalog.forget(repo)
@@ -168,16 +173,12 @@ async def test_a_digest_mismatch_is_refused(
     repo = await register(catalog, "tampered", chart_repo.url)
     entry = (await catalog.index(repo)).versions("etcd")[0]
     forged = dataclasses.replace(entry, digest="0" * 64)
-    with pytest.raises(FailedPrecondition, match="does not match the digest"):
-        await fetch_archive(
-            catalog._http(),
-            forged,
-            repo_url=repo.url,
-            auth=None,
-            cache_dir=tmp_path / "c",
-            repo_name="t",
+    with pytest.raises(FailedPrecondition, match="does not match the digest") as err:
+        await catalog.archives.get(
+            forged, repo_id=repo.id, repo_url=repo.url, repo_name="t", auth=None
         )
-    assert not (tmp_path / "c" / f"{'0' * 64}.tgz").exists()
+    assert entry.digest not in err.value.message  # what the URL answered is not told
+    assert list((catalog.archives_dir / repo.id).iterdir()) == []
 
 
 def _tarball(path: Path, members: dict[str, bytes], *, symlink: str = "") -> Path:
@@ -195,29 +196,30 @@ def _tarball(path: Path, members: dict[str, bytes], *, symlink: str = "") -> Pat
 
 
 def test_archives_are_read_without_trusting_them(tmp_path: Path) -> None:
-    archive = _tarball(
-        tmp_path / "evil.tgz",
-        {
-            "evil/Chart.yaml": b"apiVersion: v2\nname: evil\nversion: 1.0.0\n",
-            "evil/charts/sub/values.yaml": b"sub: values\n",  # a subchart's file: not ours
-            "../values.yaml": b"escaped: true\n",
-        },
-        symlink="evil/README.md",
-    )
-    files = read_chart_files(archive, chart="evil-1.0.0")
+    chart = {
+        "evil/Chart.yaml": b"apiVersion: v2\nname: evil\nversion: 1.0.0\n",
+        "evil/charts/sub/values.yaml": b"sub: values\n",  # a subchart's file: not ours
+    }
+    files = read_chart_files(_tarball(tmp_path / "ok.tgz", chart), chart="evil-1.0.0", limits=L)
     assert files.metadata["name"] == "evil"
     assert files.values == {} and files.readme == "" and files.schema is None
+    escaping = _tarball(tmp_path / "evil.tgz", {**chart, "evil/../../values.yaml": b"x: 1\n"})
+    with pytest.raises(FailedPrecondition, match="parent directory"):
+        read_chart_files(escaping, chart="evil-1.0.0", limits=L)
+    linked = _tarball(tmp_path / "link.tgz", chart, symlink="evil/README.md")
+    with pytest.raises(FailedPrecondition, match="link or special file"):
+        read_chart_files(linked, chart="evil-1.0.0", limits=L)
 
     no_chart = _tarball(tmp_path / "empty.tgz", {"x/values.yaml": b"a: 1\n"})
     with pytest.raises(FailedPrecondition, match=r"no Chart\.yaml"):
-        read_chart_files(no_chart, chart="x")
+        read_chart_files(no_chart, chart="x", limits=L)
     not_tar = tmp_path / "junk.tgz"
     not_tar.write_bytes(b"not a tarball")
-    with pytest.raises(FailedPrecondition, match="cannot be read"):
-        read_chart_files(not_tar, chart="junk")
+    with pytest.raises(FailedPrecondition, match="not gzip"):
+        read_chart_files(not_tar, chart="junk", limits=L)
     bad_values = _tarball(
         tmp_path / "bad.tgz",
         {"b/Chart.yaml": b"name: b\nversion: 1.0.0\n", "b/values.yaml": b"- a list\n"},
     )
     with pytest.raises(FailedPrecondition, match="not a YAML mapping"):
-        read_chart_files(bad_values, chart="b")
+        read_chart_files(bad_values, chart="b", limits=L)

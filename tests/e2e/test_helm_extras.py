@@ -80,7 +80,7 @@ class Capstan:
 
     def _start(self) -> ServerHandle:
         return start_server(driver="helm", helm_bin=self.helm_bin, data_dir=self.data_dir,
-                            grace=5.0)
+                            grace=5.0, allow_repo_hosts=("127.0.0.1",))
 
     def client(self) -> CapstanClient:
         return CapstanClient(self.server.grpc_target, timeout=60)

@@ -68,9 +68,10 @@ def test_register_list_and_show(client: Any, oci_registry: Any, helm: Path,
     assert content["values"]["image"]["repository"] == "bitnami/etcd"
     assert content["schema"]["type"] == "object"  # values.schema.json
     assert [v.version for v in shown.versions] == ["8.11.2", "8.11.1"]
-    # The chart layer, pulled once, is cached by its digest (the sha256 of the pushed .tgz).
+    # The chart layer, pulled once, is cached by its digest (the sha256 of the pushed .tgz),
+    # per repository as HTTP archives are.
     layer = hashlib.sha256(packaged_charts["etcd-8.11.2"].read_bytes()).hexdigest()
-    assert (capstan_server.data_dir / "charts" / f"{layer}.tgz").is_file()
+    assert (capstan_server.data_dir / "charts" / shown.repo_id / f"{layer}.tgz").is_file()
     older = client.get_chart("etcd", repo="bitnami-new", version="8.11.1").chart
     assert older.chart.metadata.version == "8.11.1"
     # OCI tags write `+` as `_`: the version is given and shown with `+`.

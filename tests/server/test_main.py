@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from capstan_server.app import ServerHandle, split_host_port
-from capstan_server.main import build_parser
+from capstan_server.main import build_parser, repo_limits
 
 SERVER_SCRIPT = Path(sys.executable).with_name("capstan-server")
 
@@ -81,3 +81,15 @@ def test_the_fixture_server_reports_its_addresses(capstan_server: ServerHandle) 
     assert capstan_server.grpc_target.startswith("127.0.0.1:")
     assert capstan_server.http_url.startswith("http://127.0.0.1:")
     assert capstan_server.data_dir.is_dir()
+
+
+def test_repository_and_helm_limit_flags() -> None:
+    args = build_parser().parse_args([
+        "--allow-repo-host", "charts.internal", "--allow-repo-host", "127.0.0.1",
+        "--repo-fetch-timeout", "5", "--repo-min-rate", "100", "--repo-connections", "0",
+        "--helm-memory-limit", "1024", "--helm-cpu-limit", "0"])
+    limits = repo_limits(args)
+    assert limits.allowed_hosts == {"charts.internal", "127.0.0.1"}
+    assert (limits.fetch_timeout_s, limits.min_rate_bytes_s) == (5, 100)
+    assert limits.connections_per_repo == 1 and not limits.allow_loopback  # only --dev allows it
+    assert (args.helm_memory_limit, args.helm_cpu_limit) == (1024, 0)

@@ -36,6 +36,7 @@ SLOW_SERVER = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from capstan_server.app import ServerOptions, serve
+    from capstan_server.charts.limits import RepoLimits
     from capstan_server.drivers.memory import MemoryDriver
     from capstan_server.logs import configure_logging
 
@@ -46,7 +47,8 @@ SLOW_SERVER = textwrap.dedent("""
     configure_logging("INFO", "json")
     asyncio.run(serve(ServerOptions(
         data_dir=Path(sys.argv[1]), grpc_listen="127.0.0.1:0", http_listen="127.0.0.1:0",
-        driver=MemoryDriver(hook=slow_installs), grace=float(sys.argv[3]))))
+        driver=MemoryDriver(hook=slow_installs), grace=float(sys.argv[3]),
+        repo_limits=RepoLimits(allowed_hosts=frozenset({"127.0.0.1"})))))
 """)
 
 

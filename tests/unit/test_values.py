@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from capstan_server.errors import FailedPrecondition, InvalidArgument
+from capstan_server.errors import InvalidArgument
 from capstan_server.values import (
     coalesce,
     load_yaml,
@@ -14,7 +14,6 @@ from capstan_server.values import (
     parse_values,
     upgrade_config,
     user_values,
-    validate_schema,
 )
 
 # -- loading ----------------------------------------------------------------------------------
@@ -144,32 +143,3 @@ def test_upgrade_config_follows_helm(
     assert upgrade_config(PREVIOUS, new, reuse=reuse, reset=reset) == expected
     assert PREVIOUS == {"image": {"tag": "r9"}, "replicaCount": 3}
 
-
-# -- schema ---------------------------------------------------------------------------------------
-
-SCHEMA = {
-    "$schema": "http://json-schema.org/draft-07/schema#",
-    "type": "object",
-    "properties": {
-        "replicaCount": {"type": "integer", "minimum": 0},
-        "image": {"type": "object", "properties": {"tag": {"type": "string"}}},
-    },
-}
-
-
-def test_schema_accepts_good_values_and_no_schema() -> None:
-    validate_schema({"replicaCount": 1, "image": {"tag": "r9"}}, SCHEMA, chart="etcd-8.11.1")
-    validate_schema({"anything": True}, None, chart="etcd-8.11.1")
-
-
-def test_schema_failures_name_every_field_by_json_path() -> None:
-    with pytest.raises(InvalidArgument) as err:
-        validate_schema({"replicaCount": "three", "image": {"tag": 9}}, SCHEMA, chart="etcd-8.11.1")
-    assert "etcd-8.11.1" in err.value.message
-    assert "$.replicaCount" in err.value.message and "$.image.tag" in err.value.message
-    assert [d["field"] for d in err.value.details] == ["$.image.tag", "$.replicaCount"]
-
-
-def test_a_broken_schema_is_the_charts_fault() -> None:
-    with pytest.raises(FailedPrecondition):
-        validate_schema({}, {"type": "no-such-type"}, chart="bad-1.0.0")

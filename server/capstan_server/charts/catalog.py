@@ -15,10 +15,17 @@ import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import aiohttp
-
-from capstan_server.charts.archive import ChartFiles, fetch_archive, read_chart_files
+from capstan_server.charts.archive import (
+    ArchiveStore,
+    ChartFiles,
+    check_entry,
+    read_chart_files,
+)
+from capstan_server.charts.fetch import Fetcher
+from capstan_server.charts.limits import RepoLimits
+from capstan_server.charts.lru import ByteLRU
 from capstan_server.charts.oci import OciOptions, fetch_oci_archive, fetch_oci_index, is_oci_url
 from capstan_server.charts.repo_index import IndexCache, IndexEntry, RepoIndex, fetch_index
 from capstan_server.charts.semver import SemverError, latest
@@ -30,6 +37,8 @@ from capstan_server.registry import Registry, RepoRow
 __all__ = ["Catalog", "ResolvedChart", "parse_chart_reference", "validate_chart_name"]
 
 _CHART_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: What files read from an archive cost in memory once parsed, per byte of them (estimated).
+_PARSED_BYTES_PER_FILE_BYTE = 4
 #: Shown in a NOT_FOUND for an unknown version.
 _VERSIONS_SHOWN = 20
 
@@ -79,26 +88,22 @@ class ResolvedChart:
 
 
 class Catalog:
-    """Repository indexes and chart archives, cached under `<data_dir>/repos` and `/charts`."""
+    """Repository indexes and chart archives, cached under `<data_dir>/repos` and `/charts`,
+    everything fetched through one `Fetcher` under `limits`."""
 
-    def __init__(self, data_dir: Path, registry: Registry) -> None:
+    def __init__(
+        self, data_dir: Path, registry: Registry, limits: RepoLimits | None = None
+    ) -> None:
         self.registry = registry
-        self.indexes = IndexCache(data_dir / "repos")
+        self.limits = limits or RepoLimits()
+        self.fetcher = Fetcher(self.limits)
+        self.indexes = IndexCache(data_dir / "repos", self.limits)
         self.archives_dir = data_dir / "charts"
-        self._session: aiohttp.ClientSession | None = None
-        self._files: dict[Path, ChartFiles] = {}
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Chart archives must arrive byte for byte (their digest is checked), so nothing is
-            # decompressed behind our back; `download` handles a gzipped index itself.
-            self._session = aiohttp.ClientSession(auto_decompress=False)
-        return self._session
+        self.archives = ArchiveStore(self.archives_dir, self.fetcher, self.limits)
+        self._files: ByteLRU[tuple[str, str], ChartFiles] = ByteLRU(self.limits.chart_cache_bytes)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.fetcher.close()
 
     # -- indexes --------------------------------------------------------------------------------
 
@@ -113,12 +118,15 @@ class Catalog:
         auth: tuple[str, str] | None,
         oci: OciOptions | None,
         refused: type[CapstanError],
+        repo_key: str,
     ) -> tuple[bytes, RepoIndex]:
         if oci is not None:
             return await fetch_oci_index(
-                self._http(), url, auth=auth, options=oci, name=name, refused=refused
+                self.fetcher.session(), url, auth=auth, options=oci, name=name, refused=refused
             )
-        return await fetch_index(self._http(), url, auth=auth, name=name, refused=refused)
+        return await fetch_index(
+            self.fetcher, url, auth=auth, name=name, repo_key=repo_key, refused=refused
+        )
 
     async def probe(
         self, name: str, url: str, auth: tuple[str, str] | None, oci: OciOptions | None = None
@@ -126,7 +134,9 @@ class Catalog:
         """Fetch a repository's index (build an OCI repository's) before it is registered: bad
         URL or credentials -> InvalidArgument (a registry refusing them: PermissionDenied),
         unreachable -> Unavailable."""
-        return await self._fetch(name, url, auth, oci, InvalidArgument)
+        parts = urlsplit(url)
+        key = f"probe:{parts.scheme}://{parts.netloc}"
+        return await self._fetch(name, url, auth, oci, InvalidArgument, key)
 
     async def adopt(self, repo: RepoRow, raw: bytes, index: RepoIndex) -> None:
         """Cache an index fetched by `probe` for the repository just registered."""
@@ -135,7 +145,9 @@ class Catalog:
     async def sync(self, repo: RepoRow) -> RepoIndex:
         """Fetch a registered repository's index again (`helm repo update`)."""
         oci = await self.oci_options(repo)
-        raw, index = await self._fetch(repo.name, repo.url, repo.auth, oci, FailedPrecondition)
+        raw, index = await self._fetch(
+            repo.name, repo.url, repo.auth, oci, FailedPrecondition, f"repo:{repo.id}"
+        )
         await self.indexes.store(repo.id, raw, index)
         await self.registry.mark_repo_synced(repo.id)
         return index
@@ -147,6 +159,8 @@ class Catalog:
 
     async def forget(self, repo: RepoRow) -> None:
         await self.indexes.forget(repo.id)
+        await self.archives.forget(repo.id)
+        self._files.discard_where(lambda key: key[0] == repo.id)
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -205,27 +219,23 @@ class Catalog:
         """Resolve a chart of a known repository and download its archive."""
         entry, versions = await self.find(repo, chart, version)
         oci = await self.oci_options(repo)
+        fresh: ChartFiles | None = None
         if oci is not None:
             archive, _ = await fetch_oci_archive(
-                self._http(),
+                self.fetcher.session(),
                 repo.url,
                 entry.name,
                 entry.version,
                 auth=repo.auth,
                 options=oci,
                 name=repo.name,
-                cache_dir=self.archives_dir,
+                cache_dir=self.archives.directory / repo.id,  # per repository, as HTTP's
             )
         else:
-            archive = await fetch_archive(
-                self._http(),
-                entry,
-                repo_url=repo.url,
-                auth=repo.auth,
-                cache_dir=self.archives_dir,
-                repo_name=repo.name,
+            archive, fresh = await self.archives.get(
+                entry, repo_id=repo.id, repo_url=repo.url, repo_name=repo.name, auth=repo.auth
             )
-        files = await self.files(archive, entry)
+        files = await self.files(repo.id, archive, entry, fresh)
         source = ChartSource(
             repo_id=repo.id,
             repo_name=repo.name,
@@ -238,17 +248,19 @@ class Catalog:
         )
         return ResolvedChart(repo, entry, versions, files, source)
 
-    async def files(self, archive: Path, entry: IndexEntry) -> ChartFiles:
-        """The files of a cached archive, read once and checked against its index entry."""
-        files = self._files.get(archive)
+    async def files(
+        self, repo_id: str, archive: Path, entry: IndexEntry, fresh: ChartFiles | None = None
+    ) -> ChartFiles:
+        """The files of a cached archive (`fresh`: just read while downloading it), kept in
+        memory under a byte budget and checked against its index entry."""
+        key = (repo_id, archive.stem)  # the archive's sha256, for HTTP and OCI alike
+        files = self._files.get(key)
         if files is None:
             label = f"{entry.name}-{entry.version}"
-            files = await asyncio.to_thread(read_chart_files, archive, chart=label)
-            meta = files.metadata
-            if (meta.get("name"), str(meta.get("version"))) != (entry.name, entry.version):
-                raise FailedPrecondition(
-                    f"chart archive {label} holds Chart.yaml of "
-                    f"{meta.get('name')!r} {meta.get('version')!r}, not what the index says"
+            if fresh is None:
+                fresh = await asyncio.to_thread(
+                    read_chart_files, archive, chart=label, limits=self.limits
                 )
-            self._files[archive] = files
+            files = check_entry(fresh, entry)
+            self._files.put(key, files, files.size * _PARSED_BYTES_PER_FILE_BYTE)
         return files

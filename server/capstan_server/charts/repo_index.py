@@ -1,5 +1,6 @@
-"""Chart repository indexes: fetch a repository's `index.yaml` over HTTP(S), parse it, and keep
-it under the data dir so that reads never wait on the repository (`helm repo update` refreshes).
+"""Chart repository indexes: fetch a repository's `index.yaml` (through `fetch.Fetcher`), parse
+it under budgets, and keep it under the data dir so that reads never wait on the repository
+(`helm repo update` refreshes).
 
 Fetch errors say what to do: an unreachable repository is Unavailable (retry later); one that
 refuses the credentials, has no index or serves something else is the caller's problem
@@ -9,40 +10,35 @@ refuses the credentials, has no index or serves something else is the caller's p
 from __future__ import annotations
 
 import asyncio
-import base64
-import gzip
 import os
 import shutil
 import tempfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
+from capstan_server.charts.fetch import Fetcher
+from capstan_server.charts.limits import RepoLimits
+from capstan_server.charts.lru import ByteLRU
 from capstan_server.charts.semver import SemverError, Version
-from capstan_server.errors import CapstanError, InvalidArgument, Unavailable
+from capstan_server.errors import CapstanError, InvalidArgument
 from capstan_server.values import load_yaml
 
 __all__ = [
     "IndexCache",
     "IndexEntry",
     "RepoIndex",
-    "download",
     "fetch_index",
     "parse_index",
     "parse_time",
     "write_atomically",
 ]
 
-#: Large public indexes (Bitnami's) are tens of MB; anything far beyond is not an index.
-MAX_INDEX_BYTES = 128 * 1024 * 1024
-#: Indexes have one node per field of every chart version; allow for the big ones.
-_MAX_INDEX_NODES = 50_000_000
-INDEX_TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=10)
+_DEFAULT_LIMITS = RepoLimits()
+#: What a parsed index costs in memory per byte of YAML (Python objects are large).
+_PARSED_BYTES_PER_RAW_BYTE = 8
 
 
 @dataclass(frozen=True)
@@ -117,13 +113,28 @@ def _entry(raw: Mapping[str, Any]) -> IndexEntry | None:
 
 
 def parse_index(
-    raw: bytes, *, source: str, refused: type[CapstanError] = InvalidArgument
+    raw: bytes,
+    *,
+    source: str,
+    refused: type[CapstanError] = InvalidArgument,
+    limits: RepoLimits = _DEFAULT_LIMITS,
 ) -> RepoIndex:
-    """Parse an `index.yaml`; `refused` (with a message naming `source`) if it is not one."""
+    """Parse an `index.yaml`; `refused` (with a message naming `source`) if it is not one, or
+    if it passes the budgets of `limits` (size, alias expansion, nesting). Blocking."""
+    if len(raw) > limits.max_index_bytes:
+        raise refused(f"{source} serves an index larger than {limits.max_index_bytes} bytes")
+    # An index has no use for aliases: expanding to more nodes than it has bytes is a bomb.
+    budget = int(len(raw) * limits.index_nodes_per_byte) + 1000
     try:
-        documents = load_yaml(raw, what=f"the index of {source}", max_nodes=_MAX_INDEX_NODES)
+        documents = load_yaml(raw, what=f"the index of {source}", max_nodes=budget)
     except CapstanError as err:
         raise refused(f"{source} does not serve a chart repository index: {err.message}") from None
+    except RecursionError:
+        documents = None
+    if documents is None or _too_deep(documents, limits.max_index_depth):
+        raise refused(
+            f"{source} serves an index nested more than {limits.max_index_depth} levels deep"
+        )
     document = documents[0] if documents else None
     if not isinstance(document, dict) or not isinstance(document.get("entries"), dict):
         raise refused(
@@ -141,79 +152,53 @@ def parse_index(
     return RepoIndex(entries)
 
 
+def _too_deep(node: Any, limit: int) -> bool:
+    stack = [(node, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(current, dict):
+            stack.extend((v, depth + 1) for v in current.values())
+        elif isinstance(current, list):
+            stack.extend((v, depth + 1) for v in current)
+    return False
+
+
 def index_url(repo_url: str) -> str:
     """Where a repository's index lives (helm: `<url>/index.yaml`)."""
     return repo_url.rstrip("/") + "/index.yaml"
 
 
-async def download(
-    session: aiohttp.ClientSession,
-    url: str,
-    *,
-    auth: tuple[str, str] | None,
-    what: str,
-    limit: int,
-    refused: type[CapstanError],
-    client_timeout: aiohttp.ClientTimeout = INDEX_TIMEOUT,
-    accept_encoding: str = "identity",
-) -> bytes:
-    """GET `url` and return the body (at most `limit` bytes), mapping failures to errors:
-    unreachable or 5xx -> Unavailable, anything else refused -> `refused`."""
-    headers = {"Accept-Encoding": accept_encoding}
-    if auth:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
-        headers["Authorization"] = f"Basic {token}"
-    try:
-        async with session.get(url, timeout=client_timeout, headers=headers) as resp:
-            if resp.status in (401, 403):
-                reason = "refused the credentials" if auth else "needs credentials"
-                raise refused(f"{what} {reason} (HTTP {resp.status} from {url})")
-            if resp.status >= 500:
-                raise Unavailable(f"{what} is unavailable (HTTP {resp.status} from {url})")
-            if resp.status != 200:
-                raise refused(f"{what} was not found (HTTP {resp.status} from {url})")
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in resp.content.iter_chunked(1 << 16):
-                size += len(chunk)
-                if size > limit:
-                    raise refused(f"{what} is larger than {limit} bytes ({url})")
-                chunks.append(chunk)
-            body = b"".join(chunks)
-            encoding = resp.headers.get("Content-Encoding", "").lower()
-    except (aiohttp.ClientError, TimeoutError, OSError) as err:
-        detail = str(err) or type(err).__name__
-        raise Unavailable(f"{what} cannot be reached at {url}: {detail}") from None
-    try:
-        if encoding == "gzip":
-            return gzip.decompress(body)
-        if encoding == "deflate":
-            return zlib.decompress(body)
-    except (OSError, zlib.error) as err:
-        raise refused(f"{what} sent a corrupt {encoding} body ({url}): {err}") from None
-    return body
-
-
 async def fetch_index(
-    session: aiohttp.ClientSession,
+    fetcher: Fetcher,
     repo_url: str,
     *,
     auth: tuple[str, str] | None,
     name: str,
+    repo_key: str,
     refused: type[CapstanError] = InvalidArgument,
 ) -> tuple[bytes, RepoIndex]:
     """Download and parse a repository's index; the raw bytes are kept for the cache."""
     what = f"chart repository {name!r}"
-    raw = await download(
-        session,
+    # One growing buffer (not a list of pieces): freed at once, its memory goes back to the OS.
+    buffer = bytearray()
+    await fetcher.fetch(
         index_url(repo_url),
+        repo_key=repo_key,
+        repo_url=repo_url,
         auth=auth,
         what=what,
-        limit=MAX_INDEX_BYTES,
+        limit=fetcher.limits.max_index_bytes,
         refused=refused,
+        sink=buffer.extend,
         accept_encoding="gzip",
     )
-    index = await asyncio.to_thread(parse_index, raw, source=what, refused=refused)
+    raw = bytes(buffer)
+    del buffer
+    index = await asyncio.to_thread(
+        parse_index, raw, source=what, refused=refused, limits=fetcher.limits
+    )
     return raw, index
 
 
@@ -232,34 +217,42 @@ def write_atomically(path: Path, body: bytes, *, prefix: str) -> None:
 
 
 class IndexCache:
-    """Indexes by repository id: parsed in memory, raw under `<data dir>/repos/<id>/`."""
+    """Indexes by repository id: raw under `<data dir>/repos/<id>/`, parsed in memory under a
+    byte budget (least recently used first out; a miss parses the file again)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, limits: RepoLimits = _DEFAULT_LIMITS) -> None:
         self.directory = directory
-        self._parsed: dict[str, RepoIndex] = {}
+        self.limits = limits
+        self._parsed: ByteLRU[str, RepoIndex] = ByteLRU(limits.index_cache_bytes)
 
     def _path(self, repo_id: str) -> Path:
         return self.directory / repo_id / "index.yaml"
 
+    def _keep(self, repo_id: str, raw: bytes, index: RepoIndex) -> None:
+        self._parsed.put(repo_id, index, len(raw) * _PARSED_BYTES_PER_RAW_BYTE)
+
     async def load(self, repo_id: str, *, name: str) -> RepoIndex | None:
         """The cached index of a repository, or None when it was never fetched."""
-        if repo_id in self._parsed:
-            return self._parsed[repo_id]
+        cached = self._parsed.get(repo_id)
+        if cached is not None:
+            return cached
         path = self._path(repo_id)
         try:
             raw = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             return None
-        index = await asyncio.to_thread(parse_index, raw, source=f"chart repository {name!r}")
-        self._parsed[repo_id] = index
+        index = await asyncio.to_thread(
+            parse_index, raw, source=f"chart repository {name!r}", limits=self.limits
+        )
+        self._keep(repo_id, raw, index)
         return index
 
     async def store(self, repo_id: str, raw: bytes, index: RepoIndex) -> None:
         """Keep a freshly fetched index (atomically replacing the old one)."""
         await asyncio.to_thread(write_atomically, self._path(repo_id), raw, prefix=".index-")
-        self._parsed[repo_id] = index
+        self._keep(repo_id, raw, index)
 
     async def forget(self, repo_id: str) -> None:
         """Drop a repository's cached index (it was unregistered)."""
-        self._parsed.pop(repo_id, None)
+        self._parsed.pop(repo_id)
         await asyncio.to_thread(shutil.rmtree, self.directory / repo_id, True)

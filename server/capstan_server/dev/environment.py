@@ -5,9 +5,10 @@ loop is busy); the chart repository is served from the server's loop. Both are r
 through the server's own gRPC API: the cluster as `default`, the repository as `samples` and
 again as `bitnami-new`, so that the commands of the seed document work verbatim.
 
-Restarting with the same data dir keeps everything: kubesim's objects (the Helm releases among
-them) are saved to `<data-dir>/dev/kubesim-state.json` on stop, and the ports and token are
-reused when possible. If a port has to change, the registrations are updated in place, so
+Restarting with the same data dir keeps everything: kubesim persists every write (the Helm
+releases among them) before answering it, in `<data-dir>/dev/kubesim-state.json` and its
+journal (`kubesim.persistence`), so even a kill -9 of the server loses nothing; the ports and
+token are reused when possible. If a port has to change, the registrations are updated in place, so
 clusters and repositories keep their UUIDs.
 """
 
@@ -22,7 +23,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
@@ -33,6 +34,7 @@ from capstan_server.errors import FailedPrecondition
 
 if TYPE_CHECKING:
     from capstan_server.services import Services
+    from kubesim.persistence import State
     from kubesim.testing import KubeSimThread
 
 log = logging.getLogger("capstan.dev")
@@ -74,9 +76,11 @@ class _Settings:
 class DevEnvironment:
     """The running embedded cluster and chart repository; `start()` it, later `stop()` it."""
 
-    def __init__(self, directory: Path, sim: KubeSimThread, repo: ChartRepoServer) -> None:
+    def __init__(self, directory: Path, sim: KubeSimThread, state: State,
+                 repo: ChartRepoServer) -> None:
         self.directory = directory
         self.sim = sim
+        self.state = state
         self.repo = repo
 
     @classmethod
@@ -93,13 +97,13 @@ class DevEnvironment:
         `channel` (which must already serve), sending `metadata` (the server's credential)."""
         directory, settings = await asyncio.to_thread(_prepare, data_dir, helm_bin)
         assert helm_bin is not None
-        sim = await asyncio.to_thread(_start_kubesim, directory, settings)
+        sim, state = await asyncio.to_thread(_start_kubesim, directory, settings)
         try:
             repo = await _start_chart_repo(directory, helm_bin, settings)
         except BaseException:
-            await asyncio.to_thread(_stop_kubesim, sim, directory)
+            await asyncio.to_thread(_stop_kubesim, sim, state)
             raise
-        env = cls(directory, sim, repo)
+        env = cls(directory, sim, state, repo)
         settings.kubesim_port = sim.server.port
         settings.chart_repo_port = repo.port
         await asyncio.to_thread(settings.save, directory / SETTINGS_FILE)
@@ -149,11 +153,11 @@ class DevEnvironment:
             )
 
     async def stop(self) -> None:
-        """Stop the chart repository and kubesim, saving kubesim's objects for the next run."""
+        """Stop the chart repository and kubesim (its state compacted for the next run)."""
         try:
             await self.repo.stop()
         finally:
-            await asyncio.to_thread(_stop_kubesim, self.sim, self.directory)
+            await asyncio.to_thread(_stop_kubesim, self.sim, self.state)
 
 
 def _prepare(data_dir: Path, helm_bin: Path | None) -> tuple[Path, _Settings]:
@@ -169,41 +173,42 @@ def _prepare(data_dir: Path, helm_bin: Path | None) -> tuple[Path, _Settings]:
     return directory, settings
 
 
-def _start_kubesim(directory: Path, settings: _Settings) -> KubeSimThread:
+def _start_kubesim(directory: Path, settings: _Settings) -> tuple[KubeSimThread, State]:
+    from kubesim.persistence import JOURNAL_SUFFIX, StateError, open_state
     from kubesim.store import Store
     from kubesim.testing import KubeSimThread
 
+    path = directory / STATE_FILE
     store = Store()
-    state = directory / STATE_FILE
-    if state.exists():
-        try:
-            store.restore(json.loads(state.read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable kubesim state %s: %s", state, exc)
-            store = Store()
+    try:
+        state = open_state(store, path)
+    except StateError as exc:
+        # Keep the unreadable files for a human to look at; start from an empty cluster.
+        log.warning("kubesim state is unreadable (%s); moved aside as *.unreadable", exc)
+        for old in (path, path.with_name(path.name + JOURNAL_SUFFIX)):
+            if old.exists():
+                old.replace(old.with_name(old.name + ".unreadable"))
+        store = Store()
+        state = open_state(store, path)
     for port in dict.fromkeys((settings.kubesim_port, 0)):
         sim = KubeSimThread(directory / "kubesim", store=store, token=settings.kubesim_token,
                             port=port)
         try:
-            return sim.start()
+            return sim.start(), state
         except OSError as exc:
             sim.close()
             if port == 0:
+                state.close()
                 raise
             log.info("kubesim port %d is taken (%s); using another one", port, exc)
     raise AssertionError("unreachable")
 
 
-def _stop_kubesim(sim: KubeSimThread, directory: Path) -> None:
+def _stop_kubesim(sim: KubeSimThread, state: State) -> None:
     try:
         sim.stop()
-        state: dict[str, Any] = sim.store.snapshot()
-        path = directory / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.chmod(tmp, 0o600)
-        tmp.replace(path)
     finally:
+        state.close()
         with contextlib.suppress(Exception):
             sim.close()
 

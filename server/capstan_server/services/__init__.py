@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capstan_server.charts.catalog import Catalog
+from capstan_server.charts.limits import RepoLimits
 from capstan_server.drivers.base import Driver
 from capstan_server.registry import Registry
 from capstan_server.services.addressing import Resolver
@@ -37,12 +38,17 @@ class Services:
 
 
 async def open_services(
-    *, data_dir: Path, driver: Driver, secret_key_file: Path | None = None
+    *,
+    data_dir: Path,
+    driver: Driver,
+    secret_key_file: Path | None = None,
+    repo_limits: RepoLimits | None = None,
 ) -> Services:
     """Open the registry under `data_dir` (its secrets encrypted with `secret_key_file`,
-    default `<data_dir>/secret.key`) and build the servicers on `driver`."""
+    default `<data_dir>/secret.key`) and build the servicers on `driver`; chart repositories
+    are fetched under `repo_limits` (default: `RepoLimits()`)."""
     registry = await Registry.open(data_dir, secret_key_file=secret_key_file)
-    catalog = Catalog(data_dir, registry)
+    catalog = Catalog(data_dir, registry, repo_limits)
     resolver = Resolver(registry, driver)
     return Services(
         release=ReleaseServicer(registry, catalog, driver, resolver),

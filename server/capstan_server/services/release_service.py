@@ -47,6 +47,7 @@ from capstan_server.services.addressing import (
     target,
     unreachable_error,
 )
+from capstan_server.values_schema import check_references, validate_schema_async
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_STUCK_AFTER = 300
@@ -69,11 +70,14 @@ def _user_values(text: str, request: Any) -> dict[str, Any]:
     return helm_values.user_values(text, json_values)
 
 
-def _check_schema(resolved: ResolvedChart, config: dict[str, Any]) -> None:
+async def _check_schema(resolved: ResolvedChart, config: dict[str, Any]) -> None:
     """Validate the values helm would render with against the chart's values.schema.json."""
     coalesced = helm_values.coalesce(resolved.files.values, config)
     label = f"{resolved.entry.name}-{resolved.entry.version}"
-    helm_values.validate_schema(coalesced, resolved.files.schema, chart=label)
+    # helm checks subcharts' schemas too, following their refs: refuse those that leave them.
+    for path, schema in resolved.files.subchart_schemas:
+        check_references(schema, f"{label} ({path})")
+    await validate_schema_async(coalesced, resolved.files.schema, chart=label)
 
 
 class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
@@ -150,7 +154,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         name = request.release_name or await self._generated_name(
             cluster, namespace, resolved.entry.name
         )
-        _check_schema(resolved, user)
+        await _check_schema(resolved, user)
         labels = {
             LABEL_RELEASE_ID: str(uuid.uuid4()),
             LABEL_REPO_ID: resolved.repo.id,
@@ -308,7 +312,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 reuse=request.reuse_values,
                 reset=request.reset_values,
             )
-            _check_schema(resolved, config)
+            await _check_schema(resolved, config)
             labels = {
                 LABEL_RELEASE_ID: found.id,
                 LABEL_REPO_ID: resolved.repo.id,

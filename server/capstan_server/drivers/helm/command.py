@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import resource
 import signal
 import tempfile
 import time
@@ -40,6 +41,7 @@ from capstan_server.errors import (
     AlreadyExists,
     CapstanError,
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     OperationFailed,
@@ -301,6 +303,56 @@ def map_helm_error(message: str, *, operation: str) -> CapstanError:
 # -- running ------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class HelmLimits:
+    """What one helm process may use (0: no limit). A chart is a stranger's program: its
+    templates can loop or allocate without end (`range until 2000000000`).
+
+    Memory is address space (RLIMIT_AS): the Go runtime reserves ~600 MiB of it before it
+    does anything (helm 3.17 and 4.1 do not start under 768 MiB), so the limit must leave room
+    above that; GOMEMLIMIT makes Go's collector work hard before the wall is hit. CPU time
+    (RLIMIT_CPU) counts only work, not waiting, so `--wait` on slow workloads does not use it
+    up; Go ignores SIGXCPU, so the kernel's SIGKILL at the hard limit (2 s later) ends it.
+    """
+
+    #: `--helm-memory-limit` (MiB).
+    memory_mib: int = 2048
+    #: `--helm-cpu-limit` (seconds of CPU time).
+    cpu_s: int = 120
+
+
+#: Address space the Go runtime reserves up front (measured: helm 3.17.2 / 4.1.4 need 768 MiB).
+_GO_BASELINE_MIB = 768
+_OUT_OF_MEMORY = ("fatal error: out of memory", "runtime: out of memory",
+                  "failed to reserve page summary memory", "cannot allocate memory")
+
+
+def _apply_limits(pid: int, limits: HelmLimits) -> None:
+    """Set the process's rlimits right after it started (prlimit(2), so nothing runs in the
+    forked child before exec, as a preexec_fn would)."""
+    if limits.memory_mib > 0:
+        size = limits.memory_mib * 1024 * 1024
+        resource.prlimit(pid, resource.RLIMIT_AS, (size, size))
+    if limits.cpu_s > 0:
+        resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 2))
+
+
+def _limit_error(result: HelmResult, limits: HelmLimits, operation: str) -> CapstanError | None:
+    """The error for a helm that hit its limits, or None."""
+    details: list[dict[str, Any]] = [{"operation": operation}]
+    if limits.memory_mib > 0 and any(s in result.stderr for s in _OUT_OF_MEMORY):
+        return FailedPrecondition(
+            f"helm {operation} ran out of memory: the chart needs more than the "
+            f"{limits.memory_mib} MiB of address space a helm process may use "
+            "(--helm-memory-limit)", details=details)
+    if limits.cpu_s > 0 and result.returncode in (-signal.SIGKILL, -signal.SIGXCPU):
+        return FailedPrecondition(
+            f"helm {operation} was killed: it used more than {limits.cpu_s} s of CPU time "
+            "(--helm-cpu-limit), e.g. rendering a chart that loops, or the machine ran out "
+            "of memory", details=details)
+    return None
+
+
 def _private_dir(path: Path) -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path, 0o700)
@@ -316,8 +368,10 @@ class HelmCommand:
     """
 
     def __init__(self, helm_bin: Path, data_dir: Path, *,
-                 term_grace: float = DEFAULT_TERM_GRACE) -> None:
+                 term_grace: float = DEFAULT_TERM_GRACE,
+                 limits: HelmLimits | None = None) -> None:
         self.helm_bin = helm_bin
+        self.limits = limits or HelmLimits()
         self.root = _private_dir(data_dir / "helm")
         self.term_grace = term_grace
         self._homes = {var: str(_private_dir(self.root / "home" / sub)) for var, sub in (
@@ -364,6 +418,9 @@ class HelmCommand:
         env["HELM_DRIVER"] = storage
         # Colour codes and update checks have no place in machine-read output.
         env["NO_COLOR"] = "1"
+        if self.limits.memory_mib > 0:  # collect hard before the address-space limit
+            heap = max(self.limits.memory_mib - _GO_BASELINE_MIB, 64)
+            env["GOMEMLIMIT"] = f"{heap}MiB"
         return env
 
     # version
@@ -445,6 +502,14 @@ class HelmCommand:
         except OSError as e:
             raise OperationFailed(f"cannot run helm {self.helm_bin}: {e} (install the pinned "
                                   "helm with `make setup`, or pass --helm-bin)") from e
+        try:
+            _apply_limits(proc.pid, self.limits)
+        except (OSError, ValueError) as e:
+            # Never run helm unbounded: a limit that cannot be set stops this run.
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise OperationFailed(f"cannot limit helm's memory and CPU time: {e}") from e
         # The pipes are drained by a task of their own, which keeps running while helm is
         # being stopped (a full pipe would otherwise block helm's shutdown).
         comm = asyncio.ensure_future(proc.communicate())
@@ -463,6 +528,9 @@ class HelmCommand:
         log.debug("helm %s exited %d after %.0f ms", operation, result.returncode,
                   (time.monotonic() - started) * 1000)
         if result.returncode != 0:
+            limited = _limit_error(result, self.limits, operation)
+            if limited is not None:
+                raise limited
             raise map_helm_error(helm_error_message(result.stderr, result.stdout),
                                  operation=operation)
         return result

@@ -50,6 +50,7 @@ from capstan_server.drivers.helm import records
 from capstan_server.drivers.helm.command import (
     DEFAULT_TERM_GRACE,
     HelmCommand,
+    HelmLimits,
     HelmStopped,
     validate_labels,
 )
@@ -93,8 +94,10 @@ class HelmDriver:
     name = "helm"
 
     def __init__(self, *, data_dir: Path, helm_bin: Path | None = None,
-                 term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0) -> None:
-        self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace)
+                 term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0,
+                 limits: HelmLimits | None = None) -> None:
+        self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace,
+                                   limits=limits)
         self.poll_interval = poll_interval
         self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
         self._closing: set[asyncio.Future[None]] = set()
