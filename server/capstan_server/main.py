@@ -17,9 +17,9 @@ from typing import cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.auth.flags import add_security_flags, security_options
-from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.drivers.helm.command import HelmLimits
+from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")

@@ -47,7 +47,7 @@ def channel(
     policy = write_policy(tmp_path, Signer())
     with running_kubesim(tls=True) as sim, start_server(
         driver="helm", helm_bin=helm_bin, data_dir=tmp_path / "data", grace=5.0,
-        security=SecurityOptions(auth_policy=policy),
+        security=SecurityOptions(auth_policy=policy), allow_repo_hosts=("127.0.0.1",),
     ) as server, grpc.insecure_channel(server.grpc_target) as channel:
         admin = bearer(TOKENS["admin"])
         cluster_pb2_grpc.ClusterServiceStub(channel).CreateCluster(

@@ -35,6 +35,9 @@ class Server:
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.http = str(self._wait_for("serving")["http"])
+        # --dev names the token in <data-dir>/dev/admin.token admin (README, Security).
+        token = (data_dir / "dev" / "admin.token").read_text().strip()
+        self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -59,13 +62,14 @@ class Server:
         pytest.fail(f"no {msg!r} log line; saw {seen}")
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.http + path, timeout=60) as response:
+        request = urllib.request.Request(self.http + path, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         request = urllib.request.Request(self.http + path, data=json.dumps(body).encode(),
                                          method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers=self.headers)
         with urllib.request.urlopen(request, timeout=180) as response:
             return json.loads(response.read())
 
