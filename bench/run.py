@@ -1,8 +1,9 @@
 """Every benchmark in turn: kubesim under load, then Capstan against the bare helm CLI.
 
 `kubesim_bench.py` runs first, then `capstan_bench.py` (the helm driver vs helm itself), then
-`repo_attack_bench.py` (hostile chart repositories vs benign chart shows); this is
-what `make bench` runs.
+`repo_attack_bench.py` (hostile chart repositories vs benign chart shows), then
+`scale_bench.py` (the release cache, a frozen cluster, the helm pool); this is what `make bench`
+runs.
 
     .venv/bin/python bench/run.py [--quick]
 
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("kubesim_bench.py", "capstan_bench.py", "repo_attack_bench.py")
+BENCHMARKS = ("kubesim_bench.py", "capstan_bench.py", "repo_attack_bench.py", "scale_bench.py")
 
 
 def main(argv: list[str] | None = None) -> int:

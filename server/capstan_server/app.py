@@ -31,12 +31,12 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from capstan.v1 import chart_pb2_grpc, cluster_pb2_grpc, release_pb2_grpc
-from capstan_server import tls
+from capstan_server import metrics, tls
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.auth.setup import AuthSetupError, ServerAuth
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.errors import CapstanError
-from capstan_server.gateway import build_gateway, capstan_services
+from capstan_server.gateway import Operations, build_gateway, capstan_services
 from capstan_server.interceptors import RpcInterceptor
 from capstan_server.secret_box import SecretKeyError
 
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("capstan.server")
 
 DEFAULT_GRACE = 30.0
+#: How long /readyz waits for the registry to answer.
+_READY_TIMEOUT = 2.0
 #: Release objects with many resources outgrow gRPC's default 4 MiB message limit.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _GRPC_OPTIONS = [
@@ -80,6 +82,11 @@ class ServerOptions:
     dev: bool = False
     #: Seconds in-flight calls get to finish on shutdown.
     grace: float = DEFAULT_GRACE
+    #: helm driver: the longest a list or name lookup waits for a cluster (None: default).
+    cluster_read_timeout: float | None = None
+    #: helm driver: helm processes at once, and writes waiting for one (None: defaults).
+    max_helm_processes: int | None = None
+    max_queued_writes: int | None = None
     #: Extra gRPC server interceptors, run after Capstan's own (tests use this to spy on calls).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
     #: `--rest-dialect`: "capstan" (the documented REST API) or "kubeserver" (climc's wire).
@@ -163,6 +170,42 @@ class CapstanServer:
     def is_ready(self) -> bool:
         return self._ready
 
+    async def readiness(self) -> dict[str, Any]:
+        """`/readyz`: started, the registry answers, and every release cache has synced (or
+        found its cluster unreachable, which the lists report; it must not keep the server
+        out of service)."""
+        checks: dict[str, Any] = {"started": self._ready}
+        try:
+            async with asyncio.timeout(_READY_TIMEOUT):
+                await self.services.registry.list_clusters(limit=1)
+            checks["registry"] = "ok"
+            await self._warm_caches()  # clusters registered since start have caches too
+        except Exception as exc:  # any failure means not ready; say which
+            checks["registry"] = f"error: {type(exc).__name__}: {exc}"
+        caches = getattr(self._driver, "caches", None)
+        synced = True
+        if caches is not None:
+            states = {}
+            for informer in caches().values():
+                state = "synced" if informer.synced else (
+                    "unreachable" if informer.settled else "syncing")
+                states[informer.client.cluster_name] = state
+                synced = synced and informer.settled
+            checks["release_caches"] = states
+        ready = bool(self._ready and checks["registry"] == "ok" and synced)
+        return {"ready": ready, "checks": checks}
+
+    async def _warm_caches(self) -> None:
+        """Start every registered cluster's release cache, so readiness means synced caches."""
+        warm = getattr(self._driver, "warm", None)
+        if warm is None:
+            return
+        from capstan_server.services.addressing import target
+
+        rows, _ = await self.services.registry.list_clusters()
+        for row in rows:
+            warm(target(row))
+
     async def start(self) -> None:
         """Open the services, serve gRPC, set up the dev environment if asked, serve HTTP; the
         health service says SERVING only once all of that is done."""
@@ -192,6 +235,7 @@ class CapstanServer:
         except SecretKeyError as exc:
             raise StartupError(str(exc)) from None
         await self._start_grpc()
+        await self._warm_caches()
         loopback = f"127.0.0.1:{self._loopback_port}" if self._loopback_port else self.grpc_target
         self._channel = grpc.aio.insecure_channel(loopback, options=_GRPC_OPTIONS)
         if self.auth.source.path is not None:
@@ -270,10 +314,13 @@ class CapstanServer:
 
     async def _start_http(self) -> None:
         assert self._channel is not None
+        state = metrics.server_registry(self._driver)
+        operations = Operations(metrics=lambda: metrics.exposition(state), readiness=self.readiness)
         app = build_gateway(
             self._channel,
             is_ready=self.is_ready,
             forward=self.auth.forward,
+            operations=operations,
             dialect=self.options.rest_dialect,
         )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
@@ -392,6 +439,9 @@ def _open_driver(options: ServerOptions) -> Driver:
         data_dir=options.data_dir,
         helm_bin=options.helm_bin,
         helm_limits=options.helm_limits,
+        read_timeout=options.cluster_read_timeout,
+        max_helm_processes=options.max_helm_processes,
+        max_queued_writes=options.max_queued_writes,
     )
     return driver
 
@@ -515,6 +565,9 @@ def start_server(
     repo_limits: RepoLimits | None = None,
     allow_repo_hosts: Sequence[str] = (),
     helm_limits: HelmLimits | None = None,
+    cluster_read_timeout: float | None = None,
+    max_helm_processes: int | None = None,
+    max_queued_writes: int | None = None,
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -540,6 +593,9 @@ def start_server(
         security=security or SecurityOptions(),
         repo_limits=limits,
         helm_limits=helm_limits,
+        cluster_read_timeout=cluster_read_timeout,
+        max_helm_processes=max_helm_processes,
+        max_queued_writes=max_queued_writes,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

@@ -98,6 +98,13 @@ class Unavailable(CapstanError):
     retryable = True
 
 
+class ResourceExhausted(CapstanError):
+    """The server is at capacity (e.g. its helm queue is full); the details say when to retry."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    retryable = True
+
+
 class DeadlineExceeded(CapstanError):
     """The operation did not finish within its timeout."""
 

@@ -26,6 +26,7 @@ from google.protobuf import any_pb2, struct_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
+from capstan_server import metrics, request_ids
 from capstan_server.errors import CapstanError
 
 log = logging.getLogger("capstan.rpc")
@@ -42,10 +43,12 @@ if TYPE_CHECKING:
     _Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]
 
 
-def status_for(error: CapstanError) -> grpc.Status:
-    """The gRPC status (code, message, rich details in trailing metadata) for a CapstanError."""
+def status_for(error: CapstanError, request_id: str = "") -> grpc.Status:
+    """The gRPC status (code, message, rich details in trailing metadata) for a CapstanError;
+    the call's request id, if any, is the last detail (`{"request_id": ...}`)."""
     details = []
-    for item in error.details:
+    extra = [{"request_id": request_id}] if request_id else []
+    for item in [*error.details, *extra]:
         struct = struct_pb2.Struct()
         # A round trip through JSON turns values Struct cannot hold (datetimes, paths, ...) into
         # strings instead of failing the whole error report.
@@ -100,6 +103,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             outcome = _Outcome(method, context)
             try:
+                await _send_request_id(context, outcome.request_id)
                 result = behavior(request, context)
                 if inspect.isawaitable(result):
                     result = await result
@@ -122,6 +126,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         ) -> AsyncIterator[Any]:
             outcome = _Outcome(method, context)
             try:
+                await _send_request_id(context, outcome.request_id)
                 result = behavior(request, context)
                 async for message in _until_drained(_messages(result), draining):
                     outcome.messages += 1
@@ -136,6 +141,11 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
                 outcome.log()
 
         return server_stream
+
+
+async def _send_request_id(context: grpc.aio.ServicerContext[Any, Any], request_id: str) -> None:
+    # In the initial metadata, so a gRPC caller sees it whether the call succeeds or fails.
+    await context.send_initial_metadata(((request_ids.METADATA_KEY, request_id),))
 
 
 async def _messages(result: Any) -> AsyncIterator[Any]:
@@ -193,6 +203,11 @@ class _Outcome:
         self.code: grpc.StatusCode | None = None
         self.messages = 0
         self.error_ref = ""
+        #: The caller's `x-request-id` (the gateway always sends one) or a new id.
+        self.request_id = request_ids.accept(
+            _metadata_value(context, request_ids.METADATA_KEY))
+        # grpc.aio serves each call in a task of its own: the id stays with this call.
+        request_ids.bind(self.request_id)
 
     async def fail(self, exc: BaseException) -> None:
         """Record the status `exc` ends the call with; abort the call unless it already is.
@@ -208,11 +223,12 @@ class _Outcome:
             return
         if isinstance(exc, CapstanError):
             self.code = exc.code
-            await self.context.abort_with_status(status_for(exc))
+            await self.context.abort_with_status(status_for(exc, self.request_id))
         if isinstance(exc, NotImplementedError):
             # The generated servicer base classes raise it for RPCs nobody implemented yet.
             self.code = grpc.StatusCode.UNIMPLEMENTED
-            await self.context.abort(self.code, f"{self.method} is not implemented")
+            await self.context.abort_with_status(status_for(
+                _Plain(self.code, f"{self.method} is not implemented"), self.request_id))
         if not isinstance(exc, Exception):
             self.code = grpc.StatusCode.CANCELLED
             return
@@ -225,7 +241,8 @@ class _Outcome:
             exc_info=exc,
             extra={"fields": {"method": self.method, "error_ref": self.error_ref}},
         )
-        await self.context.abort(self.code, f"internal error (ref {self.error_ref})")
+        await self.context.abort_with_status(status_for(
+            _Plain(self.code, f"internal error (ref {self.error_ref})"), self.request_id))
 
     def log(self) -> None:
         code = self.code or _context_code(self.context) or grpc.StatusCode.OK
@@ -234,6 +251,7 @@ class _Outcome:
             "code": code.name,
             "duration_ms": round((time.perf_counter() - self.started) * 1000, 2),
             "peer": self.context.peer(),
+            "request_id": self.request_id,
         }
         forwarded = _metadata_value(self.context, FORWARDED_FOR)
         if forwarded:
@@ -242,6 +260,15 @@ class _Outcome:
             fields["messages"] = self.messages
         quiet = self.method.startswith(_QUIET_PREFIXES) and code is grpc.StatusCode.OK
         log.log(logging.DEBUG if quiet else logging.INFO, "rpc", extra={"fields": fields})
+        metrics.rpc_done(self.method, code.name, fields["duration_ms"] / 1000)
+
+
+class _Plain(CapstanError):
+    """An error of a given code without details (for the statuses built here)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]
 
 
 def _context_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:

@@ -13,12 +13,28 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from capstan_server import request_ids
+
 LogFormat = Literal["json", "text"]
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = getattr(record, "fields", None)
-    return dict(fields) if isinstance(fields, dict) else {}
+    out = dict(fields) if isinstance(fields, dict) else {}
+    # Every line logged while serving a call names its request id (request_ids.py).
+    request_id = getattr(record, "request_id", "")
+    if request_id:
+        out.setdefault("request_id", request_id)
+    return out
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the request id current where it was logged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", ""):
+            record.request_id = request_ids.current()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -62,6 +78,7 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
     """Send every log record to stderr in the chosen format (replaces earlier handlers)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

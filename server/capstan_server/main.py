@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import cast
 
@@ -28,12 +29,20 @@ log = logging.getLogger("capstan.server")
 CHECKOUT_HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
 
 
+def _version() -> str:
+    try:
+        return metadata.version("capstan")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="capstan-server",
         description="Capstan: the Helm release lifecycle on many Kubernetes clusters, over gRPC "
         "and REST.",
     )
+    parser.add_argument("--version", action="version", version=f"capstan-server {_version()}")
     parser.add_argument("--grpc-listen", default="127.0.0.1:50051", metavar="HOST:PORT",
                         help="gRPC address (default %(default)s; port 0 picks a free one)")
     parser.add_argument("--http-listen", default="127.0.0.1:8080", metavar="HOST:PORT",
@@ -50,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dev", action="store_true",
                         help="also run an embedded kubesim cluster 'default' and a repository "
                         "'samples' of the sample charts")
+    parser.add_argument("--cluster-read-timeout", type=_positive_float, default=None,
+                        metavar="SECONDS",
+                        help="the longest a list or name lookup waits for a cluster before "
+                        "answering from its last known state (default 2)")
+    parser.add_argument("--max-helm-processes", type=_positive_int, default=None, metavar="N",
+                        help="helm processes run at once; further writes queue (default: "
+                        "2 x CPU cores)")
+    parser.add_argument("--max-queued-writes", type=_positive_int, default=None, metavar="N",
+                        help="writes that may wait for a helm process; more are refused with "
+                        "RESOURCE_EXHAUSTED (default 100)")
     parser.add_argument("--shutdown-grace", type=float, default=DEFAULT_GRACE, metavar="SECONDS",
                         help="time calls in flight get to finish on SIGTERM (default %(default)s)")
     parser.add_argument("--rest-dialect", choices=DIALECTS, default=CAPSTAN,
@@ -107,6 +126,20 @@ def repo_limits(args: argparse.Namespace) -> RepoLimits:
     )
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
 def missing_helm(helm_bin: Path, *, driver: str, dev: bool) -> str | None:
     """Why the server cannot start without `helm_bin` (one line), or None when it can: the
     helm driver runs helm for every write, and --dev packages the sample charts with it."""
@@ -146,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             security=security_options(args),
             repo_limits=repo_limits(args),
             helm_limits=HelmLimits(memory_mib=args.helm_memory_limit, cpu_s=args.helm_cpu_limit),
+            cluster_read_timeout=args.cluster_read_timeout,
+            max_helm_processes=args.max_helm_processes,
+            max_queued_writes=args.max_queued_writes,
         )
         asyncio.run(serve(options))
     except StartupError as exc:

@@ -92,6 +92,21 @@ def test_a_list_missing_unreachable_clusters_warns_on_stderr(fake: FakeCapstan) 
     ]
 
 
+def test_a_list_with_a_stale_cluster_says_how_stale_on_stderr(fake: FakeCapstan) -> None:
+    page = unreachable_page()
+    del page.unreachable_clusters[1:]
+    page.unreachable_clusters[0].stale_seconds = 42.4
+    fake.reply("ListReleases", page)
+
+    result = capstan(fake.target, "k8s-release-list")
+
+    assert result.code == 0
+    assert result.stderr.splitlines() == [
+        "Warning: releases of cluster far are listed as they were 42s ago "
+        "(cluster far is unreachable: connection refused)",
+    ]
+
+
 def test_a_list_in_json_carries_the_unreachable_clusters(fake: FakeCapstan) -> None:
     fake.reply("ListReleases", unreachable_page())
 
@@ -103,11 +118,13 @@ def test_a_list_in_json_carries_the_unreachable_clusters(fake: FakeCapstan) -> N
             "name": "far",
             "id": "6a4c0d9e-1b7f-4a57-9a51-0d1c2e3f4a5b",
             "message": "cluster far is unreachable: connection refused",
+            "stale_seconds": 0.0,
         },
         {
             "name": "farther",
             "id": "0b6e8f43-5c2d-4e1a-8f7b-9c0d1e2f3a4b",
             "message": "cluster farther: the server is currently unable to handle the request",
+            "stale_seconds": 0.0,
         },
     ]
 

@@ -171,3 +171,17 @@ def test_plain_lines_name_what_is_being_waited_for() -> None:
         "etcd-release: pending-upgrade, waiting for statefulset/etcd-release (0/1 ready)"
         " and 30 more [40%]\n"
     )
+
+
+def test_a_queued_write_shows_its_place_in_the_queue() -> None:
+    stream = io.StringIO()
+    display = ProgressDisplay(stream, "etcd-release")
+    for position in (2, 1):
+        display.update(release_pb2.ReleaseEvent(
+            release=release_pb2.Release(name="etcd-release"), queued=True,
+            queue_position=position))
+
+    assert stream.getvalue().splitlines() == [
+        "etcd-release: queued, waiting for a helm process (position 2) [0%]",
+        "etcd-release: queued, waiting for a helm process (position 1) [0%]",
+    ]

@@ -49,7 +49,9 @@ def test_the_release_page_names_unreachable_clusters(
     assert [r["name"] for r in answer.body["releases"]] == ["etcd-near"]
     assert answer.body["total"] == 1
     (down,) = answer.body["unreachable_clusters"]
-    assert set(down) == {"name", "id", "message"}
+    assert set(down) == {"name", "id", "message", "stale_seconds", "last_synced"}
+    # Nothing known of its last state (the memory driver keeps none): its releases are missing.
+    assert (down["stale_seconds"], down["last_synced"]) == (0, None)
     assert (down["name"], down["id"]) == ("far", cluster_ids["far"])
     assert down["message"].startswith("cluster far is unreachable")
 

@@ -24,11 +24,13 @@ from capstan_server.app import ServerHandle
 
 @dataclass(frozen=True)
 class Failure:
-    """A failed call: its status code, message and details (each a dict)."""
+    """A failed call: its status code, message and details (each a dict), without the
+    request id the server adds as the last detail (that is `request_id`)."""
 
     code: grpc.StatusCode
     message: str
     details: list[dict[str, Any]]
+    request_id: str = ""
 
 
 class Api:
@@ -52,7 +54,12 @@ class Api:
                 struct = struct_pb2.Struct()
                 packed.Unpack(struct)
                 details.append(json_format.MessageToDict(struct))
-            return Failure(err.code(), err.details() or "", details)  # type: ignore[attr-defined]
+            request_id = ""
+            if details and set(details[-1]) == {"request_id"}:
+                request_id = details.pop()["request_id"]
+            assert request_id, "every error answer names its request id"
+            return Failure(err.code(), err.details() or "", details,  # type: ignore[attr-defined]
+                           request_id)
         raise AssertionError(f"{request!r} succeeded")
 
     def state(self) -> dict[str, Any]:

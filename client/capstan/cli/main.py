@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from typing import TextIO
 
 import grpc
@@ -53,6 +54,13 @@ _EPILOG = (
 )
 
 
+def _version() -> str:
+    try:
+        return metadata.version("capstan")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
     """The argument parser of `capstan`, every subcommand included."""
     env = os.environ if env is None else env
@@ -62,6 +70,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         epilog=_EPILOG,
     )
     _add_global_options(parser, defaults=True, env=env)
+    parser.add_argument("--version", action="version", version=f"capstan {_version()}")
     parser.add_argument(
         "--timeout", dest="call_timeout", type=float, default=None, metavar="SECONDS",
         help="Deadline of each call in seconds (default 30; create, upgrade, rollback and "

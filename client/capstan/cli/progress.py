@@ -120,6 +120,8 @@ def _percent(event: release_pb2.ReleaseEvent) -> int:
 
 
 def _describe(event: release_pb2.ReleaseEvent) -> str:
+    if event.queued:
+        return f"queued, waiting for a helm process (position {event.queue_position})"
     status = event.release.status or "unknown"
     if event.settled:
         return f"{status} (revision {event.release.version})"
@@ -158,8 +160,9 @@ class _Watcher(threading.Thread):
                 self._stream = stream
             try:
                 for event in stream:
-                    started = started or not event.settled
-                    if started:
+                    # A queued write has not started: show its place, not yet the old state.
+                    started = started or not (event.settled or event.queued)
+                    if started or event.queued:
                         self._display.update(event)
             except CapstanError:
                 pass  # e.g. NOT_FOUND while a new release is being created: look again shortly

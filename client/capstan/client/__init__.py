@@ -46,6 +46,7 @@ from capstan.client.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
+    "ResourceExhausted",
     "RetryPolicy",
     "ServerStream",
     "Unauthenticated",

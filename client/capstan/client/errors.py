@@ -22,6 +22,7 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "PermissionDenied",
+    "ResourceExhausted",
     "Unauthenticated",
     "Unavailable",
     "error_from_rpc",
@@ -87,6 +88,11 @@ class PermissionDenied(CapstanError):
     """PERMISSION_DENIED: the caller may not do this there (its role or projects)."""
 
 
+class ResourceExhausted(CapstanError):
+    """RESOURCE_EXHAUSTED: the server is at capacity (its helm queue is full); a detail's
+    `retry_after_seconds` says when to try again."""
+
+
 _BY_CODE: dict[grpc.StatusCode, type[CapstanError]] = {
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
@@ -97,6 +103,7 @@ _BY_CODE: dict[grpc.StatusCode, type[CapstanError]] = {
     grpc.StatusCode.ABORTED: Aborted,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
 

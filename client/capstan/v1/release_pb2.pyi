@@ -474,10 +474,12 @@ class ListReleasesResponse(_message.Message):
 
     @_builtins.property
     def unreachable_clusters(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnreachableCluster]:
-        """Clusters that could not be reached: their releases are missing from
-        `releases` and from `total`, so the list is incomplete while this is not
-        empty. Only set without a `cluster` filter, and only while at least one
-        cluster answered (otherwise the call fails with UNAVAILABLE).
+        """Clusters that could not be reached now. When the server knows a
+        cluster's last state (`stale_seconds` > 0: its release cache was synced
+        before), that cluster's releases are listed as they were then; otherwise
+        they are missing from `releases` and from `total`. The call fails with
+        UNAVAILABLE only when no cluster in scope answered and none has a last
+        state.
         """
 
     def __init__(
@@ -506,6 +508,8 @@ class UnreachableCluster(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ID_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    STALE_SECONDS_FIELD_NUMBER: _builtins.int
+    LAST_SYNCED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Name of the cluster."""
     id: _builtins.str
@@ -514,16 +518,30 @@ class UnreachableCluster(_message.Message):
     """Why it could not be reached, as reported when it was asked, e.g.
     `cluster prod is unreachable: ...`.
     """
+    stale_seconds: _builtins.float
+    """How stale the answer for this cluster is, in seconds: when its releases
+    come from the server's cache of its last known state, the time since the
+    cluster last answered (those releases are then in `releases` and
+    `total`). 0 when nothing is known about it (its releases are missing).
+    """
+    @_builtins.property
+    def last_synced(self) -> _timestamp_pb2.Timestamp:
+        """When the cluster last answered: the moment its listed releases are from.
+        Unset when nothing is known about it.
+        """
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         id: _builtins.str = ...,
         message: _builtins.str = ...,
+        stale_seconds: _builtins.float = ...,
+        last_synced: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_synced", b"last_synced"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "message", b"message", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "last_synced", b"last_synced", "message", b"message", "name", b"name", "stale_seconds", b"stale_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -902,8 +920,20 @@ class ReleaseEvent(_message.Message):
     RELEASE_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     SETTLED_FIELD_NUMBER: _builtins.int
+    QUEUED_FIELD_NUMBER: _builtins.int
+    QUEUE_POSITION_FIELD_NUMBER: _builtins.int
     settled: _builtins.bool
     """True on the last event: the release has settled."""
+    queued: _builtins.bool
+    """True while a write to this release waits for a free helm process (the
+    server runs at most `--max-helm-processes` at once and queues the rest);
+    `release` is then its state before the write (for a create, only its
+    name, cluster and namespace).
+    """
+    queue_position: _builtins.int
+    """Position of that write in the queue while `queued` (1: next to start);
+    0 otherwise.
+    """
     @_builtins.property
     def release(self) -> Global___Release:
         """The release at this moment (without resources)."""
@@ -918,10 +948,12 @@ class ReleaseEvent(_message.Message):
         release: Global___Release | None = ...,
         resources: _abc.Iterable[Global___ResourceReadiness] | None = ...,
         settled: _builtins.bool = ...,
+        queued: _builtins.bool = ...,
+        queue_position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["release", b"release"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["release", b"release", "resources", b"resources", "settled", b"settled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue_position", b"queue_position", "queued", b"queued", "release", b"release", "resources", b"resources", "settled", b"settled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

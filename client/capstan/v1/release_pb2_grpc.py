@@ -117,11 +117,12 @@ class ReleaseServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListReleases(self, request, context):
-        """Lists releases, newest first, across the registered clusters. Without
-        `cluster`, clusters that cannot be reached are reported in
-        `unreachable_clusters` and the releases of the others are listed;
-        UNAVAILABLE when no cluster can be reached, or when `cluster` names one
-        that cannot.
+        """Lists releases, newest first, across the registered clusters, from the
+        server's watch-fed cache of each cluster's release records. Clusters
+        that cannot be reached within the read timeout are reported in
+        `unreachable_clusters` (with how stale their last known state is, which
+        is then listed) and the releases of the others are listed; UNAVAILABLE
+        only when no cluster in scope answered and none has a last known state.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

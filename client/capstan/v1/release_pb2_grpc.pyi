@@ -54,11 +54,12 @@ class ReleaseServiceStub:
     or namespace; INVALID_ARGUMENT for a bad name or bad values.
     """
     ListReleases: _grpc.UnaryUnaryMultiCallable[_release_pb2.ListReleasesRequest, _release_pb2.ListReleasesResponse]
-    """Lists releases, newest first, across the registered clusters. Without
-    `cluster`, clusters that cannot be reached are reported in
-    `unreachable_clusters` and the releases of the others are listed;
-    UNAVAILABLE when no cluster can be reached, or when `cluster` names one
-    that cannot.
+    """Lists releases, newest first, across the registered clusters, from the
+    server's watch-fed cache of each cluster's release records. Clusters
+    that cannot be reached within the read timeout are reported in
+    `unreachable_clusters` (with how stale their last known state is, which
+    is then listed) and the releases of the others are listed; UNAVAILABLE
+    only when no cluster in scope answered and none has a last known state.
     """
     GetRelease: _grpc.UnaryUnaryMultiCallable[_release_pb2.GetReleaseRequest, _release_pb2.Release]
     """Shows one release: its current revision, the values the user supplied
@@ -116,11 +117,12 @@ class ReleaseServiceAsyncStub(ReleaseServiceStub):
     or namespace; INVALID_ARGUMENT for a bad name or bad values.
     """
     ListReleases: _aio.UnaryUnaryMultiCallable[_release_pb2.ListReleasesRequest, _release_pb2.ListReleasesResponse]  # type: ignore[assignment]
-    """Lists releases, newest first, across the registered clusters. Without
-    `cluster`, clusters that cannot be reached are reported in
-    `unreachable_clusters` and the releases of the others are listed;
-    UNAVAILABLE when no cluster can be reached, or when `cluster` names one
-    that cannot.
+    """Lists releases, newest first, across the registered clusters, from the
+    server's watch-fed cache of each cluster's release records. Clusters
+    that cannot be reached within the read timeout are reported in
+    `unreachable_clusters` (with how stale their last known state is, which
+    is then listed) and the releases of the others are listed; UNAVAILABLE
+    only when no cluster in scope answered and none has a last known state.
     """
     GetRelease: _aio.UnaryUnaryMultiCallable[_release_pb2.GetReleaseRequest, _release_pb2.Release]  # type: ignore[assignment]
     """Shows one release: its current revision, the values the user supplied
@@ -187,11 +189,12 @@ class ReleaseServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _release_pb2.ListReleasesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_release_pb2.ListReleasesResponse, _abc.Awaitable[_release_pb2.ListReleasesResponse]]:
-        """Lists releases, newest first, across the registered clusters. Without
-        `cluster`, clusters that cannot be reached are reported in
-        `unreachable_clusters` and the releases of the others are listed;
-        UNAVAILABLE when no cluster can be reached, or when `cluster` names one
-        that cannot.
+        """Lists releases, newest first, across the registered clusters, from the
+        server's watch-fed cache of each cluster's release records. Clusters
+        that cannot be reached within the read timeout are reported in
+        `unreachable_clusters` (with how stale their last known state is, which
+        is then listed) and the releases of the others are listed; UNAVAILABLE
+        only when no cluster in scope answered and none has a last known state.
         """
 
     @_abc_1.abstractmethod

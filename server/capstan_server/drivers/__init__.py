@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from capstan_server.drivers.base import Driver
 
@@ -15,10 +15,15 @@ DRIVER_NAMES = ("helm", "memory")
 
 
 def create_driver(name: str, *, data_dir: Path, helm_bin: Path | None = None,
-                  helm_limits: HelmLimits | None = None) -> Driver:
-    """A new driver: `helm` (the official helm binary, state in the clusters, each helm run
-    under `helm_limits`) or `memory` (a test double, state in this process). Raises ValueError
-    for any other name."""
+                  helm_limits: HelmLimits | None = None,
+                  read_timeout: float | None = None,
+                  max_helm_processes: int | None = None,
+                  max_queued_writes: int | None = None) -> Driver:
+    """A new driver: `helm` (the official helm binary, state in the clusters) or `memory`
+    (a test double, state in this process). Raises ValueError for any other name.
+    `helm_limits` (memory and CPU time of each helm run), `read_timeout` (the longest a list
+    waits for a cluster), `max_helm_processes` and `max_queued_writes` (the helm pool) apply to
+    the helm driver; None keeps its defaults."""
     if name == "memory":
         from capstan_server.drivers.memory import MemoryDriver
 
@@ -27,5 +32,12 @@ def create_driver(name: str, *, data_dir: Path, helm_bin: Path | None = None,
         # Imported lazily: the memory driver must not need the helm driver's dependencies.
         from capstan_server.drivers.helm.driver import HelmDriver
 
-        return HelmDriver(data_dir=data_dir, helm_bin=helm_bin, limits=helm_limits)
+        options: dict[str, Any] = {}
+        if read_timeout is not None:
+            options["read_timeout"] = read_timeout
+        if max_helm_processes is not None:
+            options["max_helm_processes"] = max_helm_processes
+        if max_queued_writes is not None:
+            options["max_queued_writes"] = max_queued_writes
+        return HelmDriver(data_dir=data_dir, helm_bin=helm_bin, limits=helm_limits, **options)
     raise ValueError(f"unknown driver {name!r}; choose one of {', '.join(DRIVER_NAMES)}")

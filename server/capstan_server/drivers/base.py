@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from capstan_server.errors import Aborted, InvalidArgument
+from capstan_server.errors import Aborted, InvalidArgument, Unavailable
 
 #: Helm release labels Capstan adds to every release it installs, so that identity survives
 #: restarts and is shared by replicas (Helm stores them on its release record).
@@ -198,6 +198,22 @@ class ReleaseRecord:
     last_deployed: datetime | None
     #: Labels stored with the release record (Capstan's LABEL_* among them).
     labels: Mapping[str, str]
+    #: False for a summary kept by a driver's list cache: `manifest` and `notes` are left out
+    #: (empty); `Driver.get(ref, revision)` gives the whole record.
+    complete: bool = True
+
+
+class StaleCluster(Unavailable):
+    """`Driver.list` could not ask the cluster now, but knows its last state: `records` (the
+    list as it was at `synced_at`, filtered as asked), `stale_seconds` old."""
+
+    def __init__(self, message: str, *, records: Sequence[ReleaseRecord],
+                 synced_at: datetime, stale_seconds: float,
+                 details: builtins.list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.records = builtins.list(records)
+        self.synced_at = synced_at
+        self.stale_seconds = stale_seconds
 
 
 def upgrade_base(history: Sequence[ReleaseRecord]) -> ReleaseRecord | None:

@@ -15,6 +15,7 @@ from capstan_server.auth.openapi import add_security
 from capstan_server.gateway.app import Forward, Gateway
 from capstan_server.gateway.kubeserver import CAPSTAN
 from capstan_server.gateway.openapi import build_openapi
+from capstan_server.gateway.operations import Operations
 from capstan_server.gateway.routes import Route, build_routes
 
 _DESCRIPTION = (
@@ -56,6 +57,7 @@ def build_gateway(
     services: Sequence[ServiceDescriptor] | None = None,
     dialect: str = CAPSTAN,
     forward: Forward | None = None,
+    operations: Operations | None = None,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's);
     `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
@@ -69,9 +71,15 @@ def build_gateway(
     )
     add_security(document)
     gateway = Gateway(
-        channel, routes, is_ready=is_ready, openapi=document, forward=forward, dialect=dialect
+        channel,
+        routes,
+        is_ready=is_ready,
+        openapi=document,
+        forward=forward,
+        operations=operations,
+        dialect=dialect,
     )
     return gateway.application()
 
 
-__all__ = ["build_gateway", "capstan_services"]
+__all__ = ["Operations", "build_gateway", "capstan_services"]

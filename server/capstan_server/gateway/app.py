@@ -19,6 +19,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from capstan_server import request_ids
 from capstan_server.errors import http_status
 from capstan_server.gateway.kubeserver import (
     CAPSTAN,
@@ -27,6 +28,7 @@ from capstan_server.gateway.kubeserver import (
     adapt_request,
     kubeserver_errors,
 )
+from capstan_server.gateway.operations import Operations, install_request_ids, request_id
 from capstan_server.gateway.routes import Route
 from capstan_server.gateway.transcode import (
     TranscodeError,
@@ -58,7 +60,10 @@ def error_body(http_code: int, status: str, message: str, details: Sequence[Any]
 def error_response(
     http_code: int, status: str, message: str, details: Sequence[Any] = ()
 ) -> web.Response:
-    body = error_body(http_code, status, message, details)
+    """The gateway's own error answers (the server's come with their request id already)."""
+    rid = request_ids.current()
+    tagged = [*details, *([{"request_id": rid}] if rid else [])]
+    body = error_body(http_code, status, message, tagged)
     return web.json_response(body, status=http_code, dumps=_dumps)
 
 
@@ -73,6 +78,11 @@ def _rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
     response = web.json_response(body, status=body["code"], dumps=_dumps)
     if error.code() is grpc.StatusCode.UNAUTHENTICATED:
         response.headers["WWW-Authenticate"] = 'Bearer realm="capstan"'
+    retry = [d["retry_after_seconds"] for d in body["details"]
+             if isinstance(d, dict) and "retry_after_seconds" in d]
+    if retry:
+        # A refusal for load (429) says when to come back, as HTTP clients expect it.
+        response.headers["Retry-After"] = str(int(retry[0]))
     return response
 
 
@@ -106,6 +116,7 @@ class Gateway:
         openapi: dict[str, Any],
         dialect: str = CAPSTAN,
         forward: Forward | None = None,
+        operations: Operations | None = None,
     ) -> None:
         self._channel = channel
         self._forward = forward
@@ -115,13 +126,18 @@ class Gateway:
         self._routes = list(routes)
         self._is_ready = is_ready
         self._openapi = openapi
+        self._operations = operations
 
     def application(self) -> web.Application:
-        middlewares = [_json_errors]
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        install_request_ids(app)
         if self._answers is not None:
-            middlewares.insert(0, kubeserver_errors)
-        app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+            # Outermost after the request ids: it rewrites every error body, the gateway's too.
+            app.middlewares.append(kubeserver_errors)
+        app.middlewares.append(_json_errors)
         app.router.add_get("/healthz", self._healthz, allow_head=False)
+        if self._operations is not None:
+            self._operations.add_to(app)
         app.router.add_get("/openapi.json", self._openapi_json, allow_head=False)
         for route in self._routes:
             app.router.add_route(route.http_method, route.router_path, self._handler(route))
@@ -206,6 +222,7 @@ def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
     ]
     if request.remote:
         metadata.append((FORWARDED_FOR, request.remote))
+    metadata.append((request_ids.METADATA_KEY, request_id(request)))
     return tuple(metadata)
 
 

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from capstan_server.auth.access import Action, current_access
 from capstan_server.drivers.base import (
@@ -25,6 +26,7 @@ from capstan_server.drivers.base import (
     Driver,
     ReleaseRecord,
     ReleaseRef,
+    StaleCluster,
 )
 from capstan_server.errors import Aborted, InvalidArgument, NotFound, Unavailable
 from capstan_server.names import validate_namespace, validate_release_name
@@ -62,10 +64,15 @@ class LocatedRelease:
 
 @dataclass(frozen=True)
 class UnreachableCluster:
-    """A cluster that could not be asked, and the error that said so."""
+    """A cluster that could not be asked, and the error that said so (a `StaleCluster` when
+    the driver answered from the cluster's last known state)."""
 
     cluster: ClusterRow
     error: Unavailable
+
+    @property
+    def stale(self) -> StaleCluster | None:
+        return self.error if isinstance(self.error, StaleCluster) else None
 
 
 def unreachable_error(down: list[UnreachableCluster]) -> Unavailable:
@@ -136,6 +143,10 @@ class Resolver:
     def __init__(self, registry: Registry, driver: Driver) -> None:
         self.registry = registry
         self.driver = driver
+        #: The last answer of `reachable_releases` per scope, with the driver lists it was
+        #: made from: while a driver answers with the very same lists (its cache did not
+        #: change), the same `found` list is returned, which callers may key derived views on.
+        self._last: dict[tuple[Any, ...], tuple[list[Any], list[LocatedRelease]]] = {}
 
     async def visible_cluster(self, id_or_name: str) -> ClusterRow:
         """A registered cluster by name or UUID that the caller may see (else NotFound, as for
@@ -205,28 +216,41 @@ class Resolver:
         *,
         name: str = "",
         labels: dict[str, str] | None = None,
+        include_stale: bool = False,
     ) -> tuple[list[LocatedRelease], list[UnreachableCluster]]:
         """The latest revision of every matching release in the given clusters. A cluster that
         cannot be reached (Unavailable) is reported, in the order of `clusters`, instead of
-        failing the call; any other error still fails it. Releases in namespaces the caller
-        may not read are left out, as if they did not exist."""
+        failing the call; any other error still fails it. With `include_stale`, the releases
+        of a cluster the driver answered from its last known state (`StaleCluster`) are
+        listed too (the cluster is still reported). Releases in namespaces the caller may not
+        read are left out, as if they did not exist (after the memo, which is per scope, not
+        per caller)."""
         answers = await asyncio.gather(
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,
         )
+        scope = (tuple(c.id for c in clusters), namespace, name,
+                 tuple(sorted((labels or {}).items())), include_stale)
+        last = self._last.get(scope)
+        if last is not None and len(last[0]) == len(answers) and all(
+                a is b for a, b in zip(last[0], answers, strict=True)):
+            return _visible(last[1]), []
         found: list[LocatedRelease] = []
         down: list[UnreachableCluster] = []
-        access = current_access()
         for c, answer in zip(clusters, answers, strict=True):
             if isinstance(answer, Unavailable):
                 down.append(UnreachableCluster(c, answer))
+                if include_stale and isinstance(answer, StaleCluster):
+                    found.extend(LocatedRelease(c, r) for r in answer.records)
             elif isinstance(answer, BaseException):
                 raise answer
             else:
-                found.extend(
-                    LocatedRelease(c, r) for r in answer if not access.hidden(c.name, r.namespace)
-                )
-        return found, down
+                found.extend(LocatedRelease(c, r) for r in answer)
+        if not down:
+            if len(self._last) > 64:
+                self._last.clear()
+            self._last[scope] = (list(answers), found)
+        return _visible(found), down
 
     async def release(
         self, id_or_name: str, cluster: str = "", namespace: str = ""
@@ -343,3 +367,9 @@ class ReleaseLocks:
             yield
         finally:
             self._held.pop(key, None)
+
+
+def _visible(found: list[LocatedRelease]) -> list[LocatedRelease]:
+    """The releases the caller may read (the others are left out, as if they did not exist)."""
+    access = current_access()
+    return [f for f in found if not access.hidden(f.cluster.name, f.record.namespace)]

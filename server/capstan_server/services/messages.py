@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
@@ -27,6 +27,9 @@ from capstan_server.drivers.base import (
 )
 from capstan_server.errors import InvalidArgument
 from capstan_server.registry import ClusterRow, RepoRow
+
+if TYPE_CHECKING:
+    from capstan_server.services.addressing import UnreachableCluster
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 1000
@@ -305,3 +308,16 @@ def chart_detail(
         readme=files.readme,
         versions=[chart_version_message(v, repo) for v in versions],
     )
+
+
+def unreachable_message(down: UnreachableCluster) -> release_pb2.UnreachableCluster:
+    """A ListReleases `unreachable_clusters` entry (with its staleness when answered from the
+    cluster's last known state)."""
+    message = release_pb2.UnreachableCluster(
+        name=down.cluster.name, id=down.cluster.id, message=down.error.message
+    )
+    stale = down.stale
+    if stale is not None:
+        message.stale_seconds = stale.stale_seconds
+        message.last_synced.FromDatetime(stale.synced_at)
+    return message

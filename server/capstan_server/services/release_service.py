@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +36,13 @@ from capstan_server.drivers.base import (
     chart_digest_label,
     upgrade_base,
 )
-from capstan_server.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from capstan_server.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from capstan_server.names import generate_release_name, validate_namespace, validate_release_name
 from capstan_server.registry import ClusterRow, Registry
 from capstan_server.services import messages as msg
@@ -52,6 +59,10 @@ from capstan_server.values_schema import check_references, validate_schema_async
 Context = grpc.aio.ServicerContext[Any, Any]
 DEFAULT_STUCK_AFTER = 300
 _GENERATE_ATTEMPTS = 5
+#: How often WatchRelease looks at a queued write's position.
+_QUEUE_POLL = 0.2
+#: List rows' messages kept (about one per release, for 20,000 releases).
+_ROW_MESSAGES = 20_000
 
 #: ListReleases status flags (OR-ed): `deleting` is `uninstalling`, `pending` any `pending-*`.
 _STATUS_FLAGS: dict[str, Callable[[Status], bool]] = {
@@ -91,6 +102,12 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self.driver = driver
         self.resolver = resolver
         self.locks = ReleaseLocks()
+        #: List rows' messages by record object (`_row_message`), least recently used first.
+        self._rows: OrderedDict[tuple[Any, ...], tuple[ReleaseRecord, release_pb2.Release]] = (
+            OrderedDict()
+        )
+        #: ListReleases' filtered, sorted rows per (resolver answer, filters); see there.
+        self._views: dict[tuple[Any, ...], tuple[list[LocatedRelease], list[LocatedRelease]]] = {}
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -108,6 +125,11 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         (never for a dry run: nothing was created). Pass `namespace_uids` when building many
         messages for one cluster, to read its namespaces once."""
         live = None
+        if (resources or details) and not record.complete:
+            # A summary from the driver's list cache: show and details need the whole record.
+            record = await self.driver.get(
+                ReleaseRef(target(cluster), record.namespace, record.name), record.revision
+            )
         if (resources or details) and not dry_run:
             live = await self.driver.resources(record, target(cluster))
         if namespace_uids is None:
@@ -120,6 +142,83 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             details=details,
             dry_run=dry_run,
         )
+
+    def _row_message(self, row: LocatedRelease, uids: dict[str, str]) -> release_pb2.Release:
+        """A list row's message (no details), built once per record object: the driver's
+        cache hands out the same record until it changes."""
+        uid = uids.get(row.record.namespace, "")
+        key = (id(row.record), row.cluster.id, row.cluster.name, uid)
+        held = self._rows.get(key)
+        if held is not None and held[0] is row.record:
+            self._rows.move_to_end(key)
+            return held[1]
+        message = msg.release_message(row.record, row.cluster, namespace_uid=uid)
+        self._rows[key] = (row.record, message)
+        if len(self._rows) > _ROW_MESSAGES:
+            self._rows.popitem(last=False)
+        return message
+
+    async def _list_namespace_uids(self, cluster: ClusterRow) -> dict[str, str]:
+        """Namespace UIDs for a list page, bounded by the driver's read timeout: a cluster that
+        hangs right after its cache answered must not hold the list (its rows then have no
+        `namespace_id`; the next list reports the cluster stale)."""
+        bound = getattr(self.driver, "read_timeout", None)
+        try:
+            async with asyncio.timeout(bound):
+                return await self.resolver.namespace_uids(cluster)
+        except (TimeoutError, Unavailable):
+            return {}
+
+    @staticmethod
+    def _filtered(
+        found: list[LocatedRelease],
+        kind: str,
+        flags: list[Callable[[Status], bool]],
+        search: str,
+    ) -> list[LocatedRelease]:
+        """ListReleases' rows: the filters that are not the driver's, newest first."""
+        rows = [
+            r
+            for r in found
+            if (not kind or msg.release_type_of(r.record) == kind)
+            and (not flags or any(check(r.record.status) for check in flags))
+            and (
+                not search
+                or search in r.record.name.lower()
+                or search in r.record.chart_name.lower()
+            )
+        ]
+        epoch = datetime.min.replace(tzinfo=UTC)
+        rows.sort(
+            key=lambda r: (
+                r.record.last_deployed or r.record.first_deployed or epoch,
+                r.record.name,
+                r.cluster.name,
+                r.record.namespace,
+            ),
+            reverse=True,
+        )
+        return rows
+
+    def _queue_position(self, ref: ReleaseRef) -> int:
+        """Where a write to `ref` waits for a helm process (drivers that queue writes expose
+        `queue_position`; the others never queue)."""
+        position = getattr(self.driver, "queue_position", None)
+        return int(position(ref)) if position is not None else 0
+
+    async def _while_queued(
+        self, ref: ReleaseRef, release: release_pb2.Release, deadline: float
+    ) -> AsyncIterator[release_pb2.ReleaseEvent]:
+        """`queued` events while a write to `ref` waits, one per change of its position."""
+        loop = asyncio.get_running_loop()
+        last = 0
+        while (position := self._queue_position(ref)) and loop.time() < deadline:
+            if position != last:
+                yield release_pb2.ReleaseEvent(
+                    release=release, queued=True, queue_position=position
+                )
+                last = position
+            await asyncio.sleep(_QUEUE_POLL)
 
     async def _generated_name(self, cluster: ClusterRow, namespace: str, chart: str) -> str:
         for attempt in range(_GENERATE_ATTEMPTS):
@@ -194,54 +293,48 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         # named in the answer, unless no cluster in scope answered at all (with a `cluster`
         # filter, that one).
         found, down = await self.resolver.reachable_releases(
-            clusters, request.namespace, name=request.name
+            clusters, request.namespace, name=request.name, include_stale=True
         )
-        if down and len(down) == len(clusters):
+        if down and len(down) == len(clusters) and not any(d.stale for d in down):
             raise unreachable_error(down)
-        rows = [
-            r
-            for r in found
-            if (not kind or msg.release_type_of(r.record) == kind)
-            and (not flags or any(check(r.record.status) for check in flags))
-            and (
-                not search
-                or search in r.record.name.lower()
-                or search in r.record.chart_name.lower()
-            )
-        ]
-        epoch = datetime.min.replace(tzinfo=UTC)
-        rows.sort(
-            key=lambda r: (
-                r.record.last_deployed or r.record.first_deployed or epoch,
-                r.record.name,
-                r.cluster.name,
-                r.record.namespace,
-            ),
-            reverse=True,
-        )
+        # Filtered and sorted once per state of the caches: a page then costs its own rows
+        # only, however many releases there are.
+        view = (id(found), kind, tuple(f for f in _STATUS_FLAGS if getattr(request, f)), search)
+        memo = self._views.get(view)
+        if memo is not None and memo[0] is found:
+            rows = memo[1]
+        else:
+            rows = self._filtered(found, kind, flags, search)
+            if len(self._views) > 64:
+                self._views.clear()
+            self._views[view] = (found, rows)
         shown = rows[offset : offset + limit]
-        in_use = {r.cluster.id: r.cluster for r in shown}
-        uid_maps = await asyncio.gather(*(self.resolver.namespace_uids(c) for c in in_use.values()))
+        # Rows of a cluster answered from its last state get nothing live from it (namespace
+        # ids, resources): asking would wait on the cluster that just failed to answer.
+        stale = {d.cluster.id for d in down}
+        in_use = {r.cluster.id: r.cluster for r in shown if r.cluster.id not in stale}
+        uid_maps = await asyncio.gather(*(self._list_namespace_uids(c) for c in in_use.values()))
         uids = dict(zip(in_use, uid_maps, strict=True))
-        releases = await asyncio.gather(
-            *(
-                self._message(
-                    r.cluster, r.record, details=request.details, namespace_uids=uids[r.cluster.id]
+        if request.details:
+            releases = await asyncio.gather(
+                *(
+                    self._message(
+                        r.cluster,
+                        r.record,
+                        details=r.cluster.id not in stale,
+                        namespace_uids=uids.get(r.cluster.id, {}),
+                    )
+                    for r in shown
                 )
-                for r in shown
             )
-        )
+        else:
+            releases = [self._row_message(r, uids.get(r.cluster.id, {})) for r in shown]
         return release_pb2.ListReleasesResponse(
             releases=releases,
             total=len(rows),
             limit=limit,
             offset=offset,
-            unreachable_clusters=[
-                release_pb2.UnreachableCluster(
-                    name=d.cluster.name, id=d.cluster.id, message=d.error.message
-                )
-                for d in down
-            ],
+            unreachable_clusters=[msg.unreachable_message(d) for d in down],
         )
 
     async def GetRelease(
@@ -396,7 +489,27 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self, request: release_pb2.WatchReleaseRequest, context: Context
     ) -> AsyncIterator[release_pb2.ReleaseEvent]:
         timeout = msg.timeout_seconds(request.timeout)
-        found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        deadline = asyncio.get_running_loop().time() + timeout
+        try:
+            found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        except NotFound:
+            # A create still waiting for a helm process has no release yet: report its place
+            # in the queue, then watch the release it makes.
+            cluster = await self.resolver.cluster(request.cluster)
+            ref = ReleaseRef(target(cluster), request.namespace or "default", request.id)
+            if not self._queue_position(ref):
+                raise
+            queued = release_pb2.Release(
+                name=ref.name, cluster=cluster.name, cluster_id=cluster.id, namespace=ref.namespace
+            )
+            async for event in self._while_queued(ref, queued, deadline):
+                yield event
+            found = await self.resolver.release(request.id, request.cluster, request.namespace)
+        else:
+            before = msg.release_message(found.record, found.cluster)
+            async for event in self._while_queued(found.ref, before, deadline):
+                yield event
+        timeout = max(1.0, deadline - asyncio.get_running_loop().time())
         uids = await self.resolver.namespace_uids(found.cluster)
         async for snapshot in self.driver.watch(found.ref, timeout=timeout):
             workloads = snapshot.workloads

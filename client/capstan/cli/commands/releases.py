@@ -240,9 +240,15 @@ def list_(ctx: Context, args: argparse.Namespace) -> None:
     # The list (and its total) is incomplete: say so where a reader of the table sees it, but
     # not on stdout, which scripts may parse. JSON output carries `unreachable_clusters`.
     for cluster in page.unreachable_clusters:
-        ctx.stderr.write(
-            f"Warning: releases of cluster {cluster.name} are not listed ({cluster.message})\n"
-        )
+        if cluster.stale_seconds:
+            ctx.stderr.write(
+                f"Warning: releases of cluster {cluster.name} are listed as they were "
+                f"{cluster.stale_seconds:.0f}s ago ({cluster.message})\n"
+            )
+        else:
+            ctx.stderr.write(
+                f"Warning: releases of cluster {cluster.name} are not listed ({cluster.message})\n"
+            )
 
 
 def show(ctx: Context, args: argparse.Namespace) -> None:

@@ -35,6 +35,7 @@ from capstan_server.drivers.base import (
     RollbackOptions,
     UpgradeOptions,
 )
+from capstan_server.drivers.helm.pool import DEFAULT_MAX_QUEUED, HelmPool
 from capstan_server.drivers.helm.records import SYSTEM_LABELS, Storage
 from capstan_server.errors import (
     Aborted,
@@ -368,10 +369,15 @@ class HelmCommand:
     """
 
     def __init__(self, helm_bin: Path, data_dir: Path, *,
-                 term_grace: float = DEFAULT_TERM_GRACE,
-                 limits: HelmLimits | None = None) -> None:
+                 term_grace: float = DEFAULT_TERM_GRACE, limits: HelmLimits | None = None,
+                 max_processes: int | None = None,
+                 max_queued: int = DEFAULT_MAX_QUEUED) -> None:
         self.helm_bin = helm_bin
         self.limits = limits or HelmLimits()
+        #: At most this many helm processes at once; further runs queue (pool.py).
+        self.pool = HelmPool(max_processes, max_queued)
+        #: Called after each helm run with (operation, helm major or 0, seconds, ok).
+        self.on_run: Callable[[str, int, float, bool], None] | None = None
         self.root = _private_dir(data_dir / "helm")
         self.term_grace = term_grace
         self._homes = {var: str(_private_dir(self.root / "home" / sub)) for var, sub in (
@@ -457,7 +463,8 @@ class HelmCommand:
         try:
             argv = build_argv(version, opts, kubeconfig=kubeconfig, values_file=values)
             result = await self.run(argv, deadline=process_deadline(opts.timeout),
-                                    storage=storage, operation=operation)
+                                    storage=storage, operation=operation,
+                                    queue_key=queue_key(opts.ref))
         finally:
             values.unlink(missing_ok=True)
         return _release_json(result)
@@ -467,7 +474,7 @@ class HelmCommand:
         version = await self.version()
         argv = rollback_argv(version, opts, kubeconfig=self.kubeconfig_file(opts.ref.cluster))
         await self.run(argv, deadline=process_deadline(opts.timeout), storage=storage,
-                       operation="rollback")
+                       operation="rollback", queue_key=queue_key(opts.ref))
 
     async def uninstall(self, ref: ReleaseRef, *, timeout_s: float,
                         storage: Storage = "secret") -> None:
@@ -476,16 +483,33 @@ class HelmCommand:
         argv = uninstall_argv(version, ref, kubeconfig=self.kubeconfig_file(ref.cluster),
                               timeout=timeout_s)
         await self.run(argv, deadline=process_deadline(timeout_s), storage=storage,
-                       operation="uninstall")
+                       operation="uninstall", queue_key=queue_key(ref))
 
     async def run(self, argv: Sequence[str], *, deadline: float, operation: str,
-                  storage: Storage = "secret") -> HelmResult:
+                  storage: Storage = "secret", queue_key: str = "") -> HelmResult:
         """Run helm with `argv`; the mapped CapstanError when it fails.
 
-        Past `deadline` seconds, or when the calling task is cancelled, helm gets SIGTERM and
-        `term_grace` seconds to exit (install and upgrade then mark the release failed); only
-        then is it killed, since SIGKILL leaves the release `pending-*`.
+        The run first takes a slot of `pool` (waiting in its queue under `queue_key`, or
+        refused with ResourceExhausted when the queue is full); the deadline starts once helm
+        does. Past `deadline` seconds, or when the calling task is cancelled, helm gets SIGTERM
+        and `term_grace` seconds to exit (install and upgrade then mark the release failed);
+        only then is it killed, since SIGKILL leaves the release `pending-*`.
         """
+        async with self.pool.slot(operation, queue_key):
+            started = time.monotonic()
+            ok = False
+            try:
+                result = await self._run(argv, deadline=deadline, operation=operation,
+                                         storage=storage)
+                ok = True
+                return result
+            finally:
+                if self.on_run is not None:
+                    major = self._version.major if self._version else 0
+                    self.on_run(operation, major, time.monotonic() - started, ok)
+
+    async def _run(self, argv: Sequence[str], *, deadline: float, operation: str,
+                   storage: Storage) -> HelmResult:
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -548,6 +572,11 @@ class HelmCommand:
                     proc.kill()
         with contextlib.suppress(Exception):
             await comm
+
+
+def queue_key(ref: ReleaseRef) -> str:
+    """The pool's name for writes to one release (`pool.HelmPool.position`)."""
+    return f"{ref.cluster.id}/{ref.namespace}/{ref.name}"
 
 
 def _release_json(result: HelmResult) -> dict[str, Any]:

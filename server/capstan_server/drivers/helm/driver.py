@@ -3,9 +3,9 @@
 Writes (install, upgrade, rollback, uninstall) run helm through `command.HelmCommand`; they are
 serialised per release inside the server, and a release whose latest revision is `pending-*`
 (an operation in flight, possibly from another replica or a helm run outside Capstan) is
-refused with Aborted before helm is started. Reads (get, history, list) decode the release
-records over the Kubernetes API (`kube.py`, `records.py`) without spawning helm; resources
-are read live and concurrently.
+refused with Aborted before helm is started. Reads never spawn helm: `list` answers from a
+watch-fed cache per cluster (`informer.py`), get and history decode the release records over
+the Kubernetes API (`kube.py`, `records.py`); resources are read live and concurrently.
 
 Two writes Capstan makes to Helm's records itself, both through the API with optimistic
 concurrency (a concurrent change makes them fail with Aborted, never overwrite it):
@@ -22,12 +22,14 @@ import asyncio
 import base64
 import builtins
 import contextlib
+import dataclasses
 import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from capstan_server import metrics
 from capstan_server.drivers.base import (
     ClusterTarget,
     InflightWrites,
@@ -39,6 +41,7 @@ from capstan_server.drivers.base import (
     ReleaseRecord,
     ReleaseRef,
     RollbackOptions,
+    StaleCluster,
     Status,
     UpgradeOptions,
     describe_release,
@@ -52,7 +55,13 @@ from capstan_server.drivers.helm.command import (
     HelmCommand,
     HelmLimits,
     HelmStopped,
+    queue_key,
     validate_labels,
+)
+from capstan_server.drivers.helm.informer import (
+    DEFAULT_READ_TIMEOUT,
+    ReleaseInformer,
+    records_path,
 )
 from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
 from capstan_server.drivers.helm.manifest import (
@@ -60,7 +69,8 @@ from capstan_server.drivers.helm.manifest import (
     parse_manifest,
     readiness,
 )
-from capstan_server.drivers.helm.records import Storage, StoredRecord
+from capstan_server.drivers.helm.pool import DEFAULT_MAX_QUEUED
+from capstan_server.drivers.helm.records import StoredRecord
 from capstan_server.errors import (
     AlreadyExists,
     CapstanError,
@@ -83,9 +93,14 @@ def _highest(found: list[StoredRecord]) -> StoredRecord | None:
     return max(found, key=lambda s: s.record.revision, default=None)
 
 
-def _records_path(storage: Storage, namespace: str = "") -> str:
-    plural = "secrets" if storage == "secret" else "configmaps"
-    return f"/api/v1/namespaces/{namespace}/{plural}" if namespace else f"/api/v1/{plural}"
+_records_path = records_path
+
+
+def _matches(record: ReleaseRecord, namespace: str, name: str,
+             labels: Mapping[str, str] | None) -> bool:
+    return ((not namespace or record.namespace == namespace)
+            and (not name or record.name == name)
+            and all(record.labels.get(k) == v for k, v in (labels or {}).items()))
 
 
 class HelmDriver:
@@ -95,11 +110,19 @@ class HelmDriver:
 
     def __init__(self, *, data_dir: Path, helm_bin: Path | None = None,
                  term_grace: float = DEFAULT_TERM_GRACE, poll_interval: float = 1.0,
-                 limits: HelmLimits | None = None) -> None:
+                 limits: HelmLimits | None = None,
+                 read_timeout: float = DEFAULT_READ_TIMEOUT, max_helm_processes: int | None = None,
+                 max_queued_writes: int = DEFAULT_MAX_QUEUED) -> None:
         self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace,
-                                   limits=limits)
+                                   limits=limits, max_processes=max_helm_processes,
+                                   max_queued=max_queued_writes)
+        self.command.on_run = metrics.helm_run_done
         self.poll_interval = poll_interval
+        #: The longest a list waits for a cluster before answering from its last state.
+        self.read_timeout = read_timeout
         self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
+        #: Release caches by cluster id: (kubeconfig digest, loop, informer).
+        self._informers: dict[str, tuple[str, asyncio.AbstractEventLoop, ReleaseInformer]] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._cache = records.RecordCache()
         self._namespace_reads: dict[tuple[str, asyncio.AbstractEventLoop],
@@ -118,11 +141,59 @@ class HelmDriver:
                                 act_as=cluster.act_as)
             # A replaced kubeconfig replaces the clients; the old ones' connections close.
             for old in [k for k in self._clients if k[0] == cluster.id and k[1] != digest]:
-                closing = asyncio.ensure_future(self._clients.pop(old).close())
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
+                self._spawn_close(self._clients.pop(old).close())
             self._clients[key] = client
         return client
+
+    def _informer(self, cluster: ClusterTarget) -> ReleaseInformer:
+        """The cluster's release cache, started on first use (one per kubeconfig and loop)."""
+        digest = hashlib.sha256(cluster.kubeconfig.encode()).hexdigest()
+        loop = asyncio.get_running_loop()
+        held = self._informers.get(cluster.id)
+        if held is not None and held[:2] == (digest, loop):
+            return held[2]
+        if held is not None and held[1] is loop:
+            self._spawn_close(held[2].close())
+        # The cache reads as the stored kubeconfig, never as a caller it may be asked for.
+        informer = ReleaseInformer(self._client(dataclasses.replace(cluster, act_as=None)),
+                                   read_timeout=self.read_timeout)
+        self._informers[cluster.id] = (digest, loop, informer)
+        informer.start()
+        return informer
+
+    def queue_position(self, ref: ReleaseRef) -> int:
+        """Where a write to `ref` waits for a helm process (1: next), 0 when it does not."""
+        return self.command.pool.position(queue_key(ref))
+
+    def warm(self, cluster: ClusterTarget) -> None:
+        """Start the cluster's release cache now (at server start), not at the first list."""
+        self._informer(cluster)
+
+    def caches(self) -> dict[str, ReleaseInformer]:
+        """The release caches started so far, by cluster id (metrics and readiness)."""
+        return {cid: held[2] for cid, held in self._informers.items()}
+
+    def _spawn_close(self, closing_coro: Any) -> None:
+        closing = asyncio.ensure_future(closing_coro)
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+
+    async def _refresh(self, ref: ReleaseRef) -> None:
+        """After a write: the cache reads the release back, so the next list shows it."""
+        held = self._informers.get(ref.cluster.id)
+        if held is not None and held[1] is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):
+                await held[2].refresh(ref.namespace, ref.name)
+
+    @contextlib.asynccontextmanager
+    async def _writing(self, ref: ReleaseRef, operation: str) -> AsyncIterator[None]:
+        """A write: in-flight guard, and the release cache refreshed after it, whatever the
+        outcome (a failed helm run may still have written a revision)."""
+        with self._inflight.hold(ref, operation):
+            try:
+                yield
+            finally:
+                await asyncio.shield(self._refresh(ref))
 
     async def check_cluster(self, cluster: ClusterTarget) -> None:
         client = self._client(cluster)
@@ -215,15 +286,42 @@ class HelmDriver:
 
     async def list(self, cluster: ClusterTarget, namespace: str = "", *, name: str = "",
                    labels: Mapping[str, str] | None = None) -> builtins.list[ReleaseRecord]:
-        selector = records.LATEST_SELECTOR
         if name:
             try:
                 validate_release_name(name)
             except InvalidArgument:
                 return []  # no release can have that name
-            selector += f",name={name}"
         if labels:
             validate_labels(labels)
+        if cluster.act_as is not None:
+            # Acting as a caller: the cluster's own access rules decide what it may list, so
+            # the read goes to the API as that caller, not to the shared cache.
+            return await self._list_direct(cluster, namespace, name=name, labels=labels)
+        try:
+            cached = await self._informer(cluster).releases()
+        except StaleCluster as stale:
+            raise StaleCluster(
+                stale.message, records=[r for r in stale.records
+                                        if _matches(r, namespace, name, labels)],
+                synced_at=stale.synced_at, stale_seconds=stale.stale_seconds,
+                details=stale.details) from None
+        if not (namespace or name or labels):
+            return cached  # the cache's own list, unchanged until the cache changes
+        found = [r for r in cached if _matches(r, namespace, name, labels)]
+        if name and not found:
+            # A release named moments ago by someone else (plain helm, another replica) may
+            # not have come over the watch yet: a miss by name reads through.
+            return await self._list_direct(cluster, namespace, name=name, labels=labels)
+        return found
+
+    async def _list_direct(self, cluster: ClusterTarget, namespace: str = "", *,
+                           name: str = "", labels: Mapping[str, str] | None = None
+                           ) -> builtins.list[ReleaseRecord]:
+        """`list` read from the API instead of the cache."""
+        selector = records.LATEST_SELECTOR
+        if name:
+            selector += f",name={name}"
+        if labels:
             selector += "".join(f",{k}={v}" for k, v in sorted(labels.items()))
         found = await self._stored(cluster, namespace, selector)
         latest: dict[tuple[str, str], StoredRecord] = {}
@@ -235,8 +333,17 @@ class HelmDriver:
 
     # -- live objects ---------------------------------------------------------------------------
 
+    async def _complete(self, record: ReleaseRecord, cluster: ClusterTarget) -> ReleaseRecord:
+        """The whole record of a cached summary (manifest and notes included)."""
+        if record.complete:
+            return record
+        stored = await self._revision(ReleaseRef(cluster, record.namespace, record.name),
+                                      record.revision)
+        return stored.record if stored is not None else record
+
     async def resources(self, record: ReleaseRecord, cluster: ClusterTarget
                         ) -> builtins.list[LiveObject]:
+        record = await self._complete(record, cluster)
         refs = parse_manifest(record.manifest)
         fetched = await self._client(cluster).get_objects(
             [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in refs])
@@ -331,7 +438,7 @@ class HelmDriver:
             raise
 
     async def install(self, opts: InstallOptions) -> ReleaseRecord:
-        with self._inflight.hold(opts.ref, "install"):
+        async with self._writing(opts.ref, "install"):
             existing = await self._latest(opts.ref)
             if existing is not None:
                 refuse_pending(opts.ref, existing.record)
@@ -345,7 +452,7 @@ class HelmDriver:
             return records.record_from_release(doc, opts.labels)
 
     async def upgrade(self, opts: UpgradeOptions) -> ReleaseRecord:
-        with self._inflight.hold(opts.ref, "upgrade"):
+        async with self._writing(opts.ref, "upgrade"):
             current = await self._existing(opts.ref)
             refuse_pending(opts.ref, current.record)
             async with self._guard(opts.ref, "upgrade", current.record.revision):
@@ -354,7 +461,7 @@ class HelmDriver:
             return records.record_from_release(doc, {**current.record.labels, **opts.labels})
 
     async def rollback(self, opts: RollbackOptions) -> ReleaseRecord:
-        with self._inflight.hold(opts.ref, "rollback"):
+        async with self._writing(opts.ref, "rollback"):
             current = await self._existing(opts.ref)
             refuse_pending(opts.ref, current.record)
             target = opts.revision or current.record.revision - 1
@@ -372,14 +479,14 @@ class HelmDriver:
 
     async def uninstall(self, ref: ReleaseRef, *,
                         timeout: float = 300.0) -> ReleaseRecord:  # noqa: ASYNC109
-        with self._inflight.hold(ref, "uninstall"):
+        async with self._writing(ref, "uninstall"):
             current = await self._existing(ref)
             refuse_pending(ref, current.record)
             await self.command.uninstall(ref, timeout_s=timeout, storage=current.storage)
             return current.record
 
     async def mark_failed(self, ref: ReleaseRef, description: str) -> ReleaseRecord:
-        with self._inflight.hold(ref, "mark-failed"):
+        async with self._writing(ref, "mark-failed"):
             current = await self._existing(ref)
             if not current.record.status.is_pending:
                 raise FailedPrecondition(
@@ -415,6 +522,10 @@ class HelmDriver:
         return self._cache.decode(written, stored.storage).record
 
     async def close(self) -> None:
+        informers, self._informers = list(self._informers.values()), {}
+        for _, loop, informer in informers:
+            if loop is asyncio.get_running_loop():
+                await informer.close()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             with contextlib.suppress(Exception):

@@ -25,7 +25,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,10 @@ Obj = dict[str, Any]
 DEFAULT_REQUEST_TIMEOUT = 30.0
 #: Concurrent requests per cluster when fetching many objects at once.
 DEFAULT_CONCURRENCY = 16
+
+
+class ResourceExpired(Unavailable):
+    """410 Gone: the resourceVersion a watch asked for is too old; the caller must relist."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,8 @@ class KubeClient:
         text = f"cluster {self.cluster_name}: {message or f'HTTP {status}'} ({path})"
         if status == 404:
             return NotFound(text)
+        if status == 410:
+            return ResourceExpired(text)
         if status == 409:
             return Aborted(text)
         if status in (401, 403):
@@ -331,9 +337,10 @@ class KubeClient:
     # -- watch
 
     async def watch(self, path: str, *, resource_version: str, seconds: float,
-                    label_selector: str = "") -> AsyncIterator[tuple[str, Obj]]:
+                    label_selector: str = "", on_open: Callable[[], None] | None = None
+                    ) -> AsyncIterator[tuple[str, Obj]]:
         """(event type, object) pairs of a watch from `resource_version`, until the server
-        ends it or `seconds` pass."""
+        ends it or `seconds` pass. `on_open` is called once the server has accepted it."""
         session = await self._get_session()
         params = {"watch": "1", "resourceVersion": resource_version,
                   "timeoutSeconds": str(max(1, int(seconds))), "allowWatchBookmarks": "true"}
@@ -345,6 +352,8 @@ class KubeClient:
                                    server_hostname=self.config.tls_server_name) as resp:
                 if resp.status >= 400:
                     raise self._status_error(resp.status, await resp.read(), path)
+                if on_open is not None:
+                    on_open()
                 async for line in resp.content:
                     if not line.strip():
                         continue

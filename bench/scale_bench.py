@@ -1,0 +1,301 @@
+"""Capstan at scale, side by side with the helm CLI in the same run: the release cache, a
+frozen cluster, and the bounded helm pool.
+
+    .venv/bin/python bench/scale_bench.py [--quick] [--sizes 1000,10000] [--runs 5]
+                                          [--creates 50] [--helm helm3|helm4]
+
+Prints one table (targets of issue 12 in the last column):
+
+- ListReleases over REST, one page of 20 and a full walk in pages of 200, at each size of
+  releases x 3 revisions, with realistic records (a real record written by helm, cloned) and
+  with small ones (no manifest, no chart files), against `helm list -A -o json` on the same
+  kubesim. Targets: full walk >= 100x faster than helm at 1,000 realistic, >= 20x with small
+  records; a page of 20 at the largest size within 1.5x of the same page at the smallest.
+- The server's RSS with the largest size cached (target <= 300 MB at 10,000).
+- ListReleases p50 with one of two clusters frozen (SIGSTOP of its kubesim; target <= 50 ms).
+- `--creates` concurrent creates with --max-helm-processes 4 against an unbounded server:
+  helm processes sampled (target: never more than 4), all deployed, total time (target: no
+  worse than unbounded).
+
+kubesim and Capstan run as processes of their own. `--quick`: sizes 100,300, 3 runs, 8 creates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from capstan_bench import (
+    BIN,
+    TOOLS,
+    Helm,
+    free_port,
+    process,
+    seed,
+    wait_until,
+)
+
+from capstan.client import CapstanClient
+from capstan_server.dev.chart_repo import SAMPLE_CHARTS_DIR, ChartRepoServer
+
+
+class Stack:
+    """kubesim(s) and Capstan servers as processes, in one temporary directory."""
+
+    def __init__(self, tmp: Path, helm_bin: Path, stack: ExitStack) -> None:
+        self.tmp, self.helm_bin, self.stack = tmp, helm_bin, stack
+        self.count = 0
+
+    def kubesim(self, name: str) -> tuple[subprocess.Popen[bytes], Path]:
+        path = self.tmp / f"{name}.kubeconfig"
+        proc = self.stack.enter_context(process(
+            [str(BIN / "kubesim"), "--listen", f"127.0.0.1:{free_port()}", "--tls",
+             "--no-controllers", "--kubeconfig-out", str(path)], self.tmp / f"{name}.log"))
+        wait_until(lambda: path.exists() and path.stat().st_size > 0, f"kubesim {name}")
+        return proc, path
+
+    def capstan(self, *flags: str) -> tuple[subprocess.Popen[bytes], str, str]:
+        self.count += 1
+        grpc_port, http_port = free_port(), free_port()
+        proc = self.stack.enter_context(process(
+            [str(BIN / "capstan-server"), "--driver", "helm", "--helm-bin", str(self.helm_bin),
+             "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen",
+             f"127.0.0.1:{http_port}", "--data-dir", str(self.tmp / f"capstan-{self.count}"),
+             *flags], self.tmp / f"capstan-{self.count}.log"))
+        url = f"http://127.0.0.1:{http_port}"
+        wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=2).status == 200,
+                   "capstan")
+        return proc, f"127.0.0.1:{grpc_port}", url
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=600) as answer:
+        return json.loads(answer.read())
+
+
+def median_ms(fn: Callable[[], Any], runs: int) -> float:
+    fn()  # warm-up
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def walk(url: str, page: int = 200) -> int:
+    seen, offset, total = 0, 0, 1
+    while offset < total:
+        body = get_json(f"{url}/api/releases?limit={page}&offset={offset}")
+        total = body["total"]
+        seen += len(body["releases"])
+        offset += page
+    return seen
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def helm_children(pid: int) -> int:
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        parent = int(stat[stat.rindex(")") + 2:].split()[1])
+        count += name.startswith("helm") and parent == pid  # helm3/helm4 symlinks too
+    return count
+
+
+def small_template(template: dict[str, Any]) -> dict[str, Any]:
+    """The release record without manifest, chart files or templates: a few hundred bytes."""
+    doc = json.loads(json.dumps(template))
+    doc["manifest"] = ""
+    doc["chart"] = {"metadata": template["chart"]["metadata"]}
+    doc["info"]["notes"] = ""
+    return doc
+
+
+@contextmanager
+def sampling(pid: int) -> Iterator[list[int]]:
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            seen.append(helm_children(pid))
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def creates(target: str, count: int, namespace: str) -> tuple[float, int]:
+    """`count` concurrent creates; (seconds, how many deployed)."""
+    def one(i: int) -> str:
+        with CapstanClient(target, timeout=900, retries=0) as client:
+            return client.create_release("samples/etcd", cluster="c", namespace=namespace,
+                                         release_name=f"burst-{i}", version="8.11.1",
+                                         create_namespace=True).status
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(count) as pool:
+        statuses = list(pool.map(one, range(count)))
+    return time.monotonic() - started, statuses.count("deployed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--helm", choices=("helm3", "helm4"), default="helm3")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", help="release counts (default 1000,10000)")
+    parser.add_argument("--runs", type=int, help="runs per timed case (default 5)")
+    parser.add_argument("--creates", type=int, help="concurrent creates (default 50)")
+    args = parser.parse_args()
+    sizes = [int(s) for s in (args.sizes or ("100,300" if args.quick else "1000,10000"))
+             .split(",")]
+    runs = args.runs or (3 if args.quick else 5)
+    burst = args.creates or (8 if args.quick else 50)
+    helm_bin = TOOLS / args.helm
+    rows: list[tuple[str, str, str, str]] = []
+
+    with tempfile.TemporaryDirectory(prefix="capstan-scale-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        env = Stack(tmp, helm_bin, stack)
+        repo = ChartRepoServer(SAMPLE_CHARTS_DIR, TOOLS / "helm", out_dir=tmp / "repo")
+        stack.enter_context(repo.serve_in_thread())
+        archive = next((tmp / "repo").glob("etcd-8.11.1.tgz"))
+
+        # -- lists: realistic and small records ------------------------------------------
+        page20: dict[tuple[str, int], float] = {}
+        rss = 0.0
+        for kind in ("realistic", "small"):
+            _, kubeconfig_path = env.kubesim(f"list-{kind}")
+            kubeconfig = kubeconfig_path.read_text()
+            proc, target, url = env.capstan()
+            helm = Helm(helm_bin, kubeconfig_path, tmp / f"helm-{kind}")
+            template = json.loads(helm("install", "template", str(archive), "-n", "default",
+                                       "-o", "json"))
+            helm("uninstall", "template", "-n", "default")
+            if kind == "small":
+                template = small_template(template)
+            with CapstanClient(target, timeout=600) as client:
+                client.create_cluster("c", kubeconfig)
+            seeded = 0
+            for size in sizes:
+                asyncio.run(seed(kubeconfig, template, seeded, size))
+                seeded = size
+                # (The lambdas run before the loop moves on: B023 does not apply.)
+                wait_until(lambda s=size: get_json(f"{url}/api/releases?limit=1")["total"] == s,  # noqa: B023
+                           f"{size} releases listed", timeout=600)
+                page = median_ms(lambda: get_json(f"{url}/api/releases?limit=20"), runs)  # noqa: B023
+                page20[(kind, size)] = page
+                full = median_ms(lambda: walk(url), runs)  # noqa: B023
+                theirs = median_ms(lambda: helm("list", "-A", "-o", "json", "--max", "0"),  # noqa: B023
+                                   max(1, runs // 2))
+                target_x = 100 if kind == "realistic" else 20
+                rows.append((f"page of 20, {size} x 3 {kind}", f"{page:.1f}", "", ""))
+                rows.append((f"full walk (pages of 200), {size} x 3 {kind}", f"{full:.1f}",
+                             f"{theirs:.1f}", f"{theirs / full:.1f}x faster (target >= "
+                             f"{target_x}x at 1,000)"))
+            if kind == "realistic":
+                rss = rss_mb(proc.pid)
+        small, large = sizes[0], sizes[-1]
+        for kind in ("realistic", "small"):
+            ratio = page20[(kind, large)] / page20[(kind, small)]
+            rows.append((f"page of 20 at {large} vs {small}, {kind}", "", "",
+                         f"{ratio:.2f}x (target <= 1.5x)"))
+        rows.append((f"server RSS, {large} x 3 realistic cached", f"{rss:.0f} MB", "",
+                     "target <= 300 MB at 10,000"))
+
+        # -- a frozen cluster ---------------------------------------------------------------
+        _, near_path = env.kubesim("near")
+        far_proc, far_path = env.kubesim("far")
+        _, target, url = env.capstan("--cluster-read-timeout", "1")
+        with CapstanClient(target, timeout=600) as client:
+            client.create_cluster("near", near_path.read_text())
+            client.create_cluster("far", far_path.read_text())
+        for path in (near_path, far_path):
+            template = small_template(json.loads(json.dumps({
+                "name": "t", "namespace": "default", "version": 1, "manifest": "",
+                "config": {}, "chart": {"metadata": {"name": "etcd", "version": "8.11.1"}},
+                "info": {"status": "deployed"}})))
+            asyncio.run(seed(path.read_text(), template, 0, 100))
+        wait_until(lambda: get_json(f"{url}/api/releases?limit=1")["total"] == 200,
+                   "both clusters listed", timeout=120)
+        far_proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.perf_counter()
+            get_json(f"{url}/api/releases?limit=20")  # waits up to the read timeout once
+            first = (time.perf_counter() - started) * 1000
+            frozen = median_ms(lambda: get_json(f"{url}/api/releases?limit=20"), max(runs, 9))
+            body = get_json(f"{url}/api/releases?limit=20")
+            stale = body["unreachable_clusters"][0]["stale_seconds"]
+        finally:
+            far_proc.send_signal(signal.SIGCONT)
+        rows.append(("list p50, one of two clusters frozen", f"{frozen:.1f}", "",
+                     f"target <= 50 ms; first list {first:.0f} ms, far reported "
+                     f"{stale:.1f}s stale"))
+
+        # -- the bounded pool ---------------------------------------------------------------
+        results = {}
+        for label, flags in (("bounded (4)", ("--max-helm-processes", "4",
+                                              "--max-queued-writes", str(burst))),
+                             ("unbounded", ("--max-helm-processes", "1000"))):
+            _, path = env.kubesim(f"pool-{label[:3]}")
+            proc, target, _ = env.capstan(*flags)
+            with CapstanClient(target, timeout=600) as client:
+                client.create_cluster("c", path.read_text())
+                client.create_repository("samples", repo.url)
+            with sampling(proc.pid) as seen:
+                seconds, deployed = creates(target, burst, "burst")
+            results[label] = (seconds, deployed, max(seen, default=0))
+        (b_s, b_ok, b_max), (u_s, u_ok, u_max) = results["bounded (4)"], results["unbounded"]
+        rows.append((f"{burst} concurrent creates, --max-helm-processes 4", f"{b_s * 1000:.0f}",
+                     "", f"max {b_max} helm at once (target <= 4), {b_ok}/{burst} deployed"))
+        rows.append((f"{burst} concurrent creates, unbounded", f"{u_s * 1000:.0f}", "",
+                     f"max {u_max} helm at once, {u_ok}/{burst} deployed; bounded "
+                     f"{100 * (b_s - u_s) / u_s:+.0f}% (target <= 0%)"))
+
+    version = subprocess.run([str(helm_bin), "version", "--template", "{{.Version}}"],
+                             capture_output=True, text=True).stdout
+    width = max(len(r[0]) for r in rows)
+    print(f"\nCapstan at scale vs helm {version} CLI, same kubesim, median of {runs} runs")
+    print(f"{'case':<{width}}  {'Capstan ms':>10}  {'helm ms':>9}  result")
+    print(f"{'-' * width}  {'-' * 10}  {'-' * 9}  {'-' * 40}")
+    for case, ours, theirs, result in rows:
+        print(f"{case:<{width}}  {ours:>10}  {theirs:>9}  {result}")
+
+
+if __name__ == "__main__":
+    main()
