@@ -7,7 +7,7 @@ LISTEN_GRPC ?= 127.0.0.1:50051
 LISTEN_HTTP ?= 127.0.0.1:8080
 DATA_DIR    ?= .data
 
-.PHONY: setup registry run test protos protos-check lint unit bench clean
+.PHONY: setup registry run test protos protos-check lint unit fuzz bench clean
 
 setup: $(STAMP) .tools/.installed registry
 
@@ -41,7 +41,12 @@ lint: $(STAMP)
 unit: setup
 	$(BIN)/pytest -q
 
-test: setup protos-check lint unit
+# schemathesis over /openapi.json against a test server, every check, about two minutes
+# (scripts/fuzz.py; FUZZ_ARGS="--max-time 30 --seed 1" for a short, reproducible run).
+fuzz: setup
+	$(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)
+
+test: setup protos-check lint unit fuzz
 
 # bench/run.py runs bench/kubesim_bench.py then bench/capstan_bench.py (BENCH_ARGS=--quick).
 bench: setup

@@ -1,13 +1,15 @@
-"""Every benchmark in turn: kubesim under load, then Capstan against the bare helm CLI.
+"""Every benchmark in turn: kubesim under load, Capstan against the bare helm CLI, then Capstan
+under hostile input and at scale.
 
-`kubesim_bench.py` runs first, then `capstan_bench.py` (the helm driver vs helm itself), then
+`kubesim_bench.py` runs first, then `capstan_bench.py` (the helm driver vs helm itself),
+`hostile_bench.py` (latency of ordinary calls with and without issue 8's hostile inputs),
 `repo_attack_bench.py` (hostile chart repositories vs benign chart shows), then
 `scale_bench.py` (the release cache, a frozen cluster, the helm pool); this is what `make bench`
 runs.
 
     .venv/bin/python bench/run.py [--quick]
 
-`--quick` is passed to both (small sizes, for a smoke run). Each runs in a process of its own;
+`--quick` is passed to each (small sizes, for a smoke run). Each runs in a process of its own;
 the exit status is non-zero if any of them failed.
 """
 
@@ -19,7 +21,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("kubesim_bench.py", "capstan_bench.py", "repo_attack_bench.py", "scale_bench.py")
+BENCHMARKS = ("kubesim_bench.py", "capstan_bench.py", "hostile_bench.py", "repo_attack_bench.py",
+              "scale_bench.py")
 
 
 def main(argv: list[str] | None = None) -> int:

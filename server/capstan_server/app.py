@@ -37,7 +37,14 @@ from capstan_server.auth.setup import AuthSetupError, ServerAuth
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.errors import CapstanError
 from capstan_server.gateway import Operations, build_gateway, capstan_services
+from capstan_server.gateway.guard import GuardOptions
 from capstan_server.interceptors import RpcInterceptor
+from capstan_server.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_REQUEST_LINE_BYTES,
+    LimitsInterceptor,
+)
 from capstan_server.secret_box import SecretKeyError
 
 if TYPE_CHECKING:
@@ -51,14 +58,17 @@ log = logging.getLogger("capstan.server")
 DEFAULT_GRACE = 30.0
 #: How long /readyz waits for the registry to answer.
 _READY_TIMEOUT = 2.0
-#: Release objects with many resources outgrow gRPC's default 4 MiB message limit.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_GRPC_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-]
+
+
+def _grpc_options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+
+
 # gRPC sets SO_REUSEPORT by default, which lets a second server bind a taken port silently.
-_SERVER_OPTIONS = [*_GRPC_OPTIONS, ("grpc.so_reuseport", 0)]
+_SERVER_ONLY_OPTIONS = [("grpc.so_reuseport", 0)]
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
@@ -97,6 +107,12 @@ class ServerOptions:
     repo_limits: RepoLimits = field(default_factory=RepoLimits)
     #: Memory and CPU time of each helm process (helm driver); None: the defaults.
     helm_limits: HelmLimits | None = None
+    #: Largest gRPC message received or sent (the client library's default is the same).
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    #: Gateway: the `Origin`s allowed to write (none by default) and the `Host`s accepted
+    #: (any when empty); see gateway/guard.py.
+    cors_allow_origins: Sequence[str] = field(default=())
+    allowed_hosts: Sequence[str] = field(default=())
 
 
 def split_host_port(listen: str) -> tuple[str, int]:
@@ -237,7 +253,9 @@ class CapstanServer:
         await self._start_grpc()
         await self._warm_caches()
         loopback = f"127.0.0.1:{self._loopback_port}" if self._loopback_port else self.grpc_target
-        self._channel = grpc.aio.insecure_channel(loopback, options=_GRPC_OPTIONS)
+        self._channel = grpc.aio.insecure_channel(
+            loopback, options=_grpc_options(options.max_message_bytes)
+        )
         if self.auth.source.path is not None:
             self._policy_watch = asyncio.get_running_loop().create_task(self.auth.source.watch())
         if options.dev:
@@ -260,9 +278,15 @@ class CapstanServer:
 
     async def _start_grpc(self) -> None:
         services = self.services
+        # LimitsInterceptor runs inside RpcInterceptor, which maps the errors it raises.
         server = grpc.aio.server(
-            interceptors=[self._interceptor, self.auth.interceptor, *self.options.interceptors],
-            options=_SERVER_OPTIONS,
+            interceptors=[
+                self._interceptor,
+                self.auth.interceptor,
+                LimitsInterceptor(),
+                *self.options.interceptors,
+            ],
+            options=[*_grpc_options(self.options.max_message_bytes), *_SERVER_ONLY_OPTIONS],
         )
         self._grpc = server
         release_pb2_grpc.add_ReleaseServiceServicer_to_server(services.release, server)
@@ -321,10 +345,22 @@ class CapstanServer:
             is_ready=self.is_ready,
             forward=self.auth.forward,
             operations=operations,
+            guard=GuardOptions(
+                allow_origins=tuple(self.options.cors_allow_origins),
+                allowed_hosts=tuple(self.options.allowed_hosts),
+            ),
             dialect=self.options.rest_dialect,
         )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.options.grace)
+        # aiohttp answers request lines and headers over its own limits in plain text, before
+        # any middleware; with these larger ones, the gateway refuses long paths itself (JSON).
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=self.options.grace,
+            max_line_size=MAX_REQUEST_LINE_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
+        )
         await runner.setup()
         self._http = runner
         host, port = split_host_port(self.options.http_listen)
@@ -568,6 +604,9 @@ def start_server(
     cluster_read_timeout: float | None = None,
     max_helm_processes: int | None = None,
     max_queued_writes: int | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    cors_allow_origins: Sequence[str] = (),
+    allowed_hosts: Sequence[str] = (),
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -596,6 +635,9 @@ def start_server(
         cluster_read_timeout=cluster_read_timeout,
         max_helm_processes=max_helm_processes,
         max_queued_writes=max_queued_writes,
+        max_message_bytes=max_message_bytes,
+        cors_allow_origins=cors_allow_origins,
+        allowed_hosts=allowed_hosts,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

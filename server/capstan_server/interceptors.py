@@ -26,7 +26,7 @@ from google.protobuf import any_pb2, struct_pb2
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from capstan_server import metrics, request_ids
+from capstan_server import limits, metrics, request_ids
 from capstan_server.errors import CapstanError
 
 log = logging.getLogger("capstan.rpc")
@@ -47,16 +47,26 @@ def status_for(error: CapstanError, request_id: str = "") -> grpc.Status:
     """The gRPC status (code, message, rich details in trailing metadata) for a CapstanError;
     the call's request id, if any, is the last detail (`{"request_id": ...}`)."""
     details = []
-    extra = [{"request_id": request_id}] if request_id else []
-    for item in [*error.details, *extra]:
+    size = 0
+    for item in error.details:
         struct = struct_pb2.Struct()
         # A round trip through JSON turns values Struct cannot hold (datetimes, paths, ...) into
         # strings instead of failing the whole error report.
-        struct.update(json.loads(json.dumps(item, default=str)))
+        struct.update(limits.clip_details(json.loads(json.dumps(item, default=str))))
         packed = any_pb2.Any()
         packed.Pack(struct)
+        # Trailers have a hard size limit: the details past the budget are left out.
+        size += packed.ByteSize()
+        if size > limits.MAX_ERROR_DETAILS_BYTES:
+            break
         details.append(packed)
-    status = status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    if request_id:  # always kept, whatever the budget left out
+        packed = any_pb2.Any()
+        packed.Pack(struct_pb2.Struct(fields={
+            "request_id": struct_pb2.Value(string_value=request_id)}))
+        details.append(packed)
+    message = limits.clip(error.message, limits.MAX_ERROR_MESSAGE_CHARS)
+    status = status_pb2.Status(code=error.code.value[0], message=message, details=details)
     result: grpc.Status = rpc_status.to_status(status)
     return result
 

@@ -21,6 +21,7 @@ from capstan_server.auth.flags import add_security_flags, security_options
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.drivers.helm.command import HelmLimits
 from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
+from capstan_server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
@@ -106,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--helm-cpu-limit", type=int, default=helm_defaults.cpu_s,
                         metavar="SECONDS", help="CPU time of each helm process "
                         "(default %(default)s; 0: no limit)")
+    parser.add_argument("--max-message-bytes", type=_message_bytes,
+                        default=DEFAULT_MAX_MESSAGE_BYTES, metavar="BYTES",
+                        help="largest gRPC message received or sent (default %(default)s, the "
+                        "client library's default too)")
+    parser.add_argument("--cors-allow-origin", action="append", default=[], metavar="ORIGIN",
+                        help="an origin (https://ui.example.com, or *) whose browser pages may "
+                        "write through the REST gateway; repeatable; none by default")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="HOST",
+                        help="a Host name the REST gateway answers to (against DNS rebinding); "
+                        "repeatable; any by default")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
     parser.add_argument("--log-format", default="text", choices=("text", "json"))
@@ -137,6 +148,16 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _message_bytes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1024 <= value <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be between 1024 and {2**31 - 1}, got {value}")
     return value
 
 
@@ -182,6 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cluster_read_timeout=args.cluster_read_timeout,
             max_helm_processes=args.max_helm_processes,
             max_queued_writes=args.max_queued_writes,
+            max_message_bytes=args.max_message_bytes,
+            cors_allow_origins=tuple(args.cors_allow_origin),
+            allowed_hosts=tuple(args.allowed_host),
         )
         asyncio.run(serve(options))
     except StartupError as exc:

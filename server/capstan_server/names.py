@@ -10,6 +10,7 @@ import re
 import time
 
 from capstan_server.errors import InvalidArgument
+from capstan_server.limits import clip, echo
 
 #: Helm's release name pattern: DNS-1123 labels joined by dots.
 _RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -22,20 +23,25 @@ MAX_DNS_LABEL = 63
 #: Repository names may contain dots (`bitnami.new`), like DNS subdomains.
 _REPO_NAME = _RELEASE_NAME
 MAX_REPO_NAME = 63
+#: The patterns and lengths above, for the OpenAPI document (ECMA-262 reads them the same).
+RELEASE_NAME_RULE = (_RELEASE_NAME.pattern, MAX_RELEASE_NAME)
+DNS_LABEL_RULE = (_DNS_LABEL.pattern, MAX_DNS_LABEL)
+REPO_NAME_RULE = (_REPO_NAME.pattern, MAX_REPO_NAME)
 
 
 def _check(kind: str, value: str, pattern: re.Pattern[str], limit: int, rule: str) -> str:
     if not value:
         raise InvalidArgument(f"{kind} is required")
+    field = kind.replace(" ", "_")
     if len(value) > limit:
         raise InvalidArgument(
-            f"invalid {kind} {value[:80]!r}: {len(value)} characters, at most {limit} allowed",
-            details=[{"field": kind.replace(" ", "_"), "value": value, "reason": "too long"}],
+            f"invalid {kind} {echo(value, 80)}: {len(value)} characters, at most {limit} allowed",
+            details=[{"field": field, "value": clip(value), "reason": "too long"}],
         )
     if not pattern.fullmatch(value):
         raise InvalidArgument(
-            f"invalid {kind} {value!r}: {rule}",
-            details=[{"field": kind.replace(" ", "_"), "value": value, "reason": rule}],
+            f"invalid {kind} {echo(value)}: {rule}",
+            details=[{"field": field, "value": clip(value), "reason": rule}],
         )
     return value
 

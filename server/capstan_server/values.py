@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from capstan_server import limits
 from capstan_server.errors import InvalidArgument
 
 Values = dict[str, Any]
@@ -35,8 +36,9 @@ Values = dict[str, Any]
 #: The C loader is much faster on large repository indexes; fall back to the pure-Python one.
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
-#: Stop expanding YAML aliases past this many nodes ("billion laughs").
-DEFAULT_MAX_NODES = 1_000_000
+#: Strings at least this long are counted once per object, so that an alias of a long string
+#: counts as an expansion; shorter ones may be shared by Python itself and are not.
+_SHARED_STRING_CHARS = 64
 
 
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
@@ -52,12 +54,21 @@ _DOC_SEPARATOR = re.compile(r"^---(?:[ \t]|$)")
 
 
 def load_yaml(
-    text: str | bytes, *, what: str = "YAML", max_nodes: int = DEFAULT_MAX_NODES
+    text: str | bytes,
+    *,
+    what: str = "YAML",
+    max_nodes: int = limits.MAX_YAML_NODES,
+    max_alias_bytes: int = limits.MAX_YAML_ALIAS_BYTES,
+    max_depth: int = limits.MAX_YAML_DEPTH,
 ) -> list[Any]:
     """Parse every document of `text` into JSON-compatible Python objects.
 
     Raises InvalidArgument naming `what`, the document number and the line within that
-    document when the text is not valid YAML.
+    document when the text is not valid YAML, and when it breaks a budget: more than
+    `max_nodes` nodes or nesting deeper than `max_depth` once expanded, or aliases that would
+    add more than `max_alias_bytes` (in JSON) to what the text itself holds. The alias budget
+    is checked on the parsed tree, where an alias is a shared object, before anything is
+    expanded, so an alias bomb is refused in about the time it takes to read its text.
     """
     if isinstance(text, bytes):
         try:
@@ -70,8 +81,58 @@ def load_yaml(
         raise _yaml_error(text, err, what) from None
     except yaml.YAMLError as err:
         raise InvalidArgument(f"invalid YAML in {what}: {err}") from None
+    expansion = _Expansion(what, max_alias_bytes, max_depth)
+    for doc in documents:
+        expansion.size(doc, 0)
     budget = [max_nodes]
     return [_jsonable(doc, what, budget) for doc in documents]
+
+
+class _Expansion:
+    """Measures the JSON size of parsed YAML without expanding it: an object met a second time
+    is an alias, and its size counts against the alias budget."""
+
+    def __init__(self, what: str, max_alias_bytes: int, max_depth: int) -> None:
+        self.what = what
+        self.max_alias_bytes = max_alias_bytes
+        self.max_depth = max_depth
+        self.alias_bytes = 0
+        self._sizes: dict[int, int] = {}
+        self._open: set[int] = set()
+
+    def size(self, node: Any, depth: int) -> int:
+        if isinstance(node, str) and len(node) < _SHARED_STRING_CHARS:
+            return len(node) + 2
+        if not isinstance(node, dict | list | str | bytes):
+            return 8
+        key = id(node)
+        known = self._sizes.get(key)
+        if known is not None:
+            self.alias_bytes += known
+            if self.alias_bytes > self.max_alias_bytes:
+                raise InvalidArgument(
+                    f"{self.what} is too large once its aliases are expanded (more than "
+                    f"{self.max_alias_bytes} bytes of aliased content)",
+                    details=[{"what": self.what, "reason": "alias expansion budget"}],
+                )
+            return known
+        if key in self._open:
+            raise InvalidArgument(f"{self.what} holds a recursive alias")
+        if depth >= self.max_depth:
+            raise InvalidArgument(
+                f"{self.what} is nested too deeply: at most {self.max_depth} levels allowed",
+                details=[{"what": self.what, "reason": "too deep", "max_depth": self.max_depth}],
+            )
+        self._open.add(key)
+        if isinstance(node, dict):
+            total = 2 + sum(len(str(k)) + 4 + self.size(v, depth + 1) for k, v in node.items())
+        elif isinstance(node, list):
+            total = 2 + sum(self.size(v, depth + 1) + 1 for v in node)
+        else:
+            total = len(node) + 2
+        self._open.discard(key)
+        self._sizes[key] = total
+        return total
 
 
 def _yaml_error(text: str, err: yaml.MarkedYAMLError, what: str) -> InvalidArgument:
@@ -157,7 +218,8 @@ def parse_values(text: str) -> Values:
     merged: Values = {}
     if not text.strip():
         return merged
-    for number, document in enumerate(load_yaml(text, what="values"), start=1):
+    documents = load_yaml(text, what="values", max_depth=limits.MAX_JSON_DEPTH)
+    for number, document in enumerate(documents, start=1):
         if document is None:
             continue
         if not isinstance(document, dict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from capstan_server.charts.semver import Constraint, SemverError, Version, latest
@@ -117,3 +119,53 @@ def test_latest_picks_like_helm_does() -> None:
     assert latest(versions, ">=9.0.0-0") == "9.0.0-rc.1"
     assert latest(versions, "^7") is None
     assert latest(["1.0.0-rc.1"]) is None  # no stable version at all
+
+
+# -- hostile input: bounded length, bounded numbers, no catastrophic backtracking -------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1" * 8000,
+        "x" * 8000,
+        "9" * 4301,  # past Python's int-conversion limit
+        "1" * 257,
+    ],
+)
+def test_long_constraints_are_refused_at_once(text: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(SemverError, match="too long") as err:
+        Constraint(text)
+    with pytest.raises(SemverError, match="too long"):
+        Version.parse(text)
+    assert time.perf_counter() - started < 1.0
+    assert len(str(err.value)) < 200
+
+
+def test_numbers_beyond_uint64_are_refused() -> None:
+    assert Version.parse(f"{2**64 - 1}.0.0").major == 2**64 - 1
+    with pytest.raises(SemverError, match="too big"):
+        Version.parse(f"{2**64}.0.0")
+    with pytest.raises(SemverError):
+        Constraint("1" * 200)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1  " * 85 + "!",  # took hours: white space could be split two ways per comparator
+        "1 ," * 85 + "!",
+        ">= " * 85 + "!",
+        "1 - " * 63 + "!",
+        "1.2.3-" + "a." * 125,
+        " " * 255 + "!",
+        "1" * 250 + " - ",
+    ],
+)
+def test_constraint_parsing_never_backtracks(text: str) -> None:
+    started = time.perf_counter()
+    with pytest.raises(SemverError):
+        Constraint(text)
+    # Generous for a loaded machine: these take microseconds.
+    assert time.perf_counter() - started < 1.0

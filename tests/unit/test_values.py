@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -143,3 +144,60 @@ def test_upgrade_config_follows_helm(
     assert upgrade_config(PREVIOUS, new, reuse=reuse, reset=reset) == expected
     assert PREVIOUS == {"image": {"tag": "r9"}, "replicaCount": 3}
 
+
+# -- hostile YAML: a budget on the expanded size, not only on the text -------------------------
+
+
+def _alias_bomb(levels: int = 6, width: int = 9) -> str:
+    """350-odd bytes that expand to width**levels strings ("billion laughs")."""
+    text = "a0: &a0 [" + ",".join(['"lol"'] * width) + "]\n"
+    for level in range(1, levels):
+        refs = ",".join([f"*a{level - 1}"] * width)
+        text += f"a{level}: &a{level} [{refs}]\n"
+    return text
+
+
+def test_an_alias_bomb_is_refused_quickly() -> None:
+    bomb = _alias_bomb()
+    assert len(bomb) < 400
+    started = time.perf_counter()
+    with pytest.raises(InvalidArgument, match="aliases are expanded"):
+        parse_values(bomb)
+    assert time.perf_counter() - started < 1.0  # it took 10-16 s, answering 4.3 MB
+
+
+def test_aliases_of_a_long_string_count_too() -> None:
+    text = "a: &a " + "x" * 100_000 + "\nb: [" + ",".join(["*a"] * 20) + "]\n"
+    with pytest.raises(InvalidArgument, match="aliases are expanded"):
+        load_yaml(text, max_alias_bytes=1_000_000)
+
+
+def test_ordinary_aliases_are_fine() -> None:
+    text = "base: &base {image: nginx, tag: '1.2'}\nweb: *base\napi: *base\n"
+    assert parse_values(text)["api"] == {"image": "nginx", "tag": "1.2"}
+    assert parse_values(_alias_bomb(levels=3))["a2"][0][0] == ["lol"] * 9
+
+
+def test_recursive_aliases_are_refused() -> None:
+    with pytest.raises(InvalidArgument, match="recursive alias"):
+        load_yaml("a: &a [*a]\n")
+
+
+def test_values_nesting_is_bounded() -> None:
+    from capstan_server.limits import MAX_JSON_DEPTH, MAX_YAML_DEPTH
+
+    def nested(levels: int) -> str:
+        return "".join(" " * i + f"k{i}:\n" for i in range(levels - 1)) + " " * levels + "x: 1\n"
+
+    assert parse_values(nested(MAX_JSON_DEPTH))
+    with pytest.raises(InvalidArgument, match="nested too deeply"):
+        parse_values(nested(MAX_JSON_DEPTH + 1))
+    # Other YAML (charts' CRD schemas) may nest deeper, but not without bound.
+    assert load_yaml(nested(MAX_JSON_DEPTH + 1))
+    with pytest.raises(InvalidArgument, match="nested too deeply"):
+        load_yaml("[" * (MAX_YAML_DEPTH + 1) + "]" * (MAX_YAML_DEPTH + 1))
+
+
+def test_expanded_nodes_are_bounded() -> None:
+    with pytest.raises(InvalidArgument, match="too many nodes"):
+        load_yaml("[" + ",".join(["1"] * 1000) + "]", max_nodes=500)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
-from capstan.client import CapstanClient
+from capstan.client import DEFAULT_MAX_MESSAGE_BYTES, CapstanClient
 from capstan.client.options import DEFAULT_TIMEOUT_S
 from capstan.client.sync import Interceptor
 
@@ -26,6 +26,8 @@ class Context:
     call_timeout: float | None
     stdout: TextIO
     stderr: TextIO
+    #: `--max-message-bytes`: the largest gRPC message sent or received.
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     interceptors: tuple[Interceptor, ...] = ()
     #: `--token`, `--ca-cert`, `--client-cert`, `--client-key` (see cli/credentials.py).
     token: str | None = None
@@ -42,9 +44,14 @@ class Context:
         if self._client is None:
             timeout = DEFAULT_TIMEOUT_S if self.call_timeout is None else self.call_timeout
             self._client = CapstanClient(
-                self.endpoint, timeout=timeout, interceptors=self.interceptors,
-                token=self.token, ca_cert=self.tls.get("ca_cert"),
-                client_cert=self.tls.get("client_cert"), client_key=self.tls.get("client_key"),
+                self.endpoint,
+                timeout=timeout,
+                interceptors=self.interceptors,
+                max_message_bytes=self.max_message_bytes,
+                token=self.token,
+                ca_cert=self.tls.get("ca_cert"),
+                client_cert=self.tls.get("client_cert"),
+                client_key=self.tls.get("client_key"),
             )
         return self._client
 

@@ -19,10 +19,11 @@ from typing import TextIO
 import grpc
 
 from capstan.cli.commands import register_all
+from capstan.cli.commands.common import bounded_int
 from capstan.cli.context import Context, UsageError
 from capstan.cli.credentials import add_credential_options, credentials_from
 from capstan.cli.debug import DebugInterceptor
-from capstan.client import CapstanError
+from capstan.client import DEFAULT_MAX_MESSAGE_BYTES, CapstanError
 
 __all__ = ["EXIT_CODES", "EXIT_ERROR", "EXIT_USAGE", "build_parser", "main", "run"]
 
@@ -75,6 +76,12 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         "--timeout", dest="call_timeout", type=float, default=None, metavar="SECONDS",
         help="Deadline of each call in seconds (default 30; create, upgrade, rollback and "
         "delete always wait at least their operation timeout)",
+    )
+    parser.add_argument(
+        "--max-message-bytes", type=bounded_int(1024), default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="BYTES",
+        help="Largest gRPC message sent or received (default %(default)s, as the server's "
+        "--max-message-bytes)",
     )
     # The global options are also accepted after the command (`capstan k8s-release-list
     # --output json`); there they default to "not given", so they never mask the ones before.
@@ -130,6 +137,7 @@ def run(
         tls=tls,
         output=args.output,
         call_timeout=args.call_timeout,
+        max_message_bytes=args.max_message_bytes,
         stdout=stdout,
         stderr=stderr,
         interceptors=(DebugInterceptor(stderr, args.endpoint),) if args.debug else (),

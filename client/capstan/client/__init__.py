@@ -51,10 +51,12 @@ from capstan.client.errors import (
     Unavailable,
 )
 from capstan.client.messages import to_dict
+from capstan.client.options import DEFAULT_MAX_MESSAGE_BYTES
 from capstan.client.retry import RetryPolicy
 from capstan.client.sync import CapstanClient, ServerStream
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
     "Aborted",
     "AlreadyExists",
     "AsyncCapstanClient",

@@ -19,7 +19,14 @@ from capstan.client import charts, clusters, releases
 from capstan.client.calls import Call, RpcMethod
 from capstan.client.credentials import PathOrPem, channel_credentials
 from capstan.client.errors import error_from_rpc
-from capstan.client.options import DEFAULT_TIMEOUT_S, ClientOptions, Metadata, with_token
+from capstan.client.options import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    ClientOptions,
+    Metadata,
+    message_size_options,
+    with_token,
+)
 from capstan.client.retry import RetryPolicy
 
 __all__ = ["AsyncCapstanClient"]
@@ -47,6 +54,7 @@ class AsyncCapstanClient:
         client_key: PathOrPem | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         channel_options: Sequence[tuple[str, Any]] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.endpoint = endpoint
         metadata = with_token(endpoint, metadata, token)
@@ -54,6 +62,7 @@ class AsyncCapstanClient:
         credentials = credentials or channel_credentials(
             ca_cert=ca_cert, client_cert=client_cert, client_key=client_key
         )
+        channel_options = message_size_options(max_message_bytes, channel_options)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(
                 endpoint, options=channel_options, interceptors=interceptors

@@ -10,7 +10,14 @@ from capstan.client.calls import Call, call_timeout
 from capstan.client.credentials import find_token, token_metadata
 from capstan.client.retry import Attempts, RetryPolicy
 
-__all__ = ["DEFAULT_TIMEOUT_S", "ClientOptions", "Metadata", "with_token"]
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_TIMEOUT_S",
+    "ClientOptions",
+    "Metadata",
+    "message_size_options",
+    "with_token",
+]
 
 #: Metadata sent with every call, e.g. `{"authorization": "Bearer ..."}` (keys lower-case).
 Metadata: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str | bytes]]
@@ -18,6 +25,23 @@ Metadata: TypeAlias = Mapping[str, str] | Sequence[tuple[str, str | bytes]]
 #: Default deadline of a call, in seconds. Calls that start an operation on the server (create,
 #: upgrade, rollback, delete, watch) wait at least as long as that operation may take.
 DEFAULT_TIMEOUT_S = 30.0
+
+#: Largest gRPC message sent or received: the server's default too (`capstan-server
+#: --max-message-bytes`), so that whatever the server sends, the client can read. gRPC's own
+#: default (4 MiB) is too small for a release with large values or many resources.
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def message_size_options(
+    max_message_bytes: int, channel_options: Sequence[tuple[str, Any]] = ()
+) -> list[tuple[str, Any]]:
+    """Channel options with the message size limits; `channel_options` given win."""
+    given = {key for key, _ in channel_options}
+    sizes = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+    ]
+    return [*(item for item in sizes if item[0] not in given), *channel_options]
 
 
 @dataclass(frozen=True)

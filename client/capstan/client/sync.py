@@ -15,7 +15,14 @@ from capstan.client import charts, clusters, releases
 from capstan.client.calls import Call, RpcMethod
 from capstan.client.credentials import PathOrPem, channel_credentials
 from capstan.client.errors import error_from_rpc
-from capstan.client.options import DEFAULT_TIMEOUT_S, ClientOptions, Metadata, with_token
+from capstan.client.options import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    ClientOptions,
+    Metadata,
+    message_size_options,
+    with_token,
+)
 from capstan.client.retry import Attempts, RetryPolicy
 
 __all__ = ["CapstanClient", "ServerStream"]
@@ -57,6 +64,7 @@ class CapstanClient:
         client_key: PathOrPem | None = None,
         interceptors: Sequence[Interceptor] = (),
         channel_options: Sequence[tuple[str, Any]] = (),
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.endpoint = endpoint
         metadata = with_token(endpoint, metadata, token)
@@ -64,6 +72,7 @@ class CapstanClient:
         credentials = credentials or channel_credentials(
             ca_cert=ca_cert, client_cert=client_cert, client_key=client_key
         )
+        channel_options = message_size_options(max_message_bytes, channel_options)
         if credentials is None:
             channel = grpc.insecure_channel(endpoint, options=channel_options)
         else:

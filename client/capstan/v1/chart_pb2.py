@@ -23,17 +23,30 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x61pstan/v1/chart.proto\x12\ncapstan.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n\nRepository\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x14\n\x0chas_password\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsynced_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63hart_count\x18\t \x01(\x05\x12\x12\n\nplain_http\x18\n \x01(\x08\x12\x0e\n\x06\x63harts\x18\x0b \x03(\t\x12\x0e\n\x06has_ca\x18\x0c \x01(\x08\"\x9a\x01\n\x17\x43reateRepositoryRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\x12\x12\n\nplain_http\x18\x06 \x01(\x08\x12\x0e\n\x06\x63\x61_pem\x18\x07 \x01(\t\x12\x0e\n\x06\x63harts\x18\x08 \x03(\t\"F\n\x17ListRepositoriesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\x12\x0c\n\x04type\x18\x03 \x01(\t\"o\n\x18ListRepositoriesResponse\x12%\n\x05repos\x18\x01 \x03(\x0b\x32\x16.capstan.v1.Repository\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"\"\n\x14GetRepositoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\"4\n\x17\x44\x65leteRepositoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\x18\x44\x65leteRepositoryResponse\x12$\n\x04repo\x18\x01 \x01(\x0b\x32\x16.capstan.v1.Repository\"#\n\x15SyncRepositoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\"w\n\x11ListChartsRequest\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\x0f\n\x07keyword\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x13\n\x0b\x61ll_version\x18\x04 \x01(\x08\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06offset\x18\x06 \x01(\x05\"\xe7\x01\n\x0c\x43hartVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0c\n\x04icon\x18\x05 \x01(\t\x12\x10\n\x08keywords\x18\x06 \x03(\t\x12\x12\n\ndeprecated\x18\x07 \x01(\x08\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\x0c\n\x04repo\x18\n \x01(\t\x12\x0f\n\x07repo_id\x18\x0b \x01(\t\"l\n\x12ListChartsResponse\x12(\n\x06\x63harts\x18\x01 \x03(\x0b\x32\x18.capstan.v1.ChartVersion\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\">\n\x0fGetChartRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04repo\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\xd9\x02\n\rChartMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x06 \x01(\t\x12\x14\n\x0ckube_version\x18\x07 \x01(\t\x12\x0c\n\x04home\x18\x08 \x01(\t\x12\x0c\n\x04icon\x18\t \x01(\t\x12\x10\n\x08keywords\x18\n \x03(\t\x12\x0f\n\x07sources\x18\x0b \x03(\t\x12\x12\n\ndeprecated\x18\x0c \x01(\x08\x12?\n\x0b\x61nnotations\x18\r \x03(\x0b\x32*.capstan.v1.ChartMetadata.AnnotationsEntry\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x0c\x43hartContent\x12+\n\x08metadata\x18\x01 \x01(\x0b\x32\x19.capstan.v1.ChartMetadata\x12\'\n\x06values\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb0\x01\n\x0b\x43hartDetail\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04repo\x18\x03 \x01(\t\x12\x0f\n\x07repo_id\x18\x04 \x01(\t\x12\'\n\x05\x63hart\x18\x05 \x01(\x0b\x32\x18.capstan.v1.ChartContent\x12\x0e\n\x06readme\x18\x06 \x01(\t\x12*\n\x08versions\x18\x07 \x03(\x0b\x32\x18.capstan.v1.ChartVersion\":\n\x10GetChartResponse\x12&\n\x05\x63hart\x18\x01 \x01(\x0b\x32\x17.capstan.v1.ChartDetail2\xf8\x05\n\x0c\x43hartService\x12\x66\n\x10\x43reateRepository\x12#.capstan.v1.CreateRepositoryRequest\x1a\x16.capstan.v1.Repository\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/api/repos:\x01*\x12q\n\x10ListRepositories\x12#.capstan.v1.ListRepositoriesRequest\x1a$.capstan.v1.ListRepositoriesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/api/repos\x12\x62\n\rGetRepository\x12 .capstan.v1.GetRepositoryRequest\x1a\x16.capstan.v1.Repository\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/repos/{id}\x12v\n\x10\x44\x65leteRepository\x12#.capstan.v1.DeleteRepositoryRequest\x1a$.capstan.v1.DeleteRepositoryResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/api/repos/{id}\x12l\n\x0eSyncRepository\x12!.capstan.v1.SyncRepositoryRequest\x1a\x16.capstan.v1.Repository\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/repos/{id}/sync:\x01*\x12`\n\nListCharts\x12\x1d.capstan.v1.ListChartsRequest\x1a\x1e.capstan.v1.ListChartsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/api/charts\x12\x61\n\x08GetChart\x12\x1b.capstan.v1.GetChartRequest\x1a\x1c.capstan.v1.GetChartResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/charts/{name}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x63\x61pstan/v1/chart.proto\x12\ncapstan.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x02\n\nRepository\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03url\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x10\n\x08username\x18\x05 \x01(\t\x12\x14\n\x0chas_password\x18\x06 \x01(\x08\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tsynced_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x63hart_count\x18\t \x01(\x05\x12\x12\n\nplain_http\x18\n \x01(\x08\x12\x0e\n\x06\x63harts\x18\x0b \x03(\t\x12\x0e\n\x06has_ca\x18\x0c \x01(\x08\"\xa6\x01\n\x17\x43reateRepositoryRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03url\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x10\n\x08username\x18\x04 \x01(\t\x12\x10\n\x08password\x18\x05 \x01(\t\x12\x12\n\nplain_http\x18\x06 \x01(\x08\x12\x0e\n\x06\x63\x61_pem\x18\x07 \x01(\t\x12\x0e\n\x06\x63harts\x18\x08 \x03(\t\"F\n\x17ListRepositoriesRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\x12\x0c\n\x04type\x18\x03 \x01(\t\"o\n\x18ListRepositoriesResponse\x12%\n\x05repos\x18\x01 \x03(\x0b\x32\x16.capstan.v1.Repository\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"(\n\x14GetRepositoryRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\":\n\x17\x44\x65leteRepositoryRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"@\n\x18\x44\x65leteRepositoryResponse\x12$\n\x04repo\x18\x01 \x01(\x0b\x32\x16.capstan.v1.Repository\")\n\x15SyncRepositoryRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"w\n\x11ListChartsRequest\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\x0f\n\x07keyword\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x13\n\x0b\x61ll_version\x18\x04 \x01(\x08\x12\r\n\x05limit\x18\x05 \x01(\x05\x12\x0e\n\x06offset\x18\x06 \x01(\x05\"\xe7\x01\n\x0c\x43hartVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0c\n\x04icon\x18\x05 \x01(\t\x12\x10\n\x08keywords\x18\x06 \x03(\t\x12\x12\n\ndeprecated\x18\x07 \x01(\x08\x12+\n\x07\x63reated\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x64igest\x18\t \x01(\t\x12\x0c\n\x04repo\x18\n \x01(\t\x12\x0f\n\x07repo_id\x18\x0b \x01(\t\"l\n\x12ListChartsResponse\x12(\n\x06\x63harts\x18\x01 \x03(\x0b\x32\x18.capstan.v1.ChartVersion\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"D\n\x0fGetChartRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04repo\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\xd9\x02\n\rChartMetadata\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x06 \x01(\t\x12\x14\n\x0ckube_version\x18\x07 \x01(\t\x12\x0c\n\x04home\x18\x08 \x01(\t\x12\x0c\n\x04icon\x18\t \x01(\t\x12\x10\n\x08keywords\x18\n \x03(\t\x12\x0f\n\x07sources\x18\x0b \x03(\t\x12\x12\n\ndeprecated\x18\x0c \x01(\x08\x12?\n\x0b\x61nnotations\x18\r \x03(\x0b\x32*.capstan.v1.ChartMetadata.AnnotationsEntry\x1a\x32\n\x10\x41nnotationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8d\x01\n\x0c\x43hartContent\x12+\n\x08metadata\x18\x01 \x01(\x0b\x32\x19.capstan.v1.ChartMetadata\x12\'\n\x06values\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x06schema\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb0\x01\n\x0b\x43hartDetail\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04repo\x18\x03 \x01(\t\x12\x0f\n\x07repo_id\x18\x04 \x01(\t\x12\'\n\x05\x63hart\x18\x05 \x01(\x0b\x32\x18.capstan.v1.ChartContent\x12\x0e\n\x06readme\x18\x06 \x01(\t\x12*\n\x08versions\x18\x07 \x03(\x0b\x32\x18.capstan.v1.ChartVersion\":\n\x10GetChartResponse\x12&\n\x05\x63hart\x18\x01 \x01(\x0b\x32\x17.capstan.v1.ChartDetail2\xf8\x05\n\x0c\x43hartService\x12\x66\n\x10\x43reateRepository\x12#.capstan.v1.CreateRepositoryRequest\x1a\x16.capstan.v1.Repository\"\x15\x82\xd3\xe4\x93\x02\x0f\"\n/api/repos:\x01*\x12q\n\x10ListRepositories\x12#.capstan.v1.ListRepositoriesRequest\x1a$.capstan.v1.ListRepositoriesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/api/repos\x12\x62\n\rGetRepository\x12 .capstan.v1.GetRepositoryRequest\x1a\x16.capstan.v1.Repository\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/repos/{id}\x12v\n\x10\x44\x65leteRepository\x12#.capstan.v1.DeleteRepositoryRequest\x1a$.capstan.v1.DeleteRepositoryResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/api/repos/{id}\x12l\n\x0eSyncRepository\x12!.capstan.v1.SyncRepositoryRequest\x1a\x16.capstan.v1.Repository\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/repos/{id}/sync:\x01*\x12`\n\nListCharts\x12\x1d.capstan.v1.ListChartsRequest\x1a\x1e.capstan.v1.ListChartsResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\x0b/api/charts\x12\x61\n\x08GetChart\x12\x1b.capstan.v1.GetChartRequest\x1a\x1c.capstan.v1.GetChartResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/charts/{name}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'capstan.v1.chart_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CREATEREPOSITORYREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CREATEREPOSITORYREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_CREATEREPOSITORYREQUEST'].fields_by_name['url']._loaded_options = None
+  _globals['_CREATEREPOSITORYREQUEST'].fields_by_name['url']._serialized_options = b'\342A\001\002'
+  _globals['_GETREPOSITORYREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETREPOSITORYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEREPOSITORYREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_DELETEREPOSITORYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_SYNCREPOSITORYREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_SYNCREPOSITORYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETCHARTREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_GETCHARTREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
   _globals['_CHARTMETADATA_ANNOTATIONSENTRY']._loaded_options = None
   _globals['_CHARTMETADATA_ANNOTATIONSENTRY']._serialized_options = b'8\001'
   _globals['_CHARTSERVICE'].methods_by_name['CreateRepository']._loaded_options = None
@@ -50,40 +63,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHARTSERVICE'].methods_by_name['ListCharts']._serialized_options = b'\202\323\344\223\002\r\022\013/api/charts'
   _globals['_CHARTSERVICE'].methods_by_name['GetChart']._loaded_options = None
   _globals['_CHARTSERVICE'].methods_by_name['GetChart']._serialized_options = b'\202\323\344\223\002\024\022\022/api/charts/{name}'
-  _globals['_REPOSITORY']._serialized_start=132
-  _globals['_REPOSITORY']._serialized_end=405
-  _globals['_CREATEREPOSITORYREQUEST']._serialized_start=408
-  _globals['_CREATEREPOSITORYREQUEST']._serialized_end=562
-  _globals['_LISTREPOSITORIESREQUEST']._serialized_start=564
-  _globals['_LISTREPOSITORIESREQUEST']._serialized_end=634
-  _globals['_LISTREPOSITORIESRESPONSE']._serialized_start=636
-  _globals['_LISTREPOSITORIESRESPONSE']._serialized_end=747
-  _globals['_GETREPOSITORYREQUEST']._serialized_start=749
-  _globals['_GETREPOSITORYREQUEST']._serialized_end=783
-  _globals['_DELETEREPOSITORYREQUEST']._serialized_start=785
-  _globals['_DELETEREPOSITORYREQUEST']._serialized_end=837
-  _globals['_DELETEREPOSITORYRESPONSE']._serialized_start=839
-  _globals['_DELETEREPOSITORYRESPONSE']._serialized_end=903
-  _globals['_SYNCREPOSITORYREQUEST']._serialized_start=905
-  _globals['_SYNCREPOSITORYREQUEST']._serialized_end=940
-  _globals['_LISTCHARTSREQUEST']._serialized_start=942
-  _globals['_LISTCHARTSREQUEST']._serialized_end=1061
-  _globals['_CHARTVERSION']._serialized_start=1064
-  _globals['_CHARTVERSION']._serialized_end=1295
-  _globals['_LISTCHARTSRESPONSE']._serialized_start=1297
-  _globals['_LISTCHARTSRESPONSE']._serialized_end=1405
-  _globals['_GETCHARTREQUEST']._serialized_start=1407
-  _globals['_GETCHARTREQUEST']._serialized_end=1469
-  _globals['_CHARTMETADATA']._serialized_start=1472
-  _globals['_CHARTMETADATA']._serialized_end=1817
-  _globals['_CHARTMETADATA_ANNOTATIONSENTRY']._serialized_start=1767
-  _globals['_CHARTMETADATA_ANNOTATIONSENTRY']._serialized_end=1817
-  _globals['_CHARTCONTENT']._serialized_start=1820
-  _globals['_CHARTCONTENT']._serialized_end=1961
-  _globals['_CHARTDETAIL']._serialized_start=1964
-  _globals['_CHARTDETAIL']._serialized_end=2140
-  _globals['_GETCHARTRESPONSE']._serialized_start=2142
-  _globals['_GETCHARTRESPONSE']._serialized_end=2200
-  _globals['_CHARTSERVICE']._serialized_start=2203
-  _globals['_CHARTSERVICE']._serialized_end=2963
+  _globals['_REPOSITORY']._serialized_start=165
+  _globals['_REPOSITORY']._serialized_end=438
+  _globals['_CREATEREPOSITORYREQUEST']._serialized_start=441
+  _globals['_CREATEREPOSITORYREQUEST']._serialized_end=607
+  _globals['_LISTREPOSITORIESREQUEST']._serialized_start=609
+  _globals['_LISTREPOSITORIESREQUEST']._serialized_end=679
+  _globals['_LISTREPOSITORIESRESPONSE']._serialized_start=681
+  _globals['_LISTREPOSITORIESRESPONSE']._serialized_end=792
+  _globals['_GETREPOSITORYREQUEST']._serialized_start=794
+  _globals['_GETREPOSITORYREQUEST']._serialized_end=834
+  _globals['_DELETEREPOSITORYREQUEST']._serialized_start=836
+  _globals['_DELETEREPOSITORYREQUEST']._serialized_end=894
+  _globals['_DELETEREPOSITORYRESPONSE']._serialized_start=896
+  _globals['_DELETEREPOSITORYRESPONSE']._serialized_end=960
+  _globals['_SYNCREPOSITORYREQUEST']._serialized_start=962
+  _globals['_SYNCREPOSITORYREQUEST']._serialized_end=1003
+  _globals['_LISTCHARTSREQUEST']._serialized_start=1005
+  _globals['_LISTCHARTSREQUEST']._serialized_end=1124
+  _globals['_CHARTVERSION']._serialized_start=1127
+  _globals['_CHARTVERSION']._serialized_end=1358
+  _globals['_LISTCHARTSRESPONSE']._serialized_start=1360
+  _globals['_LISTCHARTSRESPONSE']._serialized_end=1468
+  _globals['_GETCHARTREQUEST']._serialized_start=1470
+  _globals['_GETCHARTREQUEST']._serialized_end=1538
+  _globals['_CHARTMETADATA']._serialized_start=1541
+  _globals['_CHARTMETADATA']._serialized_end=1886
+  _globals['_CHARTMETADATA_ANNOTATIONSENTRY']._serialized_start=1836
+  _globals['_CHARTMETADATA_ANNOTATIONSENTRY']._serialized_end=1886
+  _globals['_CHARTCONTENT']._serialized_start=1889
+  _globals['_CHARTCONTENT']._serialized_end=2030
+  _globals['_CHARTDETAIL']._serialized_start=2033
+  _globals['_CHARTDETAIL']._serialized_end=2209
+  _globals['_GETCHARTRESPONSE']._serialized_start=2211
+  _globals['_GETCHARTRESPONSE']._serialized_end=2269
+  _globals['_CHARTSERVICE']._serialized_start=2272
+  _globals['_CHARTSERVICE']._serialized_end=3032
 # @@protoc_insertion_point(module_scope)

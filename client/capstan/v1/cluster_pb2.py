@@ -23,16 +23,25 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61pstan/v1/cluster.proto\x12\ncapstan.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x07\x43luster\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06server\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"8\n\x14\x43reateClusterRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nkubeconfig\x18\x02 \x01(\t\"4\n\x13ListClustersRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"k\n\x14ListClustersResponse\x12%\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x13.capstan.v1.Cluster\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"\x1f\n\x11GetClusterRequest\x12\n\n\x02id\x18\x01 \x01(\t\"1\n\x14\x44\x65leteClusterRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"=\n\x15\x44\x65leteClusterResponse\x12$\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x13.capstan.v1.Cluster\"G\n\x15ListNamespacesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x05\"\x8a\x01\n\tNamespace\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x12\n\ncluster_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x16ListNamespacesResponse\x12)\n\nnamespaces\x18\x01 \x03(\x0b\x32\x15.capstan.v1.Namespace\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x32\xcd\x04\n\x0e\x43lusterService\x12`\n\rCreateCluster\x12 .capstan.v1.CreateClusterRequest\x1a\x13.capstan.v1.Cluster\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/api/clusters:\x01*\x12}\n\x0cListClusters\x12\x1f.capstan.v1.ListClustersRequest\x1a .capstan.v1.ListClustersResponse\"*\x82\xd3\xe4\x93\x02$\x12\r/api/clustersZ\x13\x12\x11/api/kubeclusters\x12v\n\nGetCluster\x12\x1d.capstan.v1.GetClusterRequest\x1a\x13.capstan.v1.Cluster\"4\x82\xd3\xe4\x93\x02.\x12\x12/api/clusters/{id}Z\x18\x12\x16/api/kubeclusters/{id}\x12p\n\rDeleteCluster\x12 .capstan.v1.DeleteClusterRequest\x1a!.capstan.v1.DeleteClusterResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/clusters/{id}\x12p\n\x0eListNamespaces\x12!.capstan.v1.ListNamespacesRequest\x1a\".capstan.v1.ListNamespacesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/namespacesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61pstan/v1/cluster.proto\x12\ncapstan.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n\x07\x43luster\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06server\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x14\x43reateClusterRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x18\n\nkubeconfig\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\"4\n\x13ListClustersRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06offset\x18\x02 \x01(\x05\"k\n\x14ListClustersResponse\x12%\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x13.capstan.v1.Cluster\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\"%\n\x11GetClusterRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"7\n\x14\x44\x65leteClusterRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"=\n\x15\x44\x65leteClusterResponse\x12$\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x13.capstan.v1.Cluster\"G\n\x15ListNamespacesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x05\"\x8a\x01\n\tNamespace\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x12\n\ncluster_id\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x16ListNamespacesResponse\x12)\n\nnamespaces\x18\x01 \x03(\x0b\x32\x15.capstan.v1.Namespace\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x32\xcd\x04\n\x0e\x43lusterService\x12`\n\rCreateCluster\x12 .capstan.v1.CreateClusterRequest\x1a\x13.capstan.v1.Cluster\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/api/clusters:\x01*\x12}\n\x0cListClusters\x12\x1f.capstan.v1.ListClustersRequest\x1a .capstan.v1.ListClustersResponse\"*\x82\xd3\xe4\x93\x02$\x12\r/api/clustersZ\x13\x12\x11/api/kubeclusters\x12v\n\nGetCluster\x12\x1d.capstan.v1.GetClusterRequest\x1a\x13.capstan.v1.Cluster\"4\x82\xd3\xe4\x93\x02.\x12\x12/api/clusters/{id}Z\x18\x12\x16/api/kubeclusters/{id}\x12p\n\rDeleteCluster\x12 .capstan.v1.DeleteClusterRequest\x1a!.capstan.v1.DeleteClusterResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/clusters/{id}\x12p\n\x0eListNamespaces\x12!.capstan.v1.ListNamespacesRequest\x1a\".capstan.v1.ListNamespacesResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/namespacesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'capstan.v1.cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_CREATECLUSTERREQUEST'].fields_by_name['name']._loaded_options = None
+  _globals['_CREATECLUSTERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_CREATECLUSTERREQUEST'].fields_by_name['kubeconfig']._loaded_options = None
+  _globals['_CREATECLUSTERREQUEST'].fields_by_name['kubeconfig']._serialized_options = b'\342A\001\002'
+  _globals['_GETCLUSTERREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETCLUSTERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_DELETECLUSTERREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_DELETECLUSTERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_CLUSTERSERVICE'].methods_by_name['CreateCluster']._loaded_options = None
   _globals['_CLUSTERSERVICE'].methods_by_name['CreateCluster']._serialized_options = b'\202\323\344\223\002\022\"\r/api/clusters:\001*'
   _globals['_CLUSTERSERVICE'].methods_by_name['ListClusters']._loaded_options = None
@@ -43,26 +52,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLUSTERSERVICE'].methods_by_name['DeleteCluster']._serialized_options = b'\202\323\344\223\002\024*\022/api/clusters/{id}'
   _globals['_CLUSTERSERVICE'].methods_by_name['ListNamespaces']._loaded_options = None
   _globals['_CLUSTERSERVICE'].methods_by_name['ListNamespaces']._serialized_options = b'\202\323\344\223\002\021\022\017/api/namespaces'
-  _globals['_CLUSTER']._serialized_start=103
-  _globals['_CLUSTER']._serialized_end=202
-  _globals['_CREATECLUSTERREQUEST']._serialized_start=204
-  _globals['_CREATECLUSTERREQUEST']._serialized_end=260
-  _globals['_LISTCLUSTERSREQUEST']._serialized_start=262
-  _globals['_LISTCLUSTERSREQUEST']._serialized_end=314
-  _globals['_LISTCLUSTERSRESPONSE']._serialized_start=316
-  _globals['_LISTCLUSTERSRESPONSE']._serialized_end=423
-  _globals['_GETCLUSTERREQUEST']._serialized_start=425
-  _globals['_GETCLUSTERREQUEST']._serialized_end=456
-  _globals['_DELETECLUSTERREQUEST']._serialized_start=458
-  _globals['_DELETECLUSTERREQUEST']._serialized_end=507
-  _globals['_DELETECLUSTERRESPONSE']._serialized_start=509
-  _globals['_DELETECLUSTERRESPONSE']._serialized_end=570
-  _globals['_LISTNAMESPACESREQUEST']._serialized_start=572
-  _globals['_LISTNAMESPACESREQUEST']._serialized_end=643
-  _globals['_NAMESPACE']._serialized_start=646
-  _globals['_NAMESPACE']._serialized_end=784
-  _globals['_LISTNAMESPACESRESPONSE']._serialized_start=786
-  _globals['_LISTNAMESPACESRESPONSE']._serialized_end=899
-  _globals['_CLUSTERSERVICE']._serialized_start=902
-  _globals['_CLUSTERSERVICE']._serialized_end=1491
+  _globals['_CLUSTER']._serialized_start=136
+  _globals['_CLUSTER']._serialized_end=235
+  _globals['_CREATECLUSTERREQUEST']._serialized_start=237
+  _globals['_CREATECLUSTERREQUEST']._serialized_end=305
+  _globals['_LISTCLUSTERSREQUEST']._serialized_start=307
+  _globals['_LISTCLUSTERSREQUEST']._serialized_end=359
+  _globals['_LISTCLUSTERSRESPONSE']._serialized_start=361
+  _globals['_LISTCLUSTERSRESPONSE']._serialized_end=468
+  _globals['_GETCLUSTERREQUEST']._serialized_start=470
+  _globals['_GETCLUSTERREQUEST']._serialized_end=507
+  _globals['_DELETECLUSTERREQUEST']._serialized_start=509
+  _globals['_DELETECLUSTERREQUEST']._serialized_end=564
+  _globals['_DELETECLUSTERRESPONSE']._serialized_start=566
+  _globals['_DELETECLUSTERRESPONSE']._serialized_end=627
+  _globals['_LISTNAMESPACESREQUEST']._serialized_start=629
+  _globals['_LISTNAMESPACESREQUEST']._serialized_end=700
+  _globals['_NAMESPACE']._serialized_start=703
+  _globals['_NAMESPACE']._serialized_end=841
+  _globals['_LISTNAMESPACESRESPONSE']._serialized_start=843
+  _globals['_LISTNAMESPACESRESPONSE']._serialized_end=956
+  _globals['_CLUSTERSERVICE']._serialized_start=959
+  _globals['_CLUSTERSERVICE']._serialized_end=1548
 # @@protoc_insertion_point(module_scope)

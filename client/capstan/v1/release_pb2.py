@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61pstan/v1/release.proto\x12\ncapstan.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x05\n\x07Release\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x12\n\ncluster_id\x18\x04 \x01(\t\x12\x1c\n\tclusterID\x18\x05 \x01(\tR\tclusterID\x12\x11\n\tnamespace\x18\x06 \x01(\t\x12\x14\n\x0cnamespace_id\x18\x07 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x08 \x01(\t\x12\r\n\x05\x63hart\x18\t \x01(\t\x12\x15\n\rchart_version\x18\n \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x0b \x01(\t\x12\x0f\n\x07repo_id\x18\x0c \x01(\t\x12\x0f\n\x07version\x18\r \x01(\x05\x12\x0e\n\x06status\x18\x0e \x01(\t\x12\x0c\n\x04type\x18\x0f \x01(\t\x12\'\n\x06\x63onfig\x18\x10 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\tresources\x18\x11 \x03(\x0b\x32\".capstan.v1.Release.ResourcesEntry\x12.\n\ncreated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x14 \x01(\t\x12\r\n\x05notes\x18\x15 \x01(\t\x12\x10\n\x08manifest\x18\x16 \x01(\t\x12\x10\n\x08progress\x18\x17 \x01(\x05\x12\x13\n\x0bis_emulated\x18\x18 \x01(\x08\x12\x16\n\x0eproject_domain\x18\x19 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x1a \x01(\x08\x12\x14\n\x0c\x63hart_digest\x18\x1b \x01(\t\x12\x0f\n\x07project\x18\x1f \x01(\t\x1aL\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.ListValue:\x02\x38\x01\"\x99\x01\n\x0fReleaseRevision\x12\x10\n\x08revision\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05\x63hart\x18\x03 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12+\n\x07updated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc1\x02\n\x14\x43reateReleaseRequest\x12\x12\n\nchart_name\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x14\n\x0crelease_name\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0e\n\x06values\x18\x06 \x01(\t\x12,\n\x0bvalues_json\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\x12\x0f\n\x07timeout\x18\t \x01(\x05\x12\x0c\n\x04wait\x18\n \x01(\x08\x12\x0e\n\x06\x61tomic\x18\x0b \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x18\n\x10\x63reate_namespace\x18\r \x01(\x08\x12\x0f\n\x07\x64\x65tails\x18\x0e \x01(\x08\x12\x0c\n\x04type\x18\x0f \x01(\t\"\xfb\x01\n\x13ListReleasesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06search\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x0e\n\x06offset\x18\x07 \x01(\x05\x12\x0f\n\x07\x64\x65tails\x18\x08 \x01(\x08\x12\x10\n\x08\x64\x65ployed\x18\t \x01(\x08\x12\x10\n\x08\x64\x65leting\x18\n \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x0b \x01(\x08\x12\x12\n\nsuperseded\x18\x0c \x01(\x08\x12\x0f\n\x07pending\x18\r \x01(\x08\x12\x0b\n\x03\x61ll\x18\x0e \x01(\x08\"\xa9\x01\n\x14ListReleasesResponse\x12%\n\x08releases\x18\x01 \x03(\x0b\x32\x13.capstan.v1.Release\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12<\n\x14unreachable_clusters\x18\x05 \x03(\x0b\x32\x1e.capstan.v1.UnreachableCluster\"\x87\x01\n\x12UnreachableCluster\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\rstale_seconds\x18\x04 \x01(\x01\x12/\n\x0blast_synced\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x11GetReleaseRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\"\xe7\x02\n\x15UpgradeReleaseRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x12\n\nchart_name\x18\x04 \x01(\t\x12\x14\n\x0crelease_name\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x0e\n\x06values\x18\x07 \x01(\t\x12,\n\x0bvalues_json\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0creuse_values\x18\t \x01(\x08\x12\x14\n\x0creset_values\x18\n \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x0b \x01(\x08\x12\x0f\n\x07timeout\x18\x0c \x01(\x05\x12\x0c\n\x04wait\x18\r \x01(\x08\x12\x0e\n\x06\x61tomic\x18\x0e \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x0f \x01(\t\x12\x13\n\x0bhistory_max\x18\x10 \x01(\x05\x12\x0f\n\x07\x64\x65tails\x18\x11 \x01(\x08\"W\n\x18GetReleaseHistoryRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0b\n\x03max\x18\x04 \x01(\x05\"K\n\x19GetReleaseHistoryResponse\x12.\n\trevisions\x18\x01 \x03(\x0b\x32\x1b.capstan.v1.ReleaseRevision\"\xa3\x01\n\x16RollbackReleaseRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0f\n\x07timeout\x18\x06 \x01(\x05\x12\x0c\n\x04wait\x18\x07 \x01(\x08\x12\x13\n\x0bhistory_max\x18\x08 \x01(\x05\"W\n\x14\x44\x65leteReleaseRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0f\n\x07timeout\x18\x04 \x01(\x05\"=\n\x15\x44\x65leteReleaseResponse\x12$\n\x07release\x18\x01 \x01(\x0b\x32\x13.capstan.v1.Release\"V\n\x13WatchReleaseRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0f\n\x07timeout\x18\x04 \x01(\x05\"O\n\x11ResourceReadiness\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x9f\x01\n\x0cReleaseEvent\x12$\n\x07release\x18\x01 \x01(\x0b\x32\x13.capstan.v1.Release\x12\x30\n\tresources\x18\x02 \x03(\x0b\x32\x1d.capstan.v1.ResourceReadiness\x12\x0f\n\x07settled\x18\x03 \x01(\x08\x12\x0e\n\x06queued\x18\x04 \x01(\x08\x12\x16\n\x0equeue_position\x18\x05 \x01(\x05\"\x90\x01\n\x15RecoverReleaseRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12*\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1a.capstan.v1.RecoveryAction\x12\x1b\n\x13stuck_after_seconds\x18\x05 \x01(\x05*p\n\x0eRecoveryAction\x12\x1f\n\x1bRECOVERY_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECOVERY_ACTION_ROLLBACK\x10\x01\x12\x1f\n\x1bRECOVERY_ACTION_MARK_FAILED\x10\x02\x32\x9d\x08\n\x0eReleaseService\x12`\n\rCreateRelease\x12 .capstan.v1.CreateReleaseRequest\x1a\x13.capstan.v1.Release\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/api/releases:\x01*\x12h\n\x0cListReleases\x12\x1f.capstan.v1.ListReleasesRequest\x1a .capstan.v1.ListReleasesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/releases\x12\\\n\nGetRelease\x12\x1d.capstan.v1.GetReleaseRequest\x1a\x13.capstan.v1.Release\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/releases/{id}\x12\x88\x01\n\x0eUpgradeRelease\x12!.capstan.v1.UpgradeReleaseRequest\x1a\x13.capstan.v1.Release\">\x82\xd3\xe4\x93\x02\x38\x1a\x12/api/releases/{id}:\x01*Z\x1f\"\x1a/api/releases/{id}/upgrade:\x01*\x12\x8f\x01\n\x11GetReleaseHistory\x12$.capstan.v1.GetReleaseHistoryRequest\x1a%.capstan.v1.GetReleaseHistoryResponse\"-\x82\xd3\xe4\x93\x02\'\x12\x1a/api/releases/{id}/historyb\trevisions\x12r\n\x0fRollbackRelease\x12\".capstan.v1.RollbackReleaseRequest\x1a\x13.capstan.v1.Release\"&\x82\xd3\xe4\x93\x02 \"\x1b/api/releases/{id}/rollback:\x01*\x12p\n\rDeleteRelease\x12 .capstan.v1.DeleteReleaseRequest\x1a!.capstan.v1.DeleteReleaseResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/releases/{id}\x12m\n\x0cWatchRelease\x12\x1f.capstan.v1.WatchReleaseRequest\x1a\x18.capstan.v1.ReleaseEvent\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/releases/{id}/watch0\x01\x12o\n\x0eRecoverRelease\x12!.capstan.v1.RecoverReleaseRequest\x1a\x13.capstan.v1.Release\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/releases/{id}/recover:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61pstan/v1/release.proto\x12\ncapstan.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x05\n\x07Release\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x63luster\x18\x03 \x01(\t\x12\x12\n\ncluster_id\x18\x04 \x01(\t\x12\x1c\n\tclusterID\x18\x05 \x01(\tR\tclusterID\x12\x11\n\tnamespace\x18\x06 \x01(\t\x12\x14\n\x0cnamespace_id\x18\x07 \x01(\t\x12\x13\n\x0b\x65xternal_id\x18\x08 \x01(\t\x12\r\n\x05\x63hart\x18\t \x01(\t\x12\x15\n\rchart_version\x18\n \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x0b \x01(\t\x12\x0f\n\x07repo_id\x18\x0c \x01(\t\x12\x0f\n\x07version\x18\r \x01(\x05\x12\x0e\n\x06status\x18\x0e \x01(\t\x12\x0c\n\x04type\x18\x0f \x01(\t\x12\'\n\x06\x63onfig\x18\x10 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x35\n\tresources\x18\x11 \x03(\x0b\x32\".capstan.v1.Release.ResourcesEntry\x12.\n\ncreated_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x14 \x01(\t\x12\r\n\x05notes\x18\x15 \x01(\t\x12\x10\n\x08manifest\x18\x16 \x01(\t\x12\x10\n\x08progress\x18\x17 \x01(\x05\x12\x13\n\x0bis_emulated\x18\x18 \x01(\x08\x12\x16\n\x0eproject_domain\x18\x19 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x1a \x01(\x08\x12\x14\n\x0c\x63hart_digest\x18\x1b \x01(\t\x12\x0f\n\x07project\x18\x1f \x01(\t\x1aL\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.ListValue:\x02\x38\x01\"\x99\x01\n\x0fReleaseRevision\x12\x10\n\x08revision\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\r\n\x05\x63hart\x18\x03 \x01(\t\x12\x13\n\x0b\x61pp_version\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12+\n\x07updated\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x02\n\x14\x43reateReleaseRequest\x12\x18\n\nchart_name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x14\n\x0crelease_name\x18\x04 \x01(\t\x12\x0f\n\x07version\x18\x05 \x01(\t\x12\x0e\n\x06values\x18\x06 \x01(\t\x12,\n\x0bvalues_json\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0f\n\x07\x64ry_run\x18\x08 \x01(\x08\x12\x0f\n\x07timeout\x18\t \x01(\x05\x12\x0c\n\x04wait\x18\n \x01(\x08\x12\x0e\n\x06\x61tomic\x18\x0b \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x0c \x01(\t\x12\x18\n\x10\x63reate_namespace\x18\r \x01(\x08\x12\x0f\n\x07\x64\x65tails\x18\x0e \x01(\x08\x12\x0c\n\x04type\x18\x0f \x01(\t\"\xfb\x01\n\x13ListReleasesRequest\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06search\x18\x04 \x01(\t\x12\x0c\n\x04type\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x05\x12\x0e\n\x06offset\x18\x07 \x01(\x05\x12\x0f\n\x07\x64\x65tails\x18\x08 \x01(\x08\x12\x10\n\x08\x64\x65ployed\x18\t \x01(\x08\x12\x10\n\x08\x64\x65leting\x18\n \x01(\x08\x12\x0e\n\x06\x66\x61iled\x18\x0b \x01(\x08\x12\x12\n\nsuperseded\x18\x0c \x01(\x08\x12\x0f\n\x07pending\x18\r \x01(\x08\x12\x0b\n\x03\x61ll\x18\x0e \x01(\x08\"\xa9\x01\n\x14ListReleasesResponse\x12%\n\x08releases\x18\x01 \x03(\x0b\x32\x13.capstan.v1.Release\x12\r\n\x05total\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12<\n\x14unreachable_clusters\x18\x05 \x03(\x0b\x32\x1e.capstan.v1.UnreachableCluster\"\x87\x01\n\x12UnreachableCluster\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\rstale_seconds\x18\x04 \x01(\x01\x12/\n\x0blast_synced\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x11GetReleaseRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\"\xed\x02\n\x15UpgradeReleaseRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x12\n\nchart_name\x18\x04 \x01(\t\x12\x14\n\x0crelease_name\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x0e\n\x06values\x18\x07 \x01(\t\x12,\n\x0bvalues_json\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x14\n\x0creuse_values\x18\t \x01(\x08\x12\x14\n\x0creset_values\x18\n \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x0b \x01(\x08\x12\x0f\n\x07timeout\x18\x0c \x01(\x05\x12\x0c\n\x04wait\x18\r \x01(\x08\x12\x0e\n\x06\x61tomic\x18\x0e \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x0f \x01(\t\x12\x13\n\x0bhistory_max\x18\x10 \x01(\x05\x12\x0f\n\x07\x64\x65tails\x18\x11 \x01(\x08\"]\n\x18GetReleaseHistoryRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0b\n\x03max\x18\x04 \x01(\x05\"K\n\x19GetReleaseHistoryResponse\x12.\n\trevisions\x18\x01 \x03(\x0b\x32\x1b.capstan.v1.ReleaseRevision\"\xa9\x01\n\x16RollbackReleaseRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x10\n\x08revision\x18\x04 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x0f\n\x07timeout\x18\x06 \x01(\x05\x12\x0c\n\x04wait\x18\x07 \x01(\x08\x12\x13\n\x0bhistory_max\x18\x08 \x01(\x05\"]\n\x14\x44\x65leteReleaseRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0f\n\x07timeout\x18\x04 \x01(\x05\"=\n\x15\x44\x65leteReleaseResponse\x12$\n\x07release\x18\x01 \x01(\x0b\x32\x13.capstan.v1.Release\"\\\n\x13WatchReleaseRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x0f\n\x07timeout\x18\x04 \x01(\x05\"O\n\x11ResourceReadiness\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x9f\x01\n\x0cReleaseEvent\x12$\n\x07release\x18\x01 \x01(\x0b\x32\x13.capstan.v1.Release\x12\x30\n\tresources\x18\x02 \x03(\x0b\x32\x1d.capstan.v1.ResourceReadiness\x12\x0f\n\x07settled\x18\x03 \x01(\x08\x12\x0e\n\x06queued\x18\x04 \x01(\x08\x12\x16\n\x0equeue_position\x18\x05 \x01(\x05\"\x9c\x01\n\x15RecoverReleaseRequest\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0f\n\x07\x63luster\x18\x02 \x01(\t\x12\x11\n\tnamespace\x18\x03 \x01(\t\x12\x30\n\x06\x61\x63tion\x18\x04 \x01(\x0e\x32\x1a.capstan.v1.RecoveryActionB\x04\xe2\x41\x01\x02\x12\x1b\n\x13stuck_after_seconds\x18\x05 \x01(\x05*p\n\x0eRecoveryAction\x12\x1f\n\x1bRECOVERY_ACTION_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECOVERY_ACTION_ROLLBACK\x10\x01\x12\x1f\n\x1bRECOVERY_ACTION_MARK_FAILED\x10\x02\x32\x9d\x08\n\x0eReleaseService\x12`\n\rCreateRelease\x12 .capstan.v1.CreateReleaseRequest\x1a\x13.capstan.v1.Release\"\x18\x82\xd3\xe4\x93\x02\x12\"\r/api/releases:\x01*\x12h\n\x0cListReleases\x12\x1f.capstan.v1.ListReleasesRequest\x1a .capstan.v1.ListReleasesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/releases\x12\\\n\nGetRelease\x12\x1d.capstan.v1.GetReleaseRequest\x1a\x13.capstan.v1.Release\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/releases/{id}\x12\x88\x01\n\x0eUpgradeRelease\x12!.capstan.v1.UpgradeReleaseRequest\x1a\x13.capstan.v1.Release\">\x82\xd3\xe4\x93\x02\x38\x1a\x12/api/releases/{id}:\x01*Z\x1f\"\x1a/api/releases/{id}/upgrade:\x01*\x12\x8f\x01\n\x11GetReleaseHistory\x12$.capstan.v1.GetReleaseHistoryRequest\x1a%.capstan.v1.GetReleaseHistoryResponse\"-\x82\xd3\xe4\x93\x02\'\x12\x1a/api/releases/{id}/historyb\trevisions\x12r\n\x0fRollbackRelease\x12\".capstan.v1.RollbackReleaseRequest\x1a\x13.capstan.v1.Release\"&\x82\xd3\xe4\x93\x02 \"\x1b/api/releases/{id}/rollback:\x01*\x12p\n\rDeleteRelease\x12 .capstan.v1.DeleteReleaseRequest\x1a!.capstan.v1.DeleteReleaseResponse\"\x1a\x82\xd3\xe4\x93\x02\x14*\x12/api/releases/{id}\x12m\n\x0cWatchRelease\x12\x1f.capstan.v1.WatchReleaseRequest\x1a\x18.capstan.v1.ReleaseEvent\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/releases/{id}/watch0\x01\x12o\n\x0eRecoverRelease\x12!.capstan.v1.RecoverReleaseRequest\x1a\x13.capstan.v1.Release\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/api/releases/{id}/recover:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +37,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RELEASE_RESOURCESENTRY']._loaded_options = None
   _globals['_RELEASE_RESOURCESENTRY']._serialized_options = b'8\001'
+  _globals['_CREATERELEASEREQUEST'].fields_by_name['chart_name']._loaded_options = None
+  _globals['_CREATERELEASEREQUEST'].fields_by_name['chart_name']._serialized_options = b'\342A\001\002'
+  _globals['_GETRELEASEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETRELEASEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_UPGRADERELEASEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_UPGRADERELEASEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETRELEASEHISTORYREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETRELEASEHISTORYREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_ROLLBACKRELEASEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_ROLLBACKRELEASEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_DELETERELEASEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_DELETERELEASEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_WATCHRELEASEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_WATCHRELEASEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_RECOVERRELEASEREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_RECOVERRELEASEREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_RECOVERRELEASEREQUEST'].fields_by_name['action']._loaded_options = None
+  _globals['_RECOVERRELEASEREQUEST'].fields_by_name['action']._serialized_options = b'\342A\001\002'
   _globals['_RELEASESERVICE'].methods_by_name['CreateRelease']._loaded_options = None
   _globals['_RELEASESERVICE'].methods_by_name['CreateRelease']._serialized_options = b'\202\323\344\223\002\022\"\r/api/releases:\001*'
   _globals['_RELEASESERVICE'].methods_by_name['ListReleases']._loaded_options = None
@@ -54,44 +73,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELEASESERVICE'].methods_by_name['WatchRelease']._serialized_options = b'\202\323\344\223\002\032\022\030/api/releases/{id}/watch'
   _globals['_RELEASESERVICE'].methods_by_name['RecoverRelease']._loaded_options = None
   _globals['_RELEASESERVICE'].methods_by_name['RecoverRelease']._serialized_options = b'\202\323\344\223\002\037\"\032/api/releases/{id}/recover:\001*'
-  _globals['_RECOVERYACTION']._serialized_start=3303
-  _globals['_RECOVERYACTION']._serialized_end=3415
-  _globals['_RELEASE']._serialized_start=134
-  _globals['_RELEASE']._serialized_end=864
-  _globals['_RELEASE_RESOURCESENTRY']._serialized_start=788
-  _globals['_RELEASE_RESOURCESENTRY']._serialized_end=864
-  _globals['_RELEASEREVISION']._serialized_start=867
-  _globals['_RELEASEREVISION']._serialized_end=1020
-  _globals['_CREATERELEASEREQUEST']._serialized_start=1023
-  _globals['_CREATERELEASEREQUEST']._serialized_end=1344
-  _globals['_LISTRELEASESREQUEST']._serialized_start=1347
-  _globals['_LISTRELEASESREQUEST']._serialized_end=1598
-  _globals['_LISTRELEASESRESPONSE']._serialized_start=1601
-  _globals['_LISTRELEASESRESPONSE']._serialized_end=1770
-  _globals['_UNREACHABLECLUSTER']._serialized_start=1773
-  _globals['_UNREACHABLECLUSTER']._serialized_end=1908
-  _globals['_GETRELEASEREQUEST']._serialized_start=1910
-  _globals['_GETRELEASEREQUEST']._serialized_end=1977
-  _globals['_UPGRADERELEASEREQUEST']._serialized_start=1980
-  _globals['_UPGRADERELEASEREQUEST']._serialized_end=2339
-  _globals['_GETRELEASEHISTORYREQUEST']._serialized_start=2341
-  _globals['_GETRELEASEHISTORYREQUEST']._serialized_end=2428
-  _globals['_GETRELEASEHISTORYRESPONSE']._serialized_start=2430
-  _globals['_GETRELEASEHISTORYRESPONSE']._serialized_end=2505
-  _globals['_ROLLBACKRELEASEREQUEST']._serialized_start=2508
-  _globals['_ROLLBACKRELEASEREQUEST']._serialized_end=2671
-  _globals['_DELETERELEASEREQUEST']._serialized_start=2673
-  _globals['_DELETERELEASEREQUEST']._serialized_end=2760
-  _globals['_DELETERELEASERESPONSE']._serialized_start=2762
-  _globals['_DELETERELEASERESPONSE']._serialized_end=2823
-  _globals['_WATCHRELEASEREQUEST']._serialized_start=2825
-  _globals['_WATCHRELEASEREQUEST']._serialized_end=2911
-  _globals['_RESOURCEREADINESS']._serialized_start=2913
-  _globals['_RESOURCEREADINESS']._serialized_end=2992
-  _globals['_RELEASEEVENT']._serialized_start=2995
-  _globals['_RELEASEEVENT']._serialized_end=3154
-  _globals['_RECOVERRELEASEREQUEST']._serialized_start=3157
-  _globals['_RECOVERRELEASEREQUEST']._serialized_end=3301
-  _globals['_RELEASESERVICE']._serialized_start=3418
-  _globals['_RELEASESERVICE']._serialized_end=4471
+  _globals['_RECOVERYACTION']._serialized_start=3390
+  _globals['_RECOVERYACTION']._serialized_end=3502
+  _globals['_RELEASE']._serialized_start=167
+  _globals['_RELEASE']._serialized_end=897
+  _globals['_RELEASE_RESOURCESENTRY']._serialized_start=821
+  _globals['_RELEASE_RESOURCESENTRY']._serialized_end=897
+  _globals['_RELEASEREVISION']._serialized_start=900
+  _globals['_RELEASEREVISION']._serialized_end=1053
+  _globals['_CREATERELEASEREQUEST']._serialized_start=1056
+  _globals['_CREATERELEASEREQUEST']._serialized_end=1383
+  _globals['_LISTRELEASESREQUEST']._serialized_start=1386
+  _globals['_LISTRELEASESREQUEST']._serialized_end=1637
+  _globals['_LISTRELEASESRESPONSE']._serialized_start=1640
+  _globals['_LISTRELEASESRESPONSE']._serialized_end=1809
+  _globals['_UNREACHABLECLUSTER']._serialized_start=1812
+  _globals['_UNREACHABLECLUSTER']._serialized_end=1947
+  _globals['_GETRELEASEREQUEST']._serialized_start=1949
+  _globals['_GETRELEASEREQUEST']._serialized_end=2022
+  _globals['_UPGRADERELEASEREQUEST']._serialized_start=2025
+  _globals['_UPGRADERELEASEREQUEST']._serialized_end=2390
+  _globals['_GETRELEASEHISTORYREQUEST']._serialized_start=2392
+  _globals['_GETRELEASEHISTORYREQUEST']._serialized_end=2485
+  _globals['_GETRELEASEHISTORYRESPONSE']._serialized_start=2487
+  _globals['_GETRELEASEHISTORYRESPONSE']._serialized_end=2562
+  _globals['_ROLLBACKRELEASEREQUEST']._serialized_start=2565
+  _globals['_ROLLBACKRELEASEREQUEST']._serialized_end=2734
+  _globals['_DELETERELEASEREQUEST']._serialized_start=2736
+  _globals['_DELETERELEASEREQUEST']._serialized_end=2829
+  _globals['_DELETERELEASERESPONSE']._serialized_start=2831
+  _globals['_DELETERELEASERESPONSE']._serialized_end=2892
+  _globals['_WATCHRELEASEREQUEST']._serialized_start=2894
+  _globals['_WATCHRELEASEREQUEST']._serialized_end=2986
+  _globals['_RESOURCEREADINESS']._serialized_start=2988
+  _globals['_RESOURCEREADINESS']._serialized_end=3067
+  _globals['_RELEASEEVENT']._serialized_start=3070
+  _globals['_RELEASEEVENT']._serialized_end=3229
+  _globals['_RECOVERRELEASEREQUEST']._serialized_start=3232
+  _globals['_RECOVERRELEASEREQUEST']._serialized_end=3388
+  _globals['_RELEASESERVICE']._serialized_start=3505
+  _globals['_RELEASESERVICE']._serialized_end=4558
 # @@protoc_insertion_point(module_scope)

@@ -171,7 +171,8 @@ class Release(_message.Message):
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
         """The values supplied by the user for the current revision (not the
-        chart defaults), Helm's `config`.
+        chart defaults), Helm's `config`. Empty in ListReleases pages unless
+        `details` is asked.
         """
 
     @_builtins.property
@@ -410,7 +411,10 @@ class ListReleasesRequest(_message.Message):
     offset: _builtins.int
     """Number of releases to skip."""
     details: _builtins.bool
-    """Include live resources, manifest and notes of each release."""
+    """Include the values (`config`), live resources, manifest and notes of
+    each release; without it a page carries none of them, so that it stays
+    small however large the releases' values are.
+    """
     deployed: _builtins.bool
     """Releases whose status is `deployed`."""
     deleting: _builtins.bool

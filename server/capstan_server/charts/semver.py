@@ -9,6 +9,10 @@ Capstan must pick the same chart version helm would:
 - AND by spaces or commas, OR by `||`;
 - a prerelease version matches a comparator only when that comparator names a prerelease
   (`>=1.0.0-0` admits prereleases, `>=1.0.0` does not).
+
+Versions and constraints come from callers and from repository indexes, so parsing is bounded:
+at most `limits.MAX_VERSION_CHARS` characters, numbers of at most 20 digits (Masterminds reads
+them as uint64), and regular expressions that cannot backtrack over a long run of digits.
 """
 
 from __future__ import annotations
@@ -18,11 +22,35 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from capstan_server.limits import MAX_VERSION_CHARS, echo
+
 __all__ = ["Constraint", "SemverError", "Version", "latest"]
 
 
 class SemverError(ValueError):
     """A version or constraint that cannot be parsed."""
+
+
+#: Masterminds parses version numbers as uint64.
+_MAX_NUMBER = 2**64 - 1
+_MAX_DIGITS = len(str(_MAX_NUMBER))
+
+
+def _check_length(text: str, what: str) -> None:
+    if len(text) > MAX_VERSION_CHARS:
+        raise SemverError(
+            f"{what} {echo(text, 40)} is too long: {len(text)} characters, at most "
+            f"{MAX_VERSION_CHARS} allowed"
+        )
+
+
+def _number(digits: str, text: str) -> int:
+    # Checked before int(): Python refuses to convert more than 4300 digits, and bigger
+    # numbers mean nothing to helm anyway.
+    value = int(digits) if len(digits) <= _MAX_DIGITS else _MAX_NUMBER + 1
+    if value > _MAX_NUMBER:
+        raise SemverError(f"invalid semantic version {echo(text, 40)}: {digits[:20]}... is too big")
+    return value
 
 
 _IDENT = r"[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*"
@@ -46,17 +74,23 @@ class Version:
     @classmethod
     def parse(cls, text: str) -> Version:
         """Parse loosely like Masterminds' NewVersion: `v` prefix and missing parts allowed."""
+        _check_length(text, "version")
         m = _VERSION.match(text.strip())
         if m is None:
-            raise SemverError(f"invalid semantic version {text!r}")
+            raise SemverError(f"invalid semantic version {echo(text)}")
         pre = m["pre"] or ""
         for ident in pre.split(".") if pre else []:
             if ident.isdigit() and len(ident) > 1 and ident.startswith("0"):
                 raise SemverError(
-                    f"invalid semantic version {text!r}: prerelease {ident!r} has a leading zero"
+                    f"invalid semantic version {echo(text)}: prerelease {echo(ident, 40)} has "
+                    "a leading zero"
                 )
         return cls(
-            int(m["major"]), int(m["minor"] or 0), int(m["patch"] or 0), pre, m["meta"] or ""
+            _number(m["major"], text),
+            _number(m["minor"] or "0", text),
+            _number(m["patch"] or "0", text),
+            pre,
+            m["meta"] or "",
         )
 
     def compare(self, other: Version) -> int:
@@ -106,16 +140,25 @@ def _compare_prerelease(a: str, b: str) -> int:
 
 # -- constraints ----------------------------------------------------------------------------
 
+# Masterminds' expressions run on Go's RE2, which never backtracks; Python's engine does. So the
+# operators are tried longest first inside atomic groups `(?>...)`, versions and white space
+# are matched atomically too (a version ends where its characters end, so nothing is lost),
+# and comparators are told apart by a lookbehind instead of by splitting white space two ways.
+# Validation runs in time linear in its input (`"1  " * 50 + "!"` took hours before).
 _PART = r"[0-9xX*]+"
 _CV = rf"v?({_PART})(\.{_PART})?(\.{_PART})?(-{_IDENT})?(\+{_IDENT})?"
-_CV_NOGROUPS = rf"v?{_PART}(?:\.{_PART})?(?:\.{_PART})?(?:-{_IDENT})?(?:\+{_IDENT})?"
-_OPS = r"=|!=|>|<|>=|=>|<=|=<|~|~>|\^|"
+_CV_ATOM = rf"(?>v?{_PART}(?:\.{_PART})?(?:\.{_PART})?(?:-{_IDENT})?(?:\+{_IDENT})?)"
+_OPS = r"!=|>=|=>|<=|=<|~>|=|>|<|~|\^|"
 _ONE = re.compile(rf"^\s*({_OPS})\s*({_CV})\s*$")
-_FIND = re.compile(rf"({_OPS})\s*({_CV_NOGROUPS})")
+_FIND = re.compile(rf"((?>{_OPS}))\s*+({_CV_ATOM})")
 _VALID_AND = re.compile(
-    rf"^\s*(?:{_OPS})\s*{_CV_NOGROUPS}\s*(?:(?:\s+|,\s*)(?:{_OPS})\s*{_CV_NOGROUPS}\s*)*$"
+    rf"^\s*+(?>{_OPS})\s*+{_CV_ATOM}\s*+(?:(?:,\s*+|(?<=\s))(?>{_OPS})\s*+{_CV_ATOM}\s*+)*+$"
 )
-_RANGE = re.compile(rf"\s*({_CV_NOGROUPS})\s+-\s+({_CV_NOGROUPS})\s*")
+# A range may start inside a token, as with Go's leftmost matching; it needs " - ", so a text
+# without one is not scanned for ranges at all (only then can a match attempt start at every
+# character, which MAX_VERSION_CHARS keeps cheap).
+_RANGE = re.compile(rf"\s*+({_CV_ATOM})\s++-\s++({_CV_ATOM})\s*+")
+_RANGE_HINT = re.compile(r"\s-\s")
 
 
 def _is_x(part: str) -> bool:
@@ -252,8 +295,13 @@ class Constraint:
     """A version constraint such as `^8.11`, `>=1.2 <2 || 3.x` or `1.2 - 1.4`."""
 
     def __init__(self, text: str) -> None:
+        _check_length(text, "version constraint")
         self.text = text
-        rewritten = _RANGE.sub(lambda m: f" >= {m[1]}, <= {m[2]} ", text)
+        rewritten = (
+            _RANGE.sub(lambda m: f" >= {m[1]}, <= {m[2]} ", text)
+            if _RANGE_HINT.search(text)
+            else text
+        )
         self._any_of: list[list[_Comparator]] = []
         for segment in rewritten.split("||"):
             if not _VALID_AND.match(segment):

@@ -13,6 +13,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.auth.openapi import add_security
 from capstan_server.gateway.app import Forward, Gateway
+from capstan_server.gateway.guard import GuardOptions, guard_middleware
 from capstan_server.gateway.kubeserver import CAPSTAN
 from capstan_server.gateway.openapi import build_openapi
 from capstan_server.gateway.operations import Operations
@@ -58,6 +59,7 @@ def build_gateway(
     dialect: str = CAPSTAN,
     forward: Forward | None = None,
     operations: Operations | None = None,
+    guard: GuardOptions | None = None,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's);
     `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
@@ -77,6 +79,7 @@ def build_gateway(
         openapi=document,
         forward=forward,
         operations=operations,
+        middlewares=[guard_middleware(guard or GuardOptions())],
         dialect=dialect,
     )
     return gateway.application()

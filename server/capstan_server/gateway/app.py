@@ -7,6 +7,7 @@ body `{code, status, message, details}` with the HTTP status of `errors.http_sta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +38,7 @@ from capstan_server.gateway.transcode import (
     response_json,
 )
 from capstan_server.interceptors import FORWARDED_FOR
+from capstan_server.limits import MAX_BODY_BYTES, MAX_ERROR_MESSAGE_CHARS, clip
 
 log = logging.getLogger("capstan.gateway")
 
@@ -44,8 +46,8 @@ log = logging.getLogger("capstan.gateway")
 FORWARDED_HEADERS = {"Authorization": "authorization", "X-Auth-Token": "x-auth-token"}
 NDJSON = "application/x-ndjson"
 _DETAILS_KEY = "grpc-status-details-bin"
-#: Values files can be large; aiohttp's default 1 MiB limit would refuse some of them.
-MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Bodies larger than this are parsed on a worker thread, so the event loop keeps serving.
+_THREAD_PARSE_BYTES = 256 * 1024
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Extra metadata for the gRPC call of one HTTP request (the auth set-up's `forward`).
@@ -117,7 +119,9 @@ class Gateway:
         dialect: str = CAPSTAN,
         forward: Forward | None = None,
         operations: Operations | None = None,
+        middlewares: Sequence[Any] = (),
     ) -> None:
+        self._middlewares = list(middlewares)
         self._channel = channel
         self._forward = forward
         #: `--rest-dialect`: kubeserver's answers and error bodies when KUBESERVER.
@@ -131,10 +135,11 @@ class Gateway:
     def application(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         install_request_ids(app)
+        # The given middlewares (the guard) wrap the error mapping, so that they see, and can
+        # add headers to, every answer, errors included; kubeserver's error bodies wrap them all.
         if self._answers is not None:
-            # Outermost after the request ids: it rewrites every error body, the gateway's too.
             app.middlewares.append(kubeserver_errors)
-        app.middlewares.append(_json_errors)
+        app.middlewares.extend([*self._middlewares, _json_errors])
         app.router.add_get("/healthz", self._healthz, allow_head=False)
         if self._operations is not None:
             self._operations.add_to(app)
@@ -209,6 +214,8 @@ async def _request_message(route: Route, request: web.Request, dialect: str) -> 
         route, request.query.items(), body, lenient=dialect == KUBESERVER
     )
     try:
+        if len(body) > _THREAD_PARSE_BYTES:
+            return await asyncio.to_thread(build_request, route, request.match_info, query, body)
         return build_request(route, request.match_info, query, body)
     except TranscodeError as exc:
         raise _BadRequest(str(exc)) from None
@@ -277,7 +284,8 @@ async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamRes
     try:
         return await handler(request)
     except _BadRequest as exc:
-        return error_response(400, grpc.StatusCode.INVALID_ARGUMENT.name, str(exc))
+        message = clip(str(exc), MAX_ERROR_MESSAGE_CHARS)
+        return error_response(400, grpc.StatusCode.INVALID_ARGUMENT.name, message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -317,7 +317,8 @@ async def kubeserver_errors(request: web.Request, handler: _Handler) -> web.Stre
         error_body(response.status, str(body["status"]), str(body["message"])),
         status=response.status,
     )
-    for header in ("Allow", "WWW-Authenticate", "Retry-After"):
-        if header in response.headers:
-            rewritten.headers[header] = response.headers[header]
+    for header, value in response.headers.items():
+        # Keep what the gateway added (Allow, WWW-Authenticate, Retry-After, X-Request-Id, ...).
+        if header.lower() not in ("content-type", "content-length"):
+            rewritten.headers[header] = value
     return rewritten

@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from capstan_server.gateway.openapi_bounds import field_bounds, is_request, required
 from capstan_server.gateway.routes import Route
 
 log = logging.getLogger(__name__)
@@ -165,11 +166,17 @@ class _Builder:
     def message_schema(self, message: Descriptor, skip: Iterable[str] = ()) -> dict[str, Any]:
         skipped = set(skip)
         properties = {
-            field.name: self.field_schema(field)
+            field.name: self.field_schema(field, bounded=is_request(message))
             for field in message.fields
             if field.name not in skipped
         }
         schema: dict[str, Any] = {"type": "object", "properties": properties}
+        needed = [name for name in required(message) if name not in skipped]
+        if is_request(message):
+            # The gateway refuses unknown fields (400).
+            schema["additionalProperties"] = False
+            if needed:
+                schema["required"] = needed
         return self.describe(schema, message.full_name)
 
     def enum_ref(self, enum: EnumDescriptor) -> dict[str, Any]:
@@ -186,7 +193,8 @@ class _Builder:
             return self.enum_ref(field.enum_type)
         return dict(_SCALARS[field.type])
 
-    def field_schema(self, field: FieldDescriptor) -> dict[str, Any]:
+    def field_schema(self, field: FieldDescriptor, *, bounded: bool = False) -> dict[str, Any]:
+        """The schema of a field; `bounded` adds what the server enforces on a request's."""
         entry = field.message_type
         if entry is not None and entry.GetOptions().map_entry:
             values = self.value_schema(entry.fields_by_name["value"])
@@ -195,14 +203,16 @@ class _Builder:
             schema = {"type": "array", "items": self.value_schema(field)}
         else:
             schema = self.value_schema(field)
+        if bounded and field.containing_type is not None:
+            schema.update(field_bounds(field.containing_type, field))
         return self.describe(schema, field.full_name)
 
     def parameter(self, field: FieldDescriptor, name: str, where: str) -> dict[str, Any]:
         parameter: dict[str, Any] = {
             "name": name,
             "in": where,
-            "required": where == "path",
-            "schema": self.field_schema(field),
+            "required": where == "path" or _is_required(field),
+            "schema": self.field_schema(field, bounded=True),
         }
         description = parameter["schema"].pop("description", None)
         if description:
@@ -236,7 +246,13 @@ class _Builder:
         if parameters:
             operation["parameters"] = parameters
         if route.body:
-            operation["requestBody"] = {"required": True, "content": self.body_content(route)}
+            # A write without a body is the empty request: the body is required only when the
+            # request has REQUIRED fields the path does not give.
+            needed = set(required(request)) - set(route.bound_fields)
+            operation["requestBody"] = {
+                "required": bool(needed),
+                "content": self.body_content(route),
+            }
         operation["responses"] = {
             "200": self.response(route),
             "default": {
@@ -271,6 +287,10 @@ class _Builder:
                 "content": {"application/x-ndjson": {"schema": schema}},
             }
         return {"description": "OK", "content": {"application/json": {"schema": schema}}}
+
+
+def _is_required(field: FieldDescriptor) -> bool:
+    return field.containing_type is not None and field.name in required(field.containing_type)
 
 
 def _resolve(message: Descriptor, field_path: str) -> FieldDescriptor:

@@ -297,6 +297,15 @@ class Resolver:
                 if down:
                     raise _partial_lookup_error(id_or_name, by_label, down)
                 return by_label[0]
+            if id_or_name != wanted:
+                # An upper-case UUID names no release (names are lower-case): an unknown id,
+                # not a bad name.
+                if down:
+                    raise _partial_lookup_error(id_or_name, [], down)
+                raise NotFound(
+                    f"release {id_or_name!r} not found",
+                    details=[{"resource": "release", "id": id_or_name}],
+                )
         validate_release_name(id_or_name)
         candidates = await ask(name=id_or_name)
         if down:

@@ -74,11 +74,21 @@ _STATUS_FLAGS: dict[str, Callable[[Status], bool]] = {
 }
 
 
-def _user_values(text: str, request: Any) -> dict[str, Any]:
-    json_values = (
-        msg.struct_to_dict(request.values_json) if request.HasField("values_json") else None
-    )
-    return helm_values.user_values(text, json_values)
+#: Values larger than this are parsed on a worker thread, so that the event loop keeps
+#: answering other calls meanwhile (the limits module bounds how long it can take).
+_THREAD_VALUES_BYTES = 64 * 1024
+
+
+async def _user_values(text: str, request: Any) -> dict[str, Any]:
+    def parse() -> dict[str, Any]:
+        json_values = (
+            msg.struct_to_dict(request.values_json) if request.HasField("values_json") else None
+        )
+        return helm_values.user_values(text, json_values)
+
+    if len(text) + request.values_json.ByteSize() > _THREAD_VALUES_BYTES:
+        return await asyncio.to_thread(parse)
+    return parse()
 
 
 async def _check_schema(resolved: ResolvedChart, config: dict[str, Any]) -> None:
@@ -153,6 +163,9 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             self._rows.move_to_end(key)
             return held[1]
         message = msg.release_message(row.record, row.cluster, namespace_uid=uid)
+        # A page of many releases must not carry all their values (possibly megabytes each);
+        # GetRelease, or `details`, shows them.
+        message.ClearField("config")
         self._rows[key] = (row.record, message)
         if len(self._rows) > _ROW_MESSAGES:
             self._rows.popitem(last=False)
@@ -238,7 +251,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             validate_release_name(request.release_name)
         kind = msg.release_type(request.type)
         timeout = msg.timeout_seconds(request.timeout)
-        user = _user_values(request.values, request)
+        user = await _user_values(request.values, request)
         cluster = await self.resolver.cluster(request.cluster)
         # Before anything else is looked up or run: a write outside the caller's projects.
         current_access().require(Action.WRITE, cluster.name, namespace)
@@ -388,7 +401,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             parse_chart_reference(request.chart_name)
         timeout = msg.timeout_seconds(request.timeout)
         keep = msg.history_max(request.history_max)
-        user = _user_values(request.values, request)
+        user = await _user_values(request.values, request)
         found = await self._locate_for_upgrade(request)
         ref = found.ref
         with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "upgrade"):

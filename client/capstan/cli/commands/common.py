@@ -21,6 +21,7 @@ __all__ = [
     "add_namespace",
     "add_paging",
     "add_timeout",
+    "bounded_int",
     "seconds",
     "show_page",
 ]
@@ -31,6 +32,10 @@ T = TypeVar("T")
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 _DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+#: Every number of the API is an int32; a bigger one could not even be sent.
+INT32_MAX = 2**31 - 1
+#: The server's largest page (capstan_server.limits.MAX_PAGE_LIMIT).
+MAX_PAGE_LIMIT = 1000
 
 
 def add_command(
@@ -65,19 +70,48 @@ def add_timeout(parser: argparse.ArgumentParser) -> None:
 
 
 def add_paging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=int, default=0, help="Page limit")
-    parser.add_argument("--offset", type=int, default=0, help="Page offset")
+    parser.add_argument(
+        "--limit", type=bounded_int(0, MAX_PAGE_LIMIT), default=0,
+        help=f"Page limit (at most {MAX_PAGE_LIMIT})",
+    )
+    parser.add_argument("--offset", type=bounded_int(0), default=0, help="Page offset")
+
+
+def bounded_int(low: int, high: int = INT32_MAX) -> Any:
+    """An argparse `type` for a whole number from `low` to `high`: anything else is a usage
+    error (exit 2), never a traceback."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    parse.__name__ = "number"  # argparse names the type in its messages
+    return parse
 
 
 def seconds(text: str) -> int:
     """A timeout in seconds: `300`, or a helm-style duration such as `5m` or `1m30s`."""
-    if text.isdigit():
-        return int(text)
     match = _DURATION.fullmatch(text)
-    if not text or match is None:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 300, 300s or 5m)")
-    hours, minutes, secs = (int(part or 0) for part in match.groups())
-    return hours * 3600 + minutes * 60 + secs
+    if not text or (match is None and not text.isdigit()):
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text[:40]!r} (use e.g. 300, 300s or 5m)"
+        )
+    parts = [text] if match is None else [part or "0" for part in match.groups()]
+    if any(len(part) > 10 for part in parts):  # never convert a huge digit string
+        raise argparse.ArgumentTypeError(f"duration {text[:40]!r} is too long")
+    if match is None:
+        total = int(text)
+    else:
+        hours, minutes, secs = (int(part) for part in parts)
+        total = hours * 3600 + minutes * 60 + secs
+    if total > INT32_MAX:
+        raise argparse.ArgumentTypeError(f"duration {text[:40]!r} is too long")
+    return total
 
 
 class Page(Protocol):

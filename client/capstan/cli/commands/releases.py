@@ -16,6 +16,7 @@ from capstan.cli.commands.common import (
     add_namespace,
     add_paging,
     add_timeout,
+    bounded_int,
     show_page,
 )
 from capstan.cli.context import Context
@@ -127,7 +128,7 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
     p = add_command(subparsers, "k8s-release-history", "Get release history", parents, history)
     p.add_argument("name", metavar="NAME", help=_NAME_HELP)
     add_cluster(p)
-    p.add_argument("--max", type=int, default=0, help="History limit size")
+    p.add_argument("--max", type=bounded_int(0), default=0, help="History limit size")
     add_namespace(p)
 
     p = add_command(
@@ -135,7 +136,9 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
         parents, rollback,
     )
     p.add_argument("name", metavar="NAME", help=_NAME_HELP)
-    p.add_argument("revision", metavar="REVISION", type=int, help="Release history revision number")
+    p.add_argument(
+        "revision", metavar="REVISION", type=bounded_int(0), help="Release history revision number"
+    )
     add_cluster(p)
     p.add_argument("--description", default="", help="Release rollback description string")
     add_namespace(p)
@@ -159,7 +162,7 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
         "revision failed so that a new upgrade may run",
     )
     p.add_argument(
-        "--stuck-after", type=int, default=0, metavar="SECONDS",
+        "--stuck-after", type=bounded_int(0), default=0, metavar="SECONDS",
         help="How long the release must have been pending to count as stuck (default 300)",
     )
     add_cluster(p)
