@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -210,15 +210,25 @@ def _dumps(data: Any) -> str:
 async def _request_message(route: Route, request: web.Request, dialect: str) -> Message:
     # A body-less route may still get one (climc's DELETE); `adapt_request` reads it as query.
     body = await request.read() if route.body or request.body_exists else b""
-    query, body = adapt_request(
-        route, request.query.items(), body, lenient=dialect == KUBESERVER
-    )
+    args = (route, request.match_info, list(request.query.items()), body, dialect == KUBESERVER)
     try:
         if len(body) > _THREAD_PARSE_BYTES:
-            return await asyncio.to_thread(build_request, route, request.match_info, query, body)
-        return build_request(route, request.match_info, query, body)
+            return await asyncio.to_thread(_build, *args)
+        return _build(*args)
     except TranscodeError as exc:
         raise _BadRequest(str(exc)) from None
+
+
+def _build(
+    route: Route,
+    path_params: Mapping[str, str],
+    query: list[tuple[str, str]],
+    body: bytes,
+    lenient: bool,
+) -> Message:
+    """kubeserver's request forms made the documented ones, then the request message."""
+    query, body = adapt_request(route, query, body, lenient=lenient)
+    return build_request(route, path_params, query, body)
 
 
 def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:

@@ -123,8 +123,8 @@ def adapt_request(
         return items, body
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return items, body  # transcode reports it
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return items, body  # transcode reports it (bad JSON, too deep)
     if not isinstance(data, dict):
         return items, body
     data = _normalize_body(route, descriptor, data, lenient=lenient)
