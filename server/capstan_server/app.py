@@ -99,10 +99,10 @@ class ServerOptions:
     max_queued_writes: int | None = None
     #: Extra gRPC server interceptors, run after Capstan's own (tests use this to spy on calls).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = field(default=())
-    #: `--rest-dialect`: "capstan" (the documented REST API) or "kubeserver" (climc's wire).
-    rest_dialect: str = "capstan"
     #: Authentication, TLS and the registry's encryption key (capstan_server.auth).
     security: SecurityOptions = field(default_factory=SecurityOptions)
+    #: `--rest-dialect`: "capstan" (the documented REST API) or "kubeserver" (climc's wire).
+    rest_dialect: str = "capstan"
     #: Budgets and address policy of chart repository fetches (`dev` also allows loopback).
     repo_limits: RepoLimits = field(default_factory=RepoLimits)
     #: Memory and CPU time of each helm process (helm driver); None: the defaults.
@@ -245,8 +245,8 @@ class CapstanServer:
             self._services = await open_services(
                 data_dir=options.data_dir,
                 driver=self._driver,
-                secret_key_file=options.security.secret_key_file,
                 repo_limits=limits,
+                secret_key_file=options.security.secret_key_file,
             )
         except SecretKeyError as exc:
             raise StartupError(str(exc)) from None
@@ -280,12 +280,9 @@ class CapstanServer:
         services = self.services
         # LimitsInterceptor runs inside RpcInterceptor, which maps the errors it raises.
         server = grpc.aio.server(
-            interceptors=[
-                self._interceptor,
-                self.auth.interceptor,
-                LimitsInterceptor(),
-                *self.options.interceptors,
-            ],
+            # Authentication first: a caller without a credential learns nothing else.
+            interceptors=[self._interceptor, self.auth.interceptor, LimitsInterceptor(),
+                          *self.options.interceptors],
             options=[*_grpc_options(self.options.max_message_bytes), *_SERVER_ONLY_OPTIONS],
         )
         self._grpc = server
@@ -343,12 +340,12 @@ class CapstanServer:
         app = build_gateway(
             self._channel,
             is_ready=self.is_ready,
-            forward=self.auth.forward,
             operations=operations,
             guard=GuardOptions(
                 allow_origins=tuple(self.options.cors_allow_origins),
                 allowed_hosts=tuple(self.options.allowed_hosts),
             ),
+            forward=self.auth.forward,
             dialect=self.options.rest_dialect,
         )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
@@ -596,8 +593,6 @@ def start_server(
     dev: bool = False,
     grace: float = DEFAULT_GRACE,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
-    rest_dialect: str = "capstan",
-    security: SecurityOptions | None = None,
     repo_limits: RepoLimits | None = None,
     allow_repo_hosts: Sequence[str] = (),
     helm_limits: HelmLimits | None = None,
@@ -607,6 +602,8 @@ def start_server(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     cors_allow_origins: Sequence[str] = (),
     allowed_hosts: Sequence[str] = (),
+    security: SecurityOptions | None = None,
+    rest_dialect: str = "capstan",
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -628,8 +625,6 @@ def start_server(
         dev=dev,
         grace=grace,
         interceptors=interceptors,
-        rest_dialect=rest_dialect,
-        security=security or SecurityOptions(),
         repo_limits=limits,
         helm_limits=helm_limits,
         cluster_read_timeout=cluster_read_timeout,
@@ -638,6 +633,8 @@ def start_server(
         max_message_bytes=max_message_bytes,
         cors_allow_origins=cors_allow_origins,
         allowed_hosts=allowed_hosts,
+        security=security or SecurityOptions(),
+        rest_dialect=rest_dialect,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

@@ -197,7 +197,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             dev=args.dev,
             grace=args.shutdown_grace,
             rest_dialect=args.rest_dialect,
-            security=security_options(args),
             repo_limits=repo_limits(args),
             helm_limits=HelmLimits(memory_mib=args.helm_memory_limit, cpu_s=args.helm_cpu_limit),
             cluster_read_timeout=args.cluster_read_timeout,
@@ -206,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_message_bytes=args.max_message_bytes,
             cors_allow_origins=tuple(args.cors_allow_origin),
             allowed_hosts=tuple(args.allowed_host),
+            security=security_options(args),
         )
         asyncio.run(serve(options))
     except StartupError as exc:

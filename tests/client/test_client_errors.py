@@ -68,13 +68,13 @@ def test_each_status_has_its_exception(
 
 
 def test_other_statuses_raise_the_base_class(fake: FakeCapstan, client: CapstanClient) -> None:
-    fake.reply("GetRelease", Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "no"))
+    fake.reply("GetRelease", Failure(grpc.StatusCode.DATA_LOSS, "no"))
 
     with pytest.raises(CapstanError) as raised:
         client.get_release("etcd")
 
     assert type(raised.value) is CapstanError
-    assert raised.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert raised.value.code == grpc.StatusCode.DATA_LOSS
     assert raised.value.details == []
 
 

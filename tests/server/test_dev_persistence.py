@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from capstan_server.auth.setup import DEV_TOKEN_FILE
+
 SERVER_SCRIPT = Path(sys.executable).with_name("capstan-server")
 HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
 
@@ -30,14 +32,12 @@ class Server:
         args = [str(SERVER_SCRIPT), "--dev", "--data-dir", str(data_dir), "--helm-bin",
                 str(HELM), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
                 "--log-format", "json"]
+        self.data_dir = data_dir
         self.proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.http = str(self._wait_for("serving")["http"])
-        # --dev names the token in <data-dir>/dev/admin.token admin (README, Security).
-        token = (data_dir / "dev" / "admin.token").read_text().strip()
-        self.headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -61,15 +61,21 @@ class Server:
                 return line
         pytest.fail(f"no {msg!r} log line; saw {seen}")
 
+    def _auth(self) -> dict[str, str]:
+        # --dev serves with authentication on: its admin token is in the data dir.
+        token = (self.data_dir / DEV_TOKEN_FILE).read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+
     def get(self, path: str) -> Any:
-        request = urllib.request.Request(self.http + path, headers=self.headers)
+        request = urllib.request.Request(self.http + path, headers=self._auth())
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
         request = urllib.request.Request(self.http + path, data=json.dumps(body).encode(),
                                          method="POST",
-                                         headers=self.headers)
+                                         headers={"Content-Type": "application/json",
+                                                  **self._auth()})
         with urllib.request.urlopen(request, timeout=180) as response:
             return json.loads(response.read())
 

@@ -12,7 +12,7 @@ from typing import Any
 __all__ = ["OPEN_PATHS", "add_security"]
 
 #: Paths that never need a credential.
-OPEN_PATHS = ("/healthz", "/openapi.json")
+OPEN_PATHS = ("/healthz", "/openapi.json", "/livez", "/readyz", "/metrics")
 
 _SCHEMES = {
     "bearerAuth": {

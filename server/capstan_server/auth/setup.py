@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from capstan_server.auth.audit import REQUEST_ID
 from capstan_server.auth.authenticate import (
     GATEWAY_SECRET,
     INTERNAL,
@@ -114,12 +113,8 @@ class ServerAuth:
 
     def forward(self, request: web.Request) -> list[tuple[str, str]]:
         """The gateway's metadata for one HTTP request: the per-process secret (so the gRPC
-        side believes it), the HTTPS client's verified certificate names, if any, and its
-        `X-Request-Id`."""
+        side believes it) and the HTTPS client's verified certificate names, if any."""
         metadata = [(GATEWAY_SECRET, self.secret)]
-        request_id = request.headers.get("X-Request-Id", "")
-        if request_id and request_id.isprintable():
-            metadata.append((REQUEST_ID, request_id[:200]))  # for the audit line
         transport = request.transport
         ssl_object = transport.get_extra_info("ssl_object") if transport else None
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None

@@ -56,10 +56,10 @@ def build_gateway(
     *,
     is_ready: Callable[[], bool],
     services: Sequence[ServiceDescriptor] | None = None,
-    dialect: str = CAPSTAN,
-    forward: Forward | None = None,
     operations: Operations | None = None,
     guard: GuardOptions | None = None,
+    forward: Forward | None = None,
+    dialect: str = CAPSTAN,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's);
     `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
@@ -77,9 +77,9 @@ def build_gateway(
         routes,
         is_ready=is_ready,
         openapi=document,
-        forward=forward,
         operations=operations,
         middlewares=[guard_middleware(guard or GuardOptions())],
+        forward=forward,
         dialect=dialect,
     )
     return gateway.application()

@@ -116,10 +116,10 @@ class Gateway:
         *,
         is_ready: Callable[[], bool],
         openapi: dict[str, Any],
-        dialect: str = CAPSTAN,
-        forward: Forward | None = None,
         operations: Operations | None = None,
         middlewares: Sequence[Any] = (),
+        forward: Forward | None = None,
+        dialect: str = CAPSTAN,
     ) -> None:
         self._middlewares = list(middlewares)
         self._channel = channel

@@ -41,8 +41,8 @@ async def open_services(
     *,
     data_dir: Path,
     driver: Driver,
-    secret_key_file: Path | None = None,
     repo_limits: RepoLimits | None = None,
+    secret_key_file: Path | None = None,
 ) -> Services:
     """Open the registry under `data_dir` (its secrets encrypted with `secret_key_file`,
     default `<data_dir>/secret.key`) and build the servicers on `driver`; chart repositories

@@ -223,8 +223,8 @@ class Resolver:
         failing the call; any other error still fails it. With `include_stale`, the releases
         of a cluster the driver answered from its last known state (`StaleCluster`) are
         listed too (the cluster is still reported). Releases in namespaces the caller may not
-        read are left out, as if they did not exist (after the memo, which is per scope, not
-        per caller)."""
+        read are left out, as if they did not exist (after the per-scope memo, which is the
+        same for every caller)."""
         answers = await asyncio.gather(
             *(self.driver.list(target(c), namespace, name=name, labels=labels) for c in clusters),
             return_exceptions=True,
@@ -351,6 +351,12 @@ class Resolver:
         return found
 
 
+def _visible(found: list[LocatedRelease]) -> list[LocatedRelease]:
+    """The releases the caller may read (`auth.access`); the others do not exist for it."""
+    access = current_access()
+    return [r for r in found if not access.hidden(r.cluster.name, r.record.namespace)]
+
+
 class ReleaseLocks:
     """Writes in flight in this server, per release: a second write to the same release is
     refused at once with Aborted (naming the first and since when) rather than queued, since
@@ -376,9 +382,3 @@ class ReleaseLocks:
             yield
         finally:
             self._held.pop(key, None)
-
-
-def _visible(found: list[LocatedRelease]) -> list[LocatedRelease]:
-    """The releases the caller may read (the others are left out, as if they did not exist)."""
-    access = current_access()
-    return [f for f in found if not access.hidden(f.cluster.name, f.record.namespace)]
