@@ -63,7 +63,9 @@ def main() -> int:
     st = Path(sys.executable).with_name("st")
     with tempfile.TemporaryDirectory(prefix="capstan-fuzz-") as tmp, ChartRepoServer(
         SAMPLE_CHARTS_DIR, HELM, out_dir=Path(tmp) / "charts"
-    ).serve_in_thread() as charts, start_server(data_dir=Path(tmp) / "data", grace=5) as server:
+    ).serve_in_thread() as charts, start_server(
+        data_dir=Path(tmp) / "data", grace=5, allow_repo_hosts=("127.0.0.1",)
+    ) as server:
         base = server.http_url
         _post(base, "/api/clusters", {"name": "fuzz", "kubeconfig": KUBECONFIG})
         _post(base, "/api/repos", {"name": "samples", "url": charts.url})

@@ -292,3 +292,12 @@ def test_errors_to_allowed_origins_carry_cors_headers(
         urllib.request.urlopen(request, timeout=30)
     assert err.value.code == 404
     assert err.value.headers["Access-Control-Allow-Origin"] == ui
+
+
+@pytest.mark.parametrize("url", ["oci://[\u0091", "http://[::1", "https://[bad/charts"])
+def test_unparsable_repository_urls_are_400(seeded: Rest, url: str) -> None:
+    # Found by `make fuzz`: an unclosed IPv6 bracket made urlsplit raise (500).
+    before = state(seeded)
+    answer = seeded.post("/api/repos", {"name": "broken", "url": url})
+    assert_error(answer, 400, "INVALID_ARGUMENT")
+    assert state(seeded) == before

@@ -26,7 +26,7 @@ def test_urls() -> None:
     loc = parse_oci_url("oci://127.0.0.1:5000/charts")
     assert loc.reference("etcd", "1.0.0+b.1") == "oci://127.0.0.1:5000/charts/etcd:1.0.0_b.1"
     for bad in ("oci://", "oci:///charts", "oci://h/Upper", "oci://h/a//b", "oci://h/c?x=1",
-                "oci://u:p@h/c", "oci://h o/c", "http://h/c"):
+                "oci://u:p@h/c", "oci://h o/c", "http://h/c", "oci://[\x91"):
         with pytest.raises(InvalidArgument):
             parse_oci_url(bad)
 

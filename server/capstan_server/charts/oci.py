@@ -117,7 +117,10 @@ class OciOptions:
 def parse_oci_url(url: str) -> OciLocation:
     """`oci://HOST[:PORT][/PATH]` → OciLocation; InvalidArgument for anything else."""
     bad = [{"field": "url", "value": url}]
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        raise InvalidArgument(f"invalid OCI repository url {url!r}", details=bad) from None
     if parts.scheme.lower() != "oci" or not parts.netloc:
         raise InvalidArgument(f"an OCI repository url is oci://HOST/PATH, not {url!r}",
                               details=bad)

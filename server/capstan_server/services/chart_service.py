@@ -37,12 +37,16 @@ _FORCE = "force (--force, or `force` in the request)"
 
 
 def _validate_url(url: str) -> str:
-    parts = urlsplit(url)
+    bad = InvalidArgument(
+        f"repository url must be an http://, https:// or oci:// URL, not {url!r}",
+        details=[{"field": "url", "value": url}],
+    )
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host
+        raise bad from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidArgument(
-            f"repository url must be an http://, https:// or oci:// URL, not {url!r}",
-            details=[{"field": "url", "value": url}],
-        )
+        raise bad
     if parts.username or parts.password:
         raise InvalidArgument("put repository credentials in username/password, not in the url")
     return url
