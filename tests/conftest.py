@@ -33,7 +33,8 @@ def require_tool(path: Path) -> Path:
 def chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepoServer]:
     """A chart repository of `samples/charts` over HTTP (no auth) for the whole session.
 
-    Holds etcd 8.11.1 and 8.11.2, hooked, crd-demo and never-ready; use ``chart_repo.url`` as
+    Holds every sample chart (etcd 8.11.1 and 8.11.2, hooked, crd-demo, never-ready, guarded,
+    deep-crd, big-manifest, webhooks); use ``chart_repo.url`` as
     the repository URL (``helm ... --repo URL`` or a registered Capstan repo).
     """
     helm = require_tool(HELM)

@@ -36,6 +36,10 @@ EXPECTED = {
     "hooked": {"0.1.0"},
     "crd-demo": {"0.1.0"},
     "never-ready": {"0.1.0"},
+    "guarded": {"1.0.0"},
+    "deep-crd": {"1.0.0"},
+    "big-manifest": {"1.0.0"},
+    "webhooks": {"1.0.0"},
 }
 
 
@@ -73,10 +77,8 @@ def test_index_lists_every_sample_chart(chart_repo: ChartRepoServer) -> None:
     assert etcd["8.11.1"]["appVersion"] == "3.5.8"
     assert etcd["8.11.1"]["urls"] == [f"{chart_repo.url}/etcd-8.11.1.tgz"]
     assert chart_repo.url.startswith("http://127.0.0.1:")
-    assert chart_repo.archives == [
-        "crd-demo-0.1.0.tgz", "etcd-8.11.1.tgz", "etcd-8.11.2.tgz", "hooked-0.1.0.tgz",
-        "never-ready-0.1.0.tgz",
-    ]
+    assert chart_repo.archives == sorted(
+        f"{name}-{version}.tgz" for name, versions in EXPECTED.items() for version in versions)
 
 
 def test_archives_download_as_gzipped_charts(chart_repo: ChartRepoServer) -> None:
@@ -247,7 +249,7 @@ async def test_publish_from_async_code(tmp_path: Path) -> None:
 async def test_a_reused_out_dir_serves_only_the_charts_given(tmp_path: Path) -> None:
     helm = require_tool(HELM)
     async with ChartRepoServer(SAMPLE_CHARTS_DIR, helm, out_dir=tmp_path) as everything:
-        assert len(everything.archives) == 5
+        assert len(everything.archives) == 9
     async with ChartRepoServer(SAMPLE_CHARTS_DIR, helm, out_dir=tmp_path,
                                charts=["etcd-8.11.1"]) as subset:
         assert subset.archives == ["etcd-8.11.1.tgz"]

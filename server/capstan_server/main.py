@@ -21,14 +21,11 @@ from capstan_server.auth.flags import add_security_flags, security_options
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.drivers.helm.command import HelmLimits
 from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
+from capstan_server.helm_binary import CHECKOUT_HELM, HelmNotFound, resolve_helm_bin
 from capstan_server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from capstan_server.logs import LogFormat, configure_logging
 
 log = logging.getLogger("capstan.server")
-
-#: The pinned helm that `make setup` installs into the checkout (scripts/install_tools.py).
-CHECKOUT_HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
-
 
 def _version() -> str:
     try:
@@ -55,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--driver", choices=("helm", "memory"), default="helm",
                         help="release driver (default %(default)s; memory keeps releases in "
                         "memory, for tests)")
-    parser.add_argument("--helm-bin", type=Path, default=CHECKOUT_HELM,
-                        help="helm binary (default %(default)s, which `make setup` installs)")
+    parser.add_argument("--helm-bin", type=Path, default=None,
+                        help="helm binary, resolved to an absolute path at start-up (default: "
+                        f"the checkout's pinned {CHECKOUT_HELM}, which `make setup` installs, "
+                        "else `helm` on PATH)")
     parser.add_argument("--dev", action="store_true",
                         help="also run an embedded kubesim cluster 'default' and a repository "
                         "'samples' of the sample charts")
@@ -161,24 +160,23 @@ def _message_bytes(text: str) -> int:
     return value
 
 
-def missing_helm(helm_bin: Path, *, driver: str, dev: bool) -> str | None:
-    """Why the server cannot start without `helm_bin` (one line), or None when it can: the
+def helm_for(given: Path | None, *, driver: str, dev: bool) -> tuple[Path | None, str | None]:
+    """(the absolute helm binary, None), or (None, why the server cannot start, one line): the
     helm driver runs helm for every write, and --dev packages the sample charts with it."""
-    if (driver != "helm" and not dev) or (helm_bin.is_file() and os.access(helm_bin, os.X_OK)):
-        return None
-    if dev:
-        return (f"--dev needs helm, and {helm_bin} is not an executable file: run `make setup` "
-                "(it installs the pinned helm into .tools/) or pass --helm-bin")
-    return (f"the helm driver needs helm, and {helm_bin} is not an executable file: pass "
-            "--helm-bin (or run `make setup` in a checkout)")
+    if driver != "helm" and not dev:
+        return None, None
+    try:
+        return resolve_helm_bin(given), None
+    except HelmNotFound as exc:
+        need = "--dev needs helm" if dev else "the helm driver needs helm"
+        return None, f"{need}: {exc}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_level, cast(LogFormat, args.log_format))
     data_dir: Path = args.data_dir.expanduser().resolve()
-    helm_bin: Path = args.helm_bin
-    problem = missing_helm(helm_bin, driver=args.driver, dev=args.dev)
+    helm_bin, problem = helm_for(args.helm_bin, driver=args.driver, dev=args.dev)
     if problem:
         log.error("cannot start: %s", problem)
         return 1

@@ -41,12 +41,27 @@ _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 _SHARED_STRING_CHARS = 64
 
 
+_VALUE_TAG = "tag:yaml.org,2002:value"
+#: YAML 1.1 ints and floats as go-yaml (Helm's parser, through sigs.k8s.io/yaml) reads them:
+#: PyYAML's patterns without the base-60 forms, so `1:20` stays a string as in Helm.
+_GO_YAML_NUMBERS = {
+    "tag:yaml.org,2002:int": re.compile(
+        r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    "tag:yaml.org,2002:float": re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+}
+
+
 class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """SafeLoader without implicit timestamps: Helm keeps `2023-05-10` a string."""
+    """SafeLoader that reads plain scalars as Helm does (go-yaml): no implicit timestamps
+    (`2023-05-10` stays a string), `=` is the string "=" rather than YAML 1.1's `value` tag
+    that PyYAML cannot construct (an unquoted `- =` in a CRD's enum), no base-60 numbers."""
 
 
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != _TIMESTAMP_TAG]
+    first: [(tag, _GO_YAML_NUMBERS.get(tag, rx)) for tag, rx in resolvers
+            if tag not in (_TIMESTAMP_TAG, _VALUE_TAG)]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
 

@@ -50,7 +50,8 @@ async def test_index_lists_versions_newest_first(
     etcd = index.versions("etcd")[1]
     assert (etcd.app_version, len(etcd.digest)) == ("3.5.8", 64)
     assert "capstan-sample" in etcd.keywords and etcd.created is not None
-    assert set(index.entries) == {"etcd", "hooked", "crd-demo", "never-ready"}
+    assert set(index.entries) == {"etcd", "hooked", "crd-demo", "never-ready", "guarded",
+                                  "deep-crd", "big-manifest", "webhooks"}
 
 
 @pytest.mark.parametrize(

@@ -156,9 +156,8 @@ def test_each_command_sends_its_request(
 
     assert result.code == 0, result.stderr
     (request,) = fake.received(method)
-    sent = {
-        key: value for key, value in to_dict(request).items() if value not in ("", 0, False, [])
-    }
+    sent = {key: value for key, value in to_dict(request).items()
+            if value not in ("", 0, False, [], {}, None)}
     assert sent == fields
 
 
@@ -286,8 +285,9 @@ def test_a_release_answer_is_shown_as_fields(fake: FakeCapstan) -> None:
         chart_version="8.11.1", version=2, status="deployed",
     )
     release.config.update({"image": {"tag": "3.5.8-debian-11-r9"}, "replicaCount": 3})
-    release.resources["statefulset"].add_struct().update({"name": "etcd-release"})
-    release.resources["k8s_service"].add_struct().update({"name": "etcd-gone", "missing": True})
+    release.resources["statefulset"].items.add(name="etcd-release")
+    release.resources["k8s_service"].items.add(name="etcd-gone", missing=True)
+    release.resources["customresourcedefinition"].items.add(name="w", error="bad YAML")
     fake.reply("GetRelease", release)
 
     result = capstan(fake.target, "k8s-release-show", "etcd-release")
@@ -300,6 +300,7 @@ def test_a_release_answer_is_shown_as_fields(fake: FakeCapstan) -> None:
     assert "CONFIG:\n  image:\n    tag: 3.5.8-debian-11-r9\n  replicaCount: 3\n" in result.stdout
     assert "  k8s_service:\n  - etcd-gone (missing)\n" in result.stdout
     assert "  statefulset:\n  - etcd-release\n" in result.stdout
+    assert "  customresourcedefinition:\n  - 'w (cannot parse: bad YAML)'\n" in result.stdout
 
 
 def test_the_console_script_runs_and_exits_with_the_command_s_code(fake: FakeCapstan) -> None:

@@ -113,18 +113,21 @@ def test_a_list_in_json_carries_the_unreachable_clusters(fake: FakeCapstan) -> N
     result = capstan(fake.target, "--output", "json", "k8s-release-list")
 
     assert (result.code, result.stderr) == (0, "")
+    # The gateway's JSON: an unset timestamp is there, as null.
     assert result.json()["unreachable_clusters"] == [
         {
             "name": "far",
             "id": "6a4c0d9e-1b7f-4a57-9a51-0d1c2e3f4a5b",
             "message": "cluster far is unreachable: connection refused",
             "stale_seconds": 0.0,
+            "last_synced": None,
         },
         {
             "name": "farther",
             "id": "0b6e8f43-5c2d-4e1a-8f7b-9c0d1e2f3a4b",
             "message": "cluster farther: the server is currently unable to handle the request",
             "stale_seconds": 0.0,
+            "last_synced": None,
         },
     ]
 

@@ -266,6 +266,9 @@ def test_list_filters_on_helm(capstan: Capstan, kubesim: KubeSimThread,
         resources = to_dict(detailed)["resources"]
         assert {"k8s_service", "secret", "statefulset"} <= resources.keys()
         sts = resources["statefulset"][0]
+        assert (sts["name"], sts["missing"], sts["object"]) == ("alpha-etcd", False, None)
+        sts = to_dict(client.get_release("alpha", **where, objects=True)
+                      )["resources"]["statefulset"][0]["object"]
         assert sts["spec"]["template"]["spec"]["containers"][0]["image"].endswith(R9)
         assert "kind: StatefulSet" in detailed.manifest and detailed.notes
 

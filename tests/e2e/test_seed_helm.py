@@ -83,9 +83,9 @@ def test_seed_scenario_on_helm(capstan_server_factory: Callable[..., Any],
         assert shown["namespace_id"] == namespaces["default"].id
         resources = shown["resources"]
         assert {"k8s_service", "secret", "statefulset"} <= resources.keys()
-        assert {s["metadata"]["name"] for s in resources["k8s_service"]} == {
+        assert {s["name"] for s in resources["k8s_service"]} == {
             "etcd-release", "etcd-release-headless"}
-        assert [s["metadata"]["name"] for s in resources["statefulset"]] == ["etcd-release"]
+        assert [s["name"] for s in resources["statefulset"]] == ["etcd-release"]
 
         # k8s-release-upgrade --values ./values.yaml etcd-release bitnami-new/etcd
         upgraded = capstan.upgrade_release("etcd-release", "bitnami-new/etcd",

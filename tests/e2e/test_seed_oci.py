@@ -72,7 +72,7 @@ def test_seed_scenario_on_oci(capstan_server_factory: Callable[..., Any], oci_re
         assert (shown["id"], shown["version"], shown["status"]) == (created.id, 1, "deployed")
         resources = shown["resources"]
         assert {"k8s_service", "secret", "statefulset"} <= resources.keys()
-        assert [s["metadata"]["name"] for s in resources["statefulset"]] == ["etcd-release"]
+        assert [s["name"] for s in resources["statefulset"]] == ["etcd-release"]
 
         # k8s-release-upgrade --values ./values.yaml etcd-release bitnami-new/etcd
         upgraded = capstan.upgrade_release("etcd-release", "bitnami-new/etcd",

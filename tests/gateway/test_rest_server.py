@@ -66,6 +66,10 @@ def test_openapi_describes_messages_with_the_proto_comments(rest: Rest) -> None:
     assert history["content"]["application/json"]["schema"]["type"] == "array"
     watch = document["paths"]["/api/releases/{id}/watch"]["get"]["responses"]["200"]
     assert "application/x-ndjson" in watch["content"]
+    # The JSON rules of the one encoding: resources are {kind key: [...]}, objects inlined.
+    assert schemas["ReleaseResourceList"]["type"] == "array"
+    resource = schemas["ReleaseResource"]["properties"]
+    assert "object" in resource and "object_json" not in resource
 
 
 class MetadataSpy(grpc.aio.ServerInterceptor):

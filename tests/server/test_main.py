@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from capstan_server import helm_binary
 from capstan_server.app import ServerHandle, split_host_port
-from capstan_server.main import build_parser, repo_limits
+from capstan_server.drivers.helm.driver import HelmDriver
+from capstan_server.helm_binary import HelmNotFound, resolve_helm_bin
+from capstan_server.main import build_parser, helm_for, repo_limits
 
 SERVER_SCRIPT = Path(sys.executable).with_name("capstan-server")
 
@@ -58,7 +61,7 @@ def test_a_taken_port_is_a_clear_error_and_exit_status_1(
 
 @pytest.mark.parametrize(
     ("flags", "advice"),
-    [([], "pass --helm-bin"), (["--driver", "memory", "--dev"], "run `make setup`")],
+    [([], "is not an executable file"), (["--driver", "memory", "--dev"], "--dev needs helm")],
     ids=["helm-driver", "dev"],
 )
 def test_a_missing_helm_is_a_one_line_error_and_exit_status_1(
@@ -75,6 +78,42 @@ def test_a_missing_helm_is_a_one_line_error_and_exit_status_1(
     assert len(lines) == 1, done.stderr
     assert "cannot start: " in lines[0] and str(missing) in lines[0] and advice in lines[0]
     assert not (tmp_path / "data").exists()  # nothing was started or created
+
+
+def test_a_relative_helm_bin_is_resolved_at_start_up(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The README's `--helm-bin .tools/bin/helm4`: relative to where the server starts, while
+    # helm later runs in another working directory.
+    tools = tmp_path / ".tools" / "bin"
+    tools.mkdir(parents=True)
+    helm = tools / "helm4"
+    helm.write_text("#!/bin/sh\n")
+    helm.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_helm_bin(Path(".tools/bin/helm4")) == helm
+    assert resolve_helm_bin(".tools/bin/helm4", cwd=tmp_path) == helm
+    assert helm_for(Path(".tools/bin/helm4"), driver="helm", dev=False) == (helm, None)
+    assert helm_for(None, driver="memory", dev=False) == (None, None)
+    with pytest.raises(HelmNotFound, match="nope"):
+        resolve_helm_bin("nope")
+    driver = HelmDriver(data_dir=tmp_path / "d", helm_bin=Path(".tools/bin/helm4"))
+    assert driver.command.helm_bin == helm
+
+
+def test_without_helm_bin_the_checkout_helm_then_path_is_used(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(helm_binary, "CHECKOUT_HELM", tmp_path / "absent" / "helm")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    with pytest.raises(HelmNotFound, match=r"no helm found: neither the checkout's pinned .* nor "
+                                           r"`helm` on PATH"):
+        resolve_helm_bin(None)
+    (tmp_path / "bin").mkdir()
+    on_path = tmp_path / "bin" / "helm"
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    assert resolve_helm_bin(None) == on_path
+    monkeypatch.undo()
+    assert resolve_helm_bin(None) == helm_binary.CHECKOUT_HELM  # this checkout's pinned helm
 
 
 def test_the_fixture_server_reports_its_addresses(capstan_server: ServerHandle) -> None:

@@ -109,7 +109,7 @@ def test_repositories(api: Api, chart_repo: ChartRepoServer) -> None:
     internal = api.charts.CreateRepository(
         chart_pb2.CreateRepositoryRequest(name="platform", url=chart_repo.url, type="internal")
     )
-    assert (internal.type, internal.chart_count, internal.has_password) == ("internal", 4, False)
+    assert (internal.type, internal.chart_count, internal.has_password) == ("internal", 8, False)
     assert internal.synced_at.seconds > 0
     listed = api.charts.ListRepositories(chart_pb2.ListRepositoriesRequest())
     assert [r.name for r in listed.repos] == ["bitnami-new", "platform"]
@@ -181,15 +181,19 @@ def test_list_charts(api: Api) -> None:
         return [(c.name, c.version) for c in api.charts.ListCharts(request).charts]
 
     assert listed() == [
+        ("big-manifest", "1.0.0"),
         ("crd-demo", "0.1.0"),
+        ("deep-crd", "1.0.0"),
         ("etcd", "8.11.2"),
+        ("guarded", "1.0.0"),
         ("hooked", "0.1.0"),
         ("never-ready", "0.1.0"),
+        ("webhooks", "1.0.0"),
     ]
     assert listed(keyword="etcd", all_version=True) == [("etcd", "8.11.2"), ("etcd", "8.11.1")]
     assert listed(keyword="key-value") == [("etcd", "8.11.2")]  # a keyword of the chart
     assert listed(version="<8.11.2", keyword="etcd") == [("etcd", "8.11.1")]
-    assert listed(repo="bitnami-new", limit=1, offset=1) == [("etcd", "8.11.2")]
+    assert listed(repo="bitnami-new", limit=1, offset=3) == [("etcd", "8.11.2")]
     assert (
         api.fails(api.charts.ListCharts, chart_pb2.ListChartsRequest(version="newest")).code
         == INVALID

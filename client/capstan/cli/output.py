@@ -14,6 +14,8 @@ from typing import Generic, TextIO, TypeVar
 import yaml
 from google.protobuf import timestamp_pb2
 
+from capstan.client.messages import whole_numbers
+
 __all__ = [
     "Column",
     "print_fields",
@@ -71,7 +73,7 @@ def print_yaml_block(out: TextIO, title: str, value: object) -> None:
     if not value:
         return
     text = yaml.safe_dump(
-        _whole_numbers(value), default_flow_style=False, sort_keys=True, allow_unicode=True
+        whole_numbers(value), default_flow_style=False, sort_keys=True, allow_unicode=True
     )
     print_text_block(out, title, text)
 
@@ -90,17 +92,6 @@ def timestamp(value: timestamp_pb2.Timestamp) -> str:
     if value.seconds == 0 and value.nanos == 0:
         return ""
     return value.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _whole_numbers(value: object) -> object:
-    """JSON numbers from a `google.protobuf.Struct` are all floats; show `3`, not `3.0`."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _whole_numbers(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(item) for item in value]
-    return value
 
 
 def _cell(value: object) -> str:

@@ -13,6 +13,8 @@ import grpc
 from google.protobuf import json_format, struct_pb2
 from grpc_status import rpc_status
 
+from capstan.client.messages import whole_numbers
+
 __all__ = [
     "Aborted",
     "AlreadyExists",
@@ -136,7 +138,7 @@ def _rich_details(error: grpc.RpcError) -> list[dict[str, Any]]:
     for packed in status.details:
         struct = struct_pb2.Struct()
         if packed.Unpack(struct):
-            details.append(json_format.MessageToDict(struct))
+            details.append(whole_numbers(json_format.MessageToDict(struct)))
         else:
             details.append({"@type": packed.type_url})
     return details

@@ -132,10 +132,12 @@ def get_release(
     *,
     cluster: str = "",
     namespace: str = "",
+    objects: bool = False,
     deadline: float | None = None,
 ) -> Call[pb.Release]:
-    """Show release `id` (UUID or name) with its config and live resources."""
-    request = pb.GetReleaseRequest(id=id, cluster=cluster, namespace=namespace)
+    """Show release `id` (UUID or name) with its config and live resources (a summary per
+    object; each whole live object too with `objects`)."""
+    request = pb.GetReleaseRequest(id=id, cluster=cluster, namespace=namespace, objects=objects)
     return Call(GET, request, deadline)
 
 

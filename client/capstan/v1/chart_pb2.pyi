@@ -629,7 +629,9 @@ class ChartContent(_message.Message):
 
     @_builtins.property
     def values(self) -> _struct_pb2.Struct:
-        """Default values (values.yaml parsed)."""
+        """Default values (values.yaml parsed). Integral numbers are integers in
+        the JSON answers, as for `Release.config`.
+        """
 
     @_builtins.property
     def schema(self) -> _struct_pb2.Struct:

@@ -64,12 +64,12 @@ class Release(_message.Message):
         VALUE_FIELD_NUMBER: _builtins.int
         key: _builtins.str
         @_builtins.property
-        def value(self) -> _struct_pb2.ListValue: ...
+        def value(self) -> Global___ReleaseResourceList: ...
         def __init__(
             self,
             *,
             key: _builtins.str = ...,
-            value: _struct_pb2.ListValue | None = ...,
+            value: Global___ReleaseResourceList | None = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -105,6 +105,7 @@ class Release(_message.Message):
     DRY_RUN_FIELD_NUMBER: _builtins.int
     CHART_DIGEST_FIELD_NUMBER: _builtins.int
     PROJECT_FIELD_NUMBER: _builtins.int
+    MANIFEST_TRUNCATED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Stable UUID of the release; it survives restarts and upgrades."""
     name: _builtins.str
@@ -147,7 +148,12 @@ class Release(_message.Message):
     notes: _builtins.str
     """Rendered NOTES.txt of the chart (with `details` or a dry run)."""
     manifest: _builtins.str
-    """Rendered manifest (with `details` or a dry run)."""
+    """Rendered manifest (with `details` or a dry run). The values of Secret
+    documents' `data` and `stringData` are replaced by their sizes
+    (`<redacted: N bytes>`). A manifest larger than 1 MiB is cut at the
+    last document boundary before that size (see `manifest_truncated`), so
+    answers stay within message limits.
+    """
     progress: _builtins.int
     """Progress of an operation in flight, 0-100; 0 when settled."""
     is_emulated: _builtins.bool
@@ -168,20 +174,30 @@ class Release(_message.Message):
     (the first of the caller's own projects that grants it); empty when no policy is loaded.
     Unrelated to `project_domain`.
     """
+    manifest_truncated: _builtins.bool
+    """True when `manifest` holds only the first documents of a manifest
+    larger than 1 MiB (`resources` still lists every object).
+    """
     @_builtins.property
     def config(self) -> _struct_pb2.Struct:
         """The values supplied by the user for the current revision (not the
         chart defaults), Helm's `config`. Empty in ListReleases pages unless
-        `details` is asked.
+        `details` is asked. A Struct holds every number as a double; Capstan's
+        JSON answers (REST, CLI, `capstan.client.to_dict`) write an integral
+        number as an integer (`"port": 2379`), as Helm's own JSON does, which
+        cannot tell `3.0` from `3` either.
         """
 
     @_builtins.property
-    def resources(self) -> _containers.MessageMap[_builtins.str, _struct_pb2.ListValue]:
-        """Kubernetes objects of the release manifest, read live from the
-        cluster, grouped by kind key: `k8s_service` for Services, otherwise the
-        lower-case kind (`secret`, `statefulset`, `configmap`, ...). An object
-        that is in the manifest but missing from the cluster appears with
-        `"missing": true`. Filled by GetRelease and with `details`.
+    def resources(self) -> _containers.MessageMap[_builtins.str, Global___ReleaseResourceList]:
+        """The objects of the release manifest, read live from the cluster and
+        grouped by kind key: `k8s_service` for Services, otherwise the
+        lower-case kind (`secret`, `statefulset`, `configmap`, ...). In JSON it
+        is `{"<kind key>": [<ReleaseResource>, ...]}` (each list wrapper is
+        written as its bare `items` array). Every document of the manifest is
+        there: one missing from the cluster has `missing`, one that cannot be
+        parsed has `error`. Each entry is a flat summary; the full live object
+        only with GetRelease `objects`. Filled by GetRelease and with `details`.
         """
 
     @_builtins.property
@@ -211,7 +227,7 @@ class Release(_message.Message):
         status: _builtins.str = ...,
         type: _builtins.str = ...,
         config: _struct_pb2.Struct | None = ...,
-        resources: _abc.Mapping[_builtins.str, _struct_pb2.ListValue] | None = ...,
+        resources: _abc.Mapping[_builtins.str, Global___ReleaseResourceList] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         description: _builtins.str = ...,
@@ -223,14 +239,146 @@ class Release(_message.Message):
         dry_run: _builtins.bool = ...,
         chart_digest: _builtins.str = ...,
         project: _builtins.str = ...,
+        manifest_truncated: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_version", b"app_version", "chart", b"chart", "chart_digest", b"chart_digest", "chart_version", b"chart_version", "cluster", b"cluster", "clusterID", b"clusterID", "cluster_id", b"cluster_id", "config", b"config", "created_at", b"created_at", "description", b"description", "dry_run", b"dry_run", "external_id", b"external_id", "id", b"id", "is_emulated", b"is_emulated", "manifest", b"manifest", "name", b"name", "namespace", b"namespace", "namespace_id", b"namespace_id", "notes", b"notes", "progress", b"progress", "project", b"project", "project_domain", b"project_domain", "repo_id", b"repo_id", "resources", b"resources", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["app_version", b"app_version", "chart", b"chart", "chart_digest", b"chart_digest", "chart_version", b"chart_version", "cluster", b"cluster", "clusterID", b"clusterID", "cluster_id", b"cluster_id", "config", b"config", "created_at", b"created_at", "description", b"description", "dry_run", b"dry_run", "external_id", b"external_id", "id", b"id", "is_emulated", b"is_emulated", "manifest", b"manifest", "manifest_truncated", b"manifest_truncated", "name", b"name", "namespace", b"namespace", "namespace_id", b"namespace_id", "notes", b"notes", "progress", b"progress", "project", b"project", "project_domain", b"project_domain", "repo_id", b"repo_id", "resources", b"resources", "status", b"status", "type", b"type", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Release: _TypeAlias = Release  # noqa: Y015
+
+@_typing.final
+class ReleaseResourceList(_message.Message):
+    """The objects of one kind key in `Release.resources`. In JSON it is the
+    bare array of `items`.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReleaseResource]:
+        """The objects, in manifest order."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ReleaseResource] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseResourceList: _TypeAlias = ReleaseResourceList  # noqa: Y015
+
+@_typing.final
+class ReleaseResource(_message.Message):
+    """One object of a release manifest, summarised from its live state (what
+    kubeserver's GetReleaseResources lists per object), small whatever the
+    object's size or depth.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SecretDataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    API_VERSION_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    NAMESPACE_FIELD_NUMBER: _builtins.int
+    UID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    MISSING_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    SECRET_DATA_FIELD_NUMBER: _builtins.int
+    OBJECT_JSON_FIELD_NUMBER: _builtins.int
+    api_version: _builtins.str
+    """`apiVersion` of the object, e.g. `apps/v1`."""
+    kind: _builtins.str
+    """Kind of the object, e.g. `StatefulSet`."""
+    name: _builtins.str
+    """Object name."""
+    namespace: _builtins.str
+    """Namespace; empty for a cluster-scoped object."""
+    uid: _builtins.str
+    """UID of the live object; empty when it is missing."""
+    missing: _builtins.bool
+    """True when the object is in the manifest but not in the cluster."""
+    ready: _builtins.bool
+    """Whether the object is ready: workloads when their replicas are updated
+    and ready (a Job when complete, a PVC when bound), any other object
+    when it exists.
+    """
+    status: _builtins.str
+    """Short state, e.g. `2/3 ready`, `complete`, `bound`, `exists`, `missing`."""
+    error: _builtins.str
+    """Set when the manifest document could not be parsed: the parser's error.
+    `api_version`, `kind` and `name` are then what could be read from the
+    text, and the live object is read when they could.
+    """
+    object_json: _builtins.str
+    """The whole live object as JSON text, only with GetRelease `objects`
+    (JSON text because protobuf limits messages to 100 levels of nesting).
+    In JSON answers it is inlined as the object itself, under `object`.
+    A Secret's `data` / `stringData` values are redacted as in `manifest`.
+    """
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When the live object was created (`metadata.creationTimestamp`)."""
+
+    @_builtins.property
+    def secret_data(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """For a Secret: each key of `data` and `stringData` with the size of its
+        value in bytes (the values are never shown, as in `kubectl describe`).
+        """
+
+    def __init__(
+        self,
+        *,
+        api_version: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        name: _builtins.str = ...,
+        namespace: _builtins.str = ...,
+        uid: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        missing: _builtins.bool = ...,
+        ready: _builtins.bool = ...,
+        status: _builtins.str = ...,
+        error: _builtins.str = ...,
+        secret_data: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        object_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "created_at", b"created_at", "error", b"error", "kind", b"kind", "missing", b"missing", "name", b"name", "namespace", b"namespace", "object_json", b"object_json", "ready", b"ready", "secret_data", b"secret_data", "status", b"status", "uid", b"uid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseResource: _TypeAlias = ReleaseResource  # noqa: Y015
 
 @_typing.final
 class ReleaseRevision(_message.Message):
@@ -560,22 +708,26 @@ class GetReleaseRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     CLUSTER_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
+    OBJECTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Release UUID or name."""
     cluster: _builtins.str
     """Cluster name or UUID, to narrow a name lookup."""
     namespace: _builtins.str
     """Namespace, to narrow a name lookup."""
+    objects: _builtins.bool
+    """Include each resource's whole live object (`object`) in `resources`."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         cluster: _builtins.str = ...,
         namespace: _builtins.str = ...,
+        objects: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "id", b"id", "namespace", b"namespace"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "id", b"id", "namespace", b"namespace", "objects", b"objects"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -303,8 +303,12 @@ class LiveObject:
     kind: str
     namespace: str
     name: str
-    #: The object as the API server returns it; None when it is missing from the cluster.
+    #: The object as the API server returns it; None when it is missing from the cluster
+    #: (or could not be looked up, see `error`).
     object: Mapping[str, Any] | None
+    #: Why the manifest document of this object could not be parsed (its identity is then
+    #: what could be read from the text); empty when it parsed.
+    error: str = ""
 
 
 @dataclass(frozen=True)

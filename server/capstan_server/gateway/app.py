@@ -20,6 +20,7 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from capstan.client.messages import whole_numbers
 from capstan_server import request_ids
 from capstan_server.errors import http_status
 from capstan_server.gateway.kubeserver import (
@@ -99,7 +100,7 @@ def _rich_details(error: grpc.aio.AioRpcError) -> list[Any]:
 def _detail_json(detail: Any) -> Any:
     struct = struct_pb2.Struct()
     if detail.Unpack(struct):
-        return json_format.MessageToDict(struct)
+        return whole_numbers(json_format.MessageToDict(struct))
     try:
         return json_format.MessageToDict(detail, preserving_proto_field_name=True)
     except (TypeError, KeyError, json_format.Error):

@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from capstan.client.messages import JSON_TEXT_SUFFIX, LIST_WRAPPERS
 from capstan_server.gateway.openapi_bounds import field_bounds, is_request, required
 from capstan_server.gateway.routes import Route
 
@@ -164,12 +165,22 @@ class _Builder:
         return {"$ref": _REF + name}
 
     def message_schema(self, message: Descriptor, skip: Iterable[str] = ()) -> dict[str, Any]:
+        # The JSON rules of capstan.client.messages: list wrappers are bare arrays, `*_json`
+        # text fields are inlined JSON under the name without the suffix.
+        if message.full_name in LIST_WRAPPERS:
+            items = self.field_schema(message.fields_by_name["items"])
+            return self.describe(items, message.full_name)
         skipped = set(skip)
-        properties = {
-            field.name: self.field_schema(field, bounded=is_request(message))
-            for field in message.fields
-            if field.name not in skipped
-        }
+        properties = {}
+        for field in message.fields:
+            if field.name in skipped:
+                continue
+            if field.type == FieldDescriptor.TYPE_STRING and field.name.endswith(
+                    JSON_TEXT_SUFFIX):
+                properties[field.name.removesuffix(JSON_TEXT_SUFFIX)] = self.describe(
+                    {}, field.full_name)
+            else:
+                properties[field.name] = self.field_schema(field, bounded=is_request(message))
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         needed = [name for name in required(message) if name not in skipped]
         if is_request(message):

@@ -6,9 +6,9 @@ parameters are accepted with `body: "*"` too (google.api.http would not), so tha
 still be narrowed with `?cluster=`. JSON names are the proto field names (snake_case); the
 camelCase JSON names are accepted as well because `json_format` accepts them.
 
-Responses are rendered as docs/DEVELOPING.md describes (proto field names, fields with default
-values included) and, in addition, singular message fields that are unset appear as `null` (`{}`
-for a Struct), so that a client always sees the same set of keys for a message type.
+Responses are rendered by `capstan.client.messages.to_dict`, the one JSON encoding the CLI and
+the client library use too (its docstring has the rules: defaults present, unset messages null,
+integral Struct numbers as integers, JSON-text fields inlined).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from capstan.client.messages import to_dict
 from capstan_server.gateway.routes import Route
 from capstan_server.limits import MAX_JSON_DEPTH, json_depth
 
@@ -36,8 +37,6 @@ _STRING_JSON_TYPES = frozenset(
         "google.protobuf.UInt64Value",
     }
 )
-#: The JSON an unset singular message field renders as (any other type: null).
-_UNSET_JSON: dict[str, Any] = {"google.protobuf.Struct": {}, "google.protobuf.Empty": {}}
 
 _INT_TYPES = frozenset(
     {
@@ -182,6 +181,10 @@ def _unknown_field(descriptor: Descriptor, data: Mapping[str, Any], prefix: str)
     return ""
 
 
+def _is_well_known(message: Descriptor) -> bool:
+    return message.full_name.startswith("google.protobuf.")
+
+
 def _field(descriptor: Descriptor, name: str) -> FieldDescriptor | None:
     field = descriptor.fields_by_name.get(name)
     if field is None:
@@ -241,47 +244,12 @@ def _scalar(field: FieldDescriptor, raw: str, what: str) -> Any:
 
 
 def message_json(message: Message) -> dict[str, Any]:
-    """A message as the REST API shows it: proto field names, every field present."""
-    data: dict[str, Any] = json_format.MessageToDict(
-        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    _fill_unset(cast(Descriptor, message.DESCRIPTOR), data)
-    return data
+    """A message as the REST API shows it: the one JSON encoding of `capstan.client.messages`
+    (shared with the CLI and the client library's `to_dict`)."""
+    return to_dict(message)
 
 
 def response_json(route: Route, message: Message) -> Any:
     """The JSON answer of `route`: the whole message, or its `response_body` field."""
     data = message_json(message)
     return data[route.response_body] if route.response_body else data
-
-
-def _is_well_known(message: Descriptor) -> bool:
-    return message.full_name.startswith("google.protobuf.")
-
-
-def _fill_unset(descriptor: Descriptor, data: dict[str, Any]) -> None:
-    for field in descriptor.fields:
-        sub = field.message_type
-        if sub is None:
-            continue
-        if field.containing_oneof is not None:
-            # Only the member that is set belongs in the JSON of a oneof.
-            continue
-        is_map = sub.GetOptions().map_entry
-        if field.name not in data:
-            if not field.is_repeated:
-                data[field.name] = _UNSET_JSON.get(sub.full_name)
-            continue
-        if sub.full_name.startswith("google.protobuf."):
-            continue
-        value = data[field.name]
-        if is_map:
-            value_type = sub.fields_by_name["value"].message_type
-            if value_type is not None and not value_type.full_name.startswith("google.protobuf."):
-                for item in value.values():
-                    _fill_unset(value_type, item)
-        elif field.is_repeated:
-            for item in value:
-                _fill_unset(sub, item)
-        elif isinstance(value, dict):
-            _fill_unset(sub, value)

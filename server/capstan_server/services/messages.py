@@ -3,6 +3,7 @@ small request conversions every servicer shares (paging, timeouts, Struct <-> di
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -10,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
+from capstan.client.messages import whole_numbers
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
+from capstan_server import redaction
 from capstan_server.auth.access import current_access
 from capstan_server.charts.archive import ChartFiles
 from capstan_server.charts.oci import OciOptions
@@ -25,6 +28,7 @@ from capstan_server.drivers.base import (
     ReleaseRecord,
     kind_key,
 )
+from capstan_server.drivers.helm.manifest import readiness
 from capstan_server.errors import InvalidArgument
 from capstan_server.registry import ClusterRow, RepoRow
 
@@ -36,6 +40,9 @@ MAX_LIMIT = 1000
 DEFAULT_TIMEOUT = 300
 DEFAULT_HISTORY_MAX = 10
 RELEASE_TYPES = ("external", "internal")
+#: The largest manifest an answer carries (bytes); a larger one is cut (`manifest_truncated`),
+#: so that a write that succeeded is never answered with a message too large to receive.
+MANIFEST_MAX = 1024 * 1024
 #: uuid5 namespace of the stable ids of releases installed outside Capstan.
 _EXTERNAL_RELEASE_NS = uuid.uuid5(uuid.NAMESPACE_DNS, "releases.capstan.io")
 
@@ -75,17 +82,7 @@ def release_type(value: str) -> str:
 
 def struct_to_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
     """A Struct as plain JSON types; whole numbers come back as ints (Struct holds doubles)."""
-    return _whole(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
-
-
-def _whole(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    return value
+    return whole_numbers(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
 
 
 def to_struct(values: Mapping[str, Any]) -> struct_pb2.Struct:
@@ -123,29 +120,54 @@ def release_type_of(record: ReleaseRecord) -> str:
     return record.labels.get(LABEL_TYPE) or "external"
 
 
-def _live_object(obj: LiveObject) -> dict[str, Any]:
-    if obj.object is None:
-        metadata = {"name": obj.name, **({"namespace": obj.namespace} if obj.namespace else {})}
-        return {
-            "apiVersion": obj.api_version,
-            "kind": obj.kind,
-            "metadata": metadata,
-            "missing": True,
-        }
-    shown = dict(obj.object)
-    metadata = dict(shown.get("metadata") or {})
-    # Field-manager bookkeeping is large and says nothing about the release.
-    metadata.pop("managedFields", None)
-    shown["metadata"] = metadata
-    return shown
+def _created_at(metadata: Mapping[str, Any]) -> timestamp_pb2.Timestamp | None:
+    text = metadata.get("creationTimestamp")
+    if not isinstance(text, str) or not text:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    try:
+        stamp.FromJsonString(text)
+    except ValueError:
+        return None
+    return stamp
 
 
-def group_resources(objects: Iterable[LiveObject]) -> dict[str, list[dict[str, Any]]]:
-    """Live objects grouped by kind key (`k8s_service`, `secret`, ...), missing ones marked."""
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for obj in objects:
-        grouped.setdefault(kind_key(obj.kind), []).append(_live_object(obj))
-    return grouped
+def resource_message(obj: LiveObject, *, full: bool = False) -> release_pb2.ReleaseResource:
+    """The flat summary of one object of a release (its whole live object with `full`),
+    Secret values redacted."""
+    item = release_pb2.ReleaseResource(
+        api_version=obj.api_version, kind=obj.kind, name=obj.name, namespace=obj.namespace,
+        error=obj.error)
+    live = obj.object
+    if live is None:
+        item.missing = not obj.error
+        item.status = "missing" if item.missing else "unparsed"
+        return item
+    metadata = live.get("metadata") or {}
+    item.uid = str(metadata.get("uid") or "")
+    created = _created_at(metadata)
+    if created is not None:
+        item.created_at.CopyFrom(created)
+    item.ready, item.status = readiness(live)
+    if redaction.is_secret(live):
+        item.secret_data.update(redaction.secret_sizes(live))
+    if full:
+        # Field-manager bookkeeping is large and says nothing about the release.
+        trimmed = {k: v for k, v in metadata.items() if k != "managedFields"}
+        shown = redaction.redact_object({**live, "metadata": trimmed})
+        item.object_json = json.dumps(shown, separators=(",", ":"))
+    return item
+
+
+def shown_manifest(manifest: str) -> tuple[str, bool]:
+    """(the manifest as answers show it, whether it was cut): Secret values redacted, and at
+    most MANIFEST_MAX bytes, cut at the last document boundary before that."""
+    shown = redaction.redact_manifest(manifest)
+    if len(shown.encode()) <= MANIFEST_MAX:
+        return shown, False
+    head = shown.encode()[:MANIFEST_MAX].decode(errors="ignore")
+    cut = head.rfind("\n---")
+    return (head[:cut + 1] if cut > 0 else ""), True
 
 
 def release_message(
@@ -157,8 +179,10 @@ def release_message(
     details: bool = False,
     dry_run: bool = False,
     progress: int = 0,
+    objects: bool = False,
 ) -> release_pb2.Release:
-    """The API's Release for a driver's record (resources only when given)."""
+    """The API's Release for a driver's record (resources only when given, with their whole
+    live objects with `objects`)."""
     message = release_pb2.Release(
         id=release_id(record, cluster.id),
         name=record.name,
@@ -188,10 +212,10 @@ def release_message(
     )
     if details or dry_run:
         message.notes = record.notes
-        message.manifest = record.manifest
-    if resources is not None:
-        for key, items in group_resources(resources).items():
-            message.resources[key].extend(to_struct(item) for item in items)
+        message.manifest, message.manifest_truncated = shown_manifest(record.manifest)
+    for obj in resources or ():
+        message.resources[kind_key(obj.kind or "unparsed")].items.append(
+            resource_message(obj, full=objects))
     return message
 
 

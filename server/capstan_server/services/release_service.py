@@ -130,6 +130,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         resources: bool = False,
         dry_run: bool = False,
         namespace_uids: dict[str, str] | None = None,
+        objects: bool = False,
     ) -> release_pb2.Release:
         """The Release message of a record; live resources with `resources` or `details`
         (never for a dry run: nothing was created). Pass `namespace_uids` when building many
@@ -151,6 +152,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             resources=live,
             details=details,
             dry_run=dry_run,
+            objects=objects,
         )
 
     def _row_message(self, row: LocatedRelease, uids: dict[str, str]) -> release_pb2.Release:
@@ -354,7 +356,9 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self, request: release_pb2.GetReleaseRequest, context: Context
     ) -> release_pb2.Release:
         found = await self.resolver.release(request.id, request.cluster, request.namespace)
-        return await self._message(found.cluster, found.record, resources=True)
+        return await self._message(
+            found.cluster, found.record, resources=True, objects=request.objects
+        )
 
     async def _locate_for_upgrade(
         self, request: release_pb2.UpgradeReleaseRequest

@@ -33,6 +33,7 @@ from capstan_server.errors import (
     Aborted,
     AlreadyExists,
     DeadlineExceeded,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
     OperationFailed,
@@ -182,7 +183,18 @@ def test_good_labels() -> None:
     ('Error: INSTALLATION FAILED: create: failed to create: namespaces "nope" not found',
      NotFound),
     ('Error: INSTALLATION FAILED: resource mapping not found for name: "w" namespace: "" '
-     'from "": no matches for kind "Widget" in version "demo.capstan.io/v1"', OperationFailed),
+     'from "": no matches for kind "Widget" in version "demo.capstan.io/v1"\n'
+     "ensure CRDs are installed first", FailedPrecondition),
+    ("Error: UPGRADE FAILED: execution error at (guarded/templates/NOTES.txt:1:4): \n"
+     "PASSWORDS ERROR: You must provide your current passwords", InvalidArgument),
+    ("Error: INSTALLATION FAILED: values don't meet the specifications of the schema(s) in the "
+     "following chart(s):\netcd:\n- replicaCount: Invalid type", InvalidArgument),
+    ('Error: INSTALLATION FAILED: template: x/templates/a.yaml:3:4: executing "x" at '
+     "<required \"need it\" .Values.a>: error calling required: need it", InvalidArgument),
+    ("Error: INSTALLATION FAILED: Unable to continue with install: ConfigMap \"c\" in "
+     "namespace \"n\" exists and cannot be imported into the current release",
+     FailedPrecondition),
+    ("Error: INSTALLATION FAILED: chart hit a bug in Capstan's own temp files", OperationFailed),
     ("Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress",
      Aborted),
     ('Error: UPGRADE FAILED: create: failed to create: secrets "sh.helm.release.v1.x.v3" '
@@ -197,12 +209,28 @@ def test_good_labels() -> None:
     ("Error: UPGRADE FAILED: release x failed, and has been rolled back due to atomic being "
      "set: context deadline exceeded", OperationFailed),
     ('level=WARN msg="something"\nError: INSTALLATION FAILED: admission webhook denied',
-     OperationFailed),
+     FailedPrecondition),
 ])
 def test_error_mapping(stderr: str, error: type[Exception]) -> None:
     mapped = map_helm_error(helm_error_message(stderr), operation="install")
     assert type(mapped) is error
     assert "level=WARN" not in mapped.message and not mapped.message.startswith("Error:")
+
+
+def test_error_message_keeps_every_line_of_a_multi_line_error() -> None:
+    # helm 3's multi-error and a template's multi-line `fail`: nothing after the first line
+    # may be lost, and helm's --debug hint and slog lines are no part of it.
+    stderr = ("Error: UPGRADE FAILED: 2 errors occurred:\n"
+              "\t* Deployment.apps \"x\" is invalid: spec.replicas: must be >= 0\n"
+              "\t* Service \"x\" is invalid: spec.ports[0].port: must be > 0\n\n\n"
+              'time=2026-12-01T00:00:00Z level=WARN msg="noise"\n'
+              "Use --debug flag to render out invalid YAML\n")
+    message = helm_error_message(stderr)
+    assert message == ("UPGRADE FAILED: 2 errors occurred:\n"
+                       "\t* Deployment.apps \"x\" is invalid: spec.replicas: must be >= 0\n"
+                       "\t* Service \"x\" is invalid: spec.ports[0].port: must be > 0")
+    assert type(map_helm_error(message, operation="upgrade")) is InvalidArgument
+    assert len(helm_error_message("Error: x\n" + "y" * 100_000)) <= 4003
 
 
 def test_error_message_keeps_only_errors_from_helm4_stderr() -> None:

@@ -5,6 +5,7 @@ concurrent upgrades, a never-ready workload with wait + atomic)."""
 from __future__ import annotations
 
 import asyncio
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from capstan_server.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     OperationFailed,
     Unavailable,
@@ -388,3 +390,72 @@ async def test_hooks_and_custom_resources(driver: HelmDriver, cluster: ClusterTa
     objects = {o.kind: o for o in await driver.resources(crd, cluster)}
     assert objects["Widget"].object is not None
     assert objects["Widget"].namespace == unique_namespace
+
+
+async def test_refused_upgrade_carries_helms_whole_message(
+        driver: HelmDriver, cluster: ClusterTarget, charts: dict[str, Path],
+        unique_namespace: str) -> None:
+    # The guard of the `guarded` sample (Bitnami's password guard): an upgrade without the
+    # password fails rendering with a multi-line message; every line of it reaches the caller
+    # as INVALID_ARGUMENT, and the release stays as it was.
+    ref = ReleaseRef(cluster=cluster, namespace=unique_namespace, name="guarded")
+    guarded = source(charts, "guarded", "1.0.0")
+    await driver.install(InstallOptions(ref=ref, chart=guarded, values={}, labels=LABELS))
+    with pytest.raises(InvalidArgument) as refused:
+        await driver.upgrade(UpgradeOptions(ref=ref, chart=guarded, values={"replicaCount": 2},
+                                            labels=LABELS))
+    message = refused.value.message
+    assert "execution error at (guarded/templates/NOTES.txt" in message
+    assert "PASSWORDS ERROR: You must provide your current passwords" in message
+    assert "'auth.password' must not be empty" in message
+    assert "export PASSWORD=$(kubectl get secret" in message
+    history = await driver.history(ref)
+    assert [(r.revision, r.status) for r in history] == [(1, Status.DEPLOYED)]
+
+
+async def test_a_kind_the_cluster_does_not_serve_is_a_failed_precondition(
+        driver: HelmDriver, cluster: ClusterTarget, tmp_path: Path,
+        unique_namespace: str) -> None:
+    chart = tmp_path / "needs-crd"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: needs-crd\nversion: 0.1.0\n")
+    (chart / "templates" / "w.yaml").write_text(
+        "apiVersion: nowhere.capstan.io/v1\nkind: Gadget\nmetadata:\n  name: g\n")
+    with tarfile.open(tmp_path / "needs-crd-0.1.0.tgz", "w:gz") as archive:
+        archive.add(chart, arcname="needs-crd")
+    src = ChartSource(repo_id="r", repo_name="r", repo_url="http://127.0.0.1/", name="needs-crd",
+                      version="0.1.0", app_version="", archive=tmp_path / "needs-crd-0.1.0.tgz")
+    ref = ReleaseRef(cluster=cluster, namespace=unique_namespace, name="needs-crd")
+    with pytest.raises(FailedPrecondition) as refused:
+        await driver.install(InstallOptions(ref=ref, chart=src, values={}, labels=LABELS))
+    assert 'no matches for kind "Gadget"' in refused.value.message
+    assert "ensure CRDs are installed first" in refused.value.message
+    with pytest.raises(NotFound):
+        await driver.get(ref)
+
+
+async def test_a_yaml_1_1_value_token_hides_no_object_from_resources_or_watch(
+        driver: HelmDriver, cluster: ClusterTarget, tmp_path: Path,
+        unique_namespace: str) -> None:
+    # An unquoted `=` (YAML 1.1's "value" token, which PyYAML cannot construct and helm reads as
+    # the string "=") must not drop its object from `resources` nor from the watch's workloads.
+    chart = tmp_path / "equals"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: equals\nversion: 0.1.0\n")
+    (chart / "templates" / "d.yaml").write_text(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: eq\nspec:\n  replicas: 1\n"
+        "  selector: {matchLabels: {app: eq}}\n  template:\n    metadata: {labels: {app: eq}}\n"
+        "    spec:\n      containers:\n        - name: c\n          image: x\n"
+        "          args:\n            - =\n            - --op\n")
+    with tarfile.open(tmp_path / "equals-0.1.0.tgz", "w:gz") as archive:
+        archive.add(chart, arcname="equals")
+    src = ChartSource(repo_id="r", repo_name="r", repo_url="http://127.0.0.1/", name="equals",
+                      version="0.1.0", app_version="", archive=tmp_path / "equals-0.1.0.tgz")
+    ref = ReleaseRef(cluster=cluster, namespace=unique_namespace, name="equals")
+    record = await driver.install(InstallOptions(ref=ref, chart=src, values={}, labels=LABELS))
+    (live,) = await driver.resources(record, cluster)
+    assert (live.kind, live.name, live.error) == ("Deployment", "eq", "")
+    assert live.object is not None
+    assert live.object["spec"]["template"]["spec"]["containers"][0]["args"] == ["=", "--op"]
+    snapshots = [s async for s in driver.watch(ref, timeout=30)]
+    assert [(k, n) for k, n, _, _ in snapshots[-1].workloads] == [("deployment", "eq")]

@@ -103,6 +103,8 @@ def register(subparsers: Subparsers, parents: list[argparse.ArgumentParser]) -> 
     p.add_argument("name", metavar="NAME", help="Name ident of the resource")
     add_namespace(p)
     add_cluster(p)
+    p.add_argument("--objects", action="store_true",
+                   help="Include each resource's whole live object (with --output json)")
 
     p = add_command(subparsers, "k8s-release-upgrade", "Upgrade release", parents, upgrade)
     p.add_argument("name", metavar="NAME", help=_NAME_HELP)
@@ -255,7 +257,8 @@ def list_(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def show(ctx: Context, args: argparse.Namespace) -> None:
-    release = ctx.client.get_release(args.name, cluster=args.cluster, namespace=args.namespace)
+    release = ctx.client.get_release(args.name, cluster=args.cluster, namespace=args.namespace,
+                                     objects=args.objects)
     _show_release(ctx, release)
 
 
@@ -386,6 +389,8 @@ def _resource_names(resources: dict[str, list[object]]) -> dict[str, list[str]]:
         for obj in objects:
             if not isinstance(obj, dict):
                 continue
-            name = obj.get("name") or obj.get("metadata", {}).get("name") or "?"
-            names.setdefault(kind, []).append(f"{name} (missing)" if obj.get("missing") else name)
+            name = obj.get("name") or "?"
+            state = ("(missing)" if obj.get("missing")
+                     else f"(cannot parse: {obj['error']})" if obj.get("error") else "")
+            names.setdefault(kind, []).append(f"{name} {state}".rstrip())
     return names

@@ -68,7 +68,7 @@ def process_deadline(timeout: float) -> float:
     return 2 * timeout + 30.0
 #: How long helm gets after SIGTERM to mark the release failed before it is killed.
 DEFAULT_TERM_GRACE = 20.0
-_MESSAGE_MAX = 2000
+_MESSAGE_MAX = 4000
 
 log = logging.getLogger(__name__)
 
@@ -253,21 +253,46 @@ _UNAVAILABLE = ("connection refused", "no such host", "kubernetes cluster unreac
 #: found"s (a kind a chart uses that the cluster does not serve, ...) are chart failures.
 _NOT_FOUND = (r"release: not found", r"has no deployed releases", r"has no \d+ version",
               r'namespaces? "[^"]*" not found', r"release \S+ not found")
+#: Failures of the chart as rendered for the cluster that its caller can fix by changing what
+#: it installs (values, chart version): template execution errors (`required`, `fail`), values
+#: that break the chart's schema, manifests that are not valid Kubernetes objects.
+_INVALID = ("execution error at", "parse error at", "template: ", "values don't meet the "
+            "specifications of the schema", "error converting yaml to json",
+            "error validating data", "unable to build kubernetes objects from release manifest",
+            "unable to decode", "yaml: line ", " is invalid: ")
+#: The cluster is not ready for the chart: a kind it does not serve (CRDs missing), an object
+#: that exists outside the release, a policy that refuses it, a Kubernetes version it needs.
+_PRECONDITION = ("resource mapping not found", "ensure crds are installed first",
+                 "no matches for kind", "exists and cannot be imported into the current release",
+                 "rendered manifests contain a resource that already exists",
+                 "admission webhook", "is forbidden", "chart requires kubeversion",
+                 "missing in charts/ directory")
 _DEADLINE = ("context deadline exceeded", "timed out waiting", "timeout waiting",
              "not ready. status: inprogress")
 
 
-def helm_error_message(stderr: str, stdout: str = "") -> str:
-    """The human part of helm's failure output: its `Error:` line(s), without the prefix.
+#: Helm 4 logs through slog (`time=... level=WARN msg=...`); those lines are not the error.
+_SLOG_LINE = re.compile(r"^(time=\S+ )?level=(DEBUG|INFO|WARN|ERROR) ")
+#: helm's closing hint, which means nothing to an API caller.
+_DEBUG_HINT = "Use --debug flag to render out invalid YAML"
 
-    Helm 4 logs warnings (slog `level=WARN ...`) to stderr too, so the last `Error:` line is
-    what matters; the rest is kept only when there is no such line.
+
+def helm_error_message(stderr: str, stdout: str = "") -> str:
+    """helm's whole error, without its `Error: ` prefix: every line from the first `Error:`
+    line on (a template's multi-line `fail` message, each error of helm 3's "N errors
+    occurred:" list), blank runs squeezed, helm 4's slog lines left out, at most
+    `_MESSAGE_MAX` characters. Without an `Error:` line, whatever helm said that is not slog.
     """
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln.removeprefix("Error:").strip() for ln in lines if ln.startswith("Error:")]
-    text = "; ".join(errors) if errors else "\n".join(
-        ln for ln in lines if "level=WARN" not in ln and "level=INFO" not in ln)
-    text = text or stdout.strip() or "helm failed without a message"
+    lines = [ln.rstrip() for ln in stderr.splitlines()
+             if not _SLOG_LINE.match(ln.strip()) and ln.strip() != _DEBUG_HINT]
+    first = next((i for i, ln in enumerate(lines) if ln.startswith("Error:")), 0)
+    kept: list[str] = []
+    for line in lines[first:]:
+        if line.startswith("Error:"):
+            line = line.removeprefix("Error:").strip()
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    text = "\n".join(kept).strip() or stdout.strip() or "helm failed without a message"
     return text if len(text) <= _MESSAGE_MAX else text[:_MESSAGE_MAX] + "..."
 
 
@@ -292,6 +317,11 @@ def map_helm_error(message: str, *, operation: str) -> CapstanError:
         return AlreadyExists(message, details=details)
     if "another operation (install/upgrade/rollback) is in progress" in low:
         return Aborted(message, details=details)
+    # Before the network and deadline words: a chart's own message may contain any of them.
+    if any(s in low for s in _PRECONDITION):
+        return FailedPrecondition(message, details=details)
+    if any(s in low for s in _INVALID):
+        return InvalidArgument(message, details=details)
     if any(s in low for s in _DEADLINE):
         return DeadlineExceeded(message, details=details)
     if any(s in low for s in _UNAVAILABLE):

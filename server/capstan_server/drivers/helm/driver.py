@@ -66,6 +66,7 @@ from capstan_server.drivers.helm.informer import (
 from capstan_server.drivers.helm.kube import KubeClient, load_kubeconfig
 from capstan_server.drivers.helm.manifest import (
     WORKLOAD_KINDS,
+    ManifestObject,
     parse_manifest,
     readiness,
 )
@@ -78,10 +79,9 @@ from capstan_server.errors import (
     InvalidArgument,
     NotFound,
 )
+from capstan_server.helm_binary import CHECKOUT_HELM, default_helm_bin
 from capstan_server.names import validate_release_name
 
-#: The helm the driver runs when none is given: the pinned one in the checkout's `.tools/`.
-DEFAULT_HELM_BIN = Path(__file__).resolve().parents[4] / ".tools" / "bin" / "helm"
 
 def _latest_selector(ref: ReleaseRef) -> str:
     # Every revision but the latest is `superseded` (or, after a failed upgrade, an older
@@ -113,7 +113,9 @@ class HelmDriver:
                  limits: HelmLimits | None = None,
                  read_timeout: float = DEFAULT_READ_TIMEOUT, max_helm_processes: int | None = None,
                  max_queued_writes: int = DEFAULT_MAX_QUEUED) -> None:
-        self.command = HelmCommand(helm_bin or DEFAULT_HELM_BIN, data_dir, term_grace=term_grace,
+        # Absolute: helm runs in the driver's own working directory (see helm_binary).
+        binary = Path(helm_bin).absolute() if helm_bin else default_helm_bin() or CHECKOUT_HELM
+        self.command = HelmCommand(binary, data_dir, term_grace=term_grace,
                                    limits=limits, max_processes=max_helm_processes,
                                    max_queued=max_queued_writes)
         self.command.on_run = metrics.helm_run_done
@@ -345,23 +347,33 @@ class HelmDriver:
                         ) -> builtins.list[LiveObject]:
         record = await self._complete(record, cluster)
         refs = parse_manifest(record.manifest)
-        fetched = await self._client(cluster).get_objects(
-            [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in refs])
+        fetched = await self._fetch(refs, record, cluster)
         out = []
         for ref, (info, obj) in zip(refs, fetched, strict=True):
             namespaced = info.namespaced if info is not None else bool(ref.namespace)
             out.append(LiveObject(
                 api_version=ref.api_version, kind=ref.kind,
                 namespace=(ref.namespace or record.namespace) if namespaced else "",
-                name=ref.name, object=obj))
+                name=ref.name, object=obj, error=ref.error))
         return out
+
+    async def _fetch(self, refs: builtins.list[ManifestObject], record: ReleaseRecord,
+                     cluster: ClusterTarget) -> builtins.list[tuple[Any, Any]]:
+        """The live (kind info, object) of each ref; (None, None) for one that cannot be
+        looked up (a document that could not be parsed far enough to name it)."""
+        known = [r for r in refs if r.identified]
+        fetched = iter(await self._client(cluster).get_objects(
+            [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in known]))
+        return [next(fetched) if r.identified else (None, None) for r in refs]
 
     async def _workloads(self, record: ReleaseRecord, cluster: ClusterTarget
                          ) -> builtins.list[tuple[str, str, bool, str]]:
         refs = [r for r in parse_manifest(record.manifest) if r.kind in WORKLOAD_KINDS]
-        fetched = await self._client(cluster).get_objects(
-            [(r.api_version, r.kind, r.namespace or record.namespace, r.name) for r in refs])
-        return [(kind_key(r.kind), r.name, *readiness(obj))
+        fetched = await self._fetch(refs, record, cluster)
+        # A document that could not be parsed far enough to name its object is reported, not
+        # ready, with its error: the watch must not settle as if it were not there.
+        return [(kind_key(r.kind), r.name, *readiness(obj)) if r.identified
+                else (kind_key(r.kind), r.name or "?", False, r.error)
                 for r, (_, obj) in zip(refs, fetched, strict=True)]
 
     async def watch(self, ref: ReleaseRef, *, timeout: float  # noqa: ASYNC109 (Protocol)
@@ -534,4 +546,4 @@ class HelmDriver:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
 
-__all__ = ["DEFAULT_HELM_BIN", "HelmDriver"]
+__all__ = ["HelmDriver"]

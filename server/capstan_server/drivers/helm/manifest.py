@@ -7,6 +7,7 @@ while a release settles (`drivers.base.kind_key` names their group).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +22,30 @@ WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSe
 
 @dataclass(frozen=True)
 class ManifestObject:
-    """One object named by a manifest; `namespace` is empty when the manifest gives none."""
+    """One object named by a manifest; `namespace` is empty when the manifest gives none.
+
+    `error` is set for a document that cannot be parsed; its identity is then what could be
+    read from the text (possibly incomplete), so it is reported rather than dropped."""
 
     api_version: str
     kind: str
     namespace: str
     name: str
+    error: str = ""
+
+    @property
+    def identified(self) -> bool:
+        """Whether the object can be looked up in the cluster."""
+        return bool(self.api_version and self.kind and self.name)
+
+
+_SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
+_SOURCE = re.compile(r"^# Source: (\S+)", re.MULTILINE)
+_TOP_FIELD = {field: re.compile(rf"^{field}:[ \t]*[\"']?([^\s\"'#]+)", re.MULTILINE)
+              for field in ("apiVersion", "kind")}
+_META_FIELD = {field: re.compile(rf"^metadata:[^\n]*\n(?:[ \t]+[^\n]*\n)*?[ \t]+{field}:"
+                                 rf"[ \t]*[\"']?([^\s\"'#]+)", re.MULTILINE)
+               for field in ("name", "namespace")}
 
 
 def _objects(doc: Any) -> list[Mapping[str, Any]]:
@@ -37,31 +56,45 @@ def _objects(doc: Any) -> list[Mapping[str, Any]]:
     return [doc]
 
 
+def _guess(text: str, error: str) -> ManifestObject:
+    """What a document that cannot be parsed says it is, as far as plain text tells."""
+    def find(rx: re.Pattern[str]) -> str:
+        match = rx.search(text)
+        return match.group(1) if match else ""
+    return ManifestObject(find(_TOP_FIELD["apiVersion"]), find(_TOP_FIELD["kind"]),
+                          find(_META_FIELD["namespace"]), find(_META_FIELD["name"]), error=error)
+
+
+def _has_content(text: str) -> bool:
+    return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
+
+
 def parse_manifest(manifest: str) -> list[ManifestObject]:
-    """The objects of a manifest in order, duplicates removed; documents that are not
-    Kubernetes objects (empty, comments only, no kind/name) are skipped."""
+    """The objects of a manifest in order, duplicates removed, each document parsed as helm
+    parses it (`values.load_yaml`). Documents that are not Kubernetes objects (empty, comments
+    only, no kind/name) are skipped; one that cannot be parsed is kept with its `error`."""
     seen: set[ManifestObject] = set()
     out: list[ManifestObject] = []
-    try:
-        docs = load_yaml(manifest, what="manifest")
-    except InvalidArgument:
-        # One broken document must not hide the others: parse document by document.
-        docs = []
-        for part in manifest.split("\n---"):
-            try:
-                docs.extend(load_yaml(part, what="manifest"))
-            except InvalidArgument:
-                continue
-    for doc in docs:
-        for obj in _objects(doc):
-            meta = obj.get("metadata") or {}
-            if not isinstance(meta, dict):
-                continue
-            ref = ManifestObject(str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
-                                 str(meta.get("namespace") or ""), str(meta.get("name") or ""))
-            if ref.api_version and ref.kind and ref.name and ref not in seen:
-                seen.add(ref)
-                out.append(ref)
+    parts = [part for part in _SEPARATOR.split(manifest) if _has_content(part)]
+    for number, part in enumerate(parts, start=1):
+        source = _SOURCE.search(part)
+        what = f"manifest document {number}" + (f" ({source.group(1)})" if source else "")
+        try:
+            docs = load_yaml(part, what=what)
+        except InvalidArgument as err:
+            out.append(_guess(part, err.message))
+            continue
+        for doc in docs:
+            for obj in _objects(doc):
+                meta = obj.get("metadata") or {}
+                if not isinstance(meta, dict):
+                    continue
+                ref = ManifestObject(str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
+                                     str(meta.get("namespace") or ""),
+                                     str(meta.get("name") or ""))
+                if ref.identified and ref not in seen:
+                    seen.add(ref)
+                    out.append(ref)
     return out
 
 

@@ -1,0 +1,1 @@
+{{- define "webhooks.name" -}}{{ .Release.Name }}-webhooks{{- end -}}
