@@ -100,8 +100,10 @@ def scenario(climc: Climc, base_url: str, seed_repo: ChartRepoServer,
 
     resources = climc.release_show("etcd-release")
     assert {"statefulset", "k8s_service"} <= resources.keys(), resources.keys()
-    names = [item.get("name") or item["metadata"]["name"] for item in resources["statefulset"]]
-    assert names == ["etcd-release"]
+    # Flat records per object (the charts issue's summaries), as kubeserver's table prints them.
+    assert [(item["name"], item["namespace"]) for item in resources["statefulset"]] == [
+        ("etcd-release", "default")]
+    assert all("metadata" not in item for items in resources.values() for item in items)
 
     upgraded = climc.release_upgrade("etcd-release", values_json=VALUES)
     assert (upgraded["version"], upgraded["config"]) == (2, VALUES)
