@@ -107,6 +107,8 @@ class ServerOptions:
     registry: RegistryOptions = field(default_factory=RegistryOptions)
     #: Authentication, TLS and the registry's encryption key (capstan_server.auth).
     security: SecurityOptions = field(default_factory=SecurityOptions)
+    #: `--rest-dialect`: "capstan" (the documented REST API) or "kubeserver" (climc's wire).
+    rest_dialect: str = "capstan"
     #: Budgets and address policy of chart repository fetches (`dev` also allows loopback).
     repo_limits: RepoLimits = field(default_factory=RepoLimits)
     #: Memory and CPU time of each helm process (helm driver); None: the defaults.
@@ -362,6 +364,7 @@ class CapstanServer:
                 allowed_hosts=tuple(self.options.allowed_hosts),
             ),
             forward=self.auth.forward,
+            dialect=self.options.rest_dialect,
         )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
         # aiohttp answers request lines and headers over its own limits in plain text, before
@@ -622,6 +625,7 @@ def start_server(
     cors_allow_origins: Sequence[str] = (),
     allowed_hosts: Sequence[str] = (),
     security: SecurityOptions | None = None,
+    rest_dialect: str = "capstan",
 ) -> ServerHandle:
     """Start a server on its own thread and event loop; returns once it is SERVING.
 
@@ -652,6 +656,7 @@ def start_server(
         cors_allow_origins=cors_allow_origins,
         allowed_hosts=allowed_hosts,
         security=security or SecurityOptions(),
+        rest_dialect=rest_dialect,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="capstan-server", daemon=True)

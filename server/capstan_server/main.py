@@ -21,6 +21,7 @@ from capstan_server.auth.flags import add_security_flags, security_options
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.drivers.helm.command import HelmLimits
 from capstan_server.drivers.helm.leases import DEFAULT_LEASE_DURATION
+from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
 from capstan_server.helm_binary import CHECKOUT_HELM, HelmNotFound, resolve_helm_bin
 from capstan_server.limits import DEFAULT_MAX_MESSAGE_BYTES
 from capstan_server.logs import LogFormat, configure_logging
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--on-stuck", choices=STUCK_POLICIES, default="mark-failed",
                         help="what a replica does with a release another, dead replica left "
                         "pending (default %(default)s)")
+    parser.add_argument("--rest-dialect", choices=DIALECTS, default=CAPSTAN,
+                        help="REST wire dialect at /api (default %(default)s, the documented "
+                        "API; kubeserver: what Cloudpods' climc speaks, see README)")
     repos = parser.add_argument_group(
         "chart repositories", "limits on what a repository (a stranger's server) may cost; see "
         "the README's security section")
@@ -223,6 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             replicas=ReplicaOptions(replica_id=args.replica_id,
                                     lease_duration=args.lease_duration,
                                     on_stuck=args.on_stuck),
+            rest_dialect=args.rest_dialect,
             repo_limits=repo_limits(args),
             helm_limits=HelmLimits(memory_mib=args.helm_memory_limit, cpu_s=args.helm_cpu_limit),
             cluster_read_timeout=args.cluster_read_timeout,

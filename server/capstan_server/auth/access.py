@@ -37,7 +37,7 @@ class Subject:
     """Who is calling: a name for the audit log, how they proved it, and what they may do."""
 
     name: str
-    #: "token", "jwt", "cert", "internal", or "anonymous" (no policy loaded).
+    #: "token", "jwt", "cert", "keystone", "internal", or "anonymous" (no policy loaded).
     kind: str
     bindings: tuple[Binding, ...]
 

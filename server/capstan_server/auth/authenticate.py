@@ -5,7 +5,8 @@ The credentials, in the order they are looked at:
   and only with it are the gateway's `x-capstan-peer-identity` (the HTTPS client's verified
   certificate names) and `x-capstan-internal` (the server calling itself) believed;
 - `authorization: Bearer <token>` or `x-auth-token: <token>`: a JWT when it looks like one and
-  the policy has `oidc:`, else a static token, looked up by its SHA-256;
+  the policy has `oidc:`, else a static token, looked up by its SHA-256, else (with
+  `keystone:` in the policy) a Keystone token, checked with Keystone (`auth/keystone.py`);
 - the client certificate of a mutual-TLS connection.
 Anything else is UNAUTHENTICATED with a message saying whether the credential was missing,
 malformed, expired or unknown; the credential itself is never echoed.
@@ -20,6 +21,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from capstan_server.auth.access import UNRESTRICTED, Access, Subject
+from capstan_server.auth.keystone import KeystoneValidator
 from capstan_server.auth.oidc import looks_like_jwt
 from capstan_server.auth.policy import Binding, Policy, Role, SubjectRule
 from capstan_server.auth.source import PolicySource
@@ -96,9 +98,29 @@ class Authenticator:
                 )
             return _subject(policy, sub, "jwt", rules)
         rule = policy.by_token.get(token_sha256(token))
+        if rule is None and self.source.keystone is not None:
+            return await _from_keystone(policy, self.source.keystone, token)
         if rule is None:
             raise Unauthenticated("unknown credential: the token is not in the policy")
         return _subject(policy, rule.name, "token", [rule])
+
+
+async def _from_keystone(policy: Policy, keystone: KeystoneValidator, token: str) -> Subject:
+    """A Keystone token (climc's `X-Auth-Token`): its project and roles name the subjects."""
+    checked = await keystone.validate(token)
+    roles = set(checked.roles)
+    rules = [
+        r for r in policy.subjects
+        if r.keystone_project and r.keystone_project == checked.project
+        and roles.issuperset(r.keystone_roles)
+    ]
+    if not rules:
+        raise Unauthenticated(
+            f"unknown credential: the Keystone token's project {checked.project[:100]!r} and "
+            "roles name no subject of the policy"
+        )
+    return _subject(policy, f"keystone:{checked.user[:100]}@{checked.project[:100]}",
+                    "keystone", rules)
 
 
 def _subject(policy: Policy, name: str, kind: str, rules: Sequence[SubjectRule]) -> Subject:

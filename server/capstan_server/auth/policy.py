@@ -18,6 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from capstan_server.auth.keystone import KeystoneSettings, parse_keystone
 from capstan_server.drivers.base import KubeIdentity
 from capstan_server.errors import InvalidArgument
 from capstan_server.values import load_yaml
@@ -37,7 +38,7 @@ __all__ = [
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: The keys that say which credential a subject entry is for; exactly one per entry.
-_CREDENTIAL_KEYS = ("token_sha256", "cert_subject", "oidc_subject", "group")
+_CREDENTIAL_KEYS = ("token_sha256", "cert_subject", "oidc_subject", "group", "keystone_project")
 
 
 class PolicyError(ValueError):
@@ -103,6 +104,9 @@ class SubjectRule:
     cert_subject: str = ""
     oidc_subject: str = ""
     group: str = ""
+    #: A Keystone token scoped to this project (and holding every one of `keystone_roles`).
+    keystone_project: str = ""
+    keystone_roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class Policy:
     projects: Mapping[str, tuple[Grant, ...]]
     subjects: tuple[SubjectRule, ...]
     oidc: OidcSettings | None = None
+    #: How Keystone tokens are checked (`keystone:`), None without.
+    keystone: KeystoneSettings | None = None
     #: Where it was read from (for log lines).
     source: str = ""
     by_token: Mapping[str, SubjectRule] = field(default_factory=dict, repr=False)
@@ -188,10 +194,18 @@ def parse_policy(text: str, *, source: str = "<policy>", base: Path | None = Non
         raise PolicyError(f"{source}: expected one YAML document, got {len(documents)}")
     data = documents[0] if documents and documents[0] is not None else {}
     top = _mapping(data, source)
-    _known(top, ("projects", "subjects", "oidc", "clusters"), source)
+    _known(top, ("projects", "subjects", "oidc", "keystone", "clusters"), source)
     projects = _projects(_or(top.get("projects"), {}), f"{source}: projects")
     subjects = _subjects(_or(top.get("subjects"), []), projects, f"{source}: subjects")
     oidc = _oidc(top["oidc"], f"{source}: oidc", base) if top.get("oidc") else None
+    keystone = None
+    if top.get("keystone"):
+        try:
+            keystone = parse_keystone(top["keystone"], f"{source}: keystone")
+        except ValueError as exc:
+            raise PolicyError(str(exc)) from None
+    if keystone is None and any(s.keystone_project for s in subjects):
+        raise PolicyError(f"{source}: subjects use keystone_project, but there is no keystone:")
     if oidc is None and any(s.oidc_subject or s.group for s in subjects):
         raise PolicyError(f"{source}: subjects use oidc_subject or group, but there is no oidc:")
     by_token: dict[str, SubjectRule] = {}
@@ -204,7 +218,8 @@ def parse_policy(text: str, *, source: str = "<policy>", base: Path | None = Non
                 )
             by_token[rule.token_sha256] = rule
     clusters = _clusters(_or(top.get("clusters"), {}), f"{source}: clusters")
-    return Policy(projects, tuple(subjects), oidc, source, by_token, clusters)
+    return Policy(projects, tuple(subjects), oidc=oidc, keystone=keystone, source=source,
+                  by_token=by_token, clusters=clusters)
 
 
 def _or(value: Any, empty: Any) -> Any:
@@ -289,7 +304,7 @@ def _subjects(value: Any, projects: Mapping[str, Any], where: str) -> list[Subje
     for i, entry in enumerate(value):
         here = f"{where}[{i}]"
         item = _mapping(entry, here)
-        _known(item, ("name", "role", "projects", *_CREDENTIAL_KEYS), here)
+        _known(item, ("name", "role", "projects", "keystone_roles", *_CREDENTIAL_KEYS), here)
         kinds = [k for k in _CREDENTIAL_KEYS if k in item]
         if len(kinds) != 1:
             raise PolicyError(
@@ -305,6 +320,8 @@ def _subjects(value: Any, projects: Mapping[str, Any], where: str) -> list[Subje
                     f"{here}.token_sha256: expected 64 hex digits (the sha256 of the token)"
                 )
         default_name = credential if kind in ("group", "oidc_subject", "cert_subject") else ""
+        if kind == "keystone_project":
+            default_name = f"keystone:{credential}"
         name = _string(item.get("name", default_name), f"{here}.name")
         role_text = _string(item.get("role"), f"{here}.role")
         try:
@@ -320,7 +337,15 @@ def _subjects(value: Any, projects: Mapping[str, Any], where: str) -> list[Subje
             raise PolicyError(f"{here}.projects: unknown project(s) {unknown}")
         if role is not Role.ADMIN and not names:
             raise PolicyError(f"{here}.projects: a {role.label} needs at least one project")
-        rules.append(SubjectRule(name=name, role=role, projects=names, **{kind: credential}))
+        roles: tuple[str, ...] = ()
+        if "keystone_roles" in item:
+            if kind != "keystone_project":
+                raise PolicyError(f"{here}.keystone_roles: only with keystone_project")
+            roles = _strings(item["keystone_roles"], f"{here}.keystone_roles")
+        credentials: dict[str, Any] = {kind: credential}
+        if roles:
+            credentials["keystone_roles"] = roles
+        rules.append(SubjectRule(name=name, role=role, projects=names, **credentials))
     return rules
 
 

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from pathlib import Path
 
+from capstan_server.auth.keystone import KeystoneValidator
 from capstan_server.auth.oidc import JwtVerifier
 from capstan_server.auth.policy import Policy, PolicyError, load_policy
 from capstan_server.auth.tenancy import warn_unimpersonated
@@ -27,6 +28,8 @@ class PolicySource:
         self.path = path
         self.policy = policy
         self.verifier = verifier
+        #: Checks Keystone tokens when the policy has `keystone:` (its cache goes with it).
+        self.keystone = _keystone(policy)
         self._stamp = _stamp(path) if path else None
 
     @classmethod
@@ -51,6 +54,7 @@ class PolicySource:
             )
             return False
         self.policy, self.verifier = policy, verifier
+        self.keystone = _keystone(policy)
         log.info(
             "policy reloaded",
             extra={"fields": {"policy": str(self.path), "subjects": len(policy.subjects),
@@ -75,6 +79,12 @@ def _load(path: Path) -> tuple[Policy, JwtVerifier | None]:
     warn_unimpersonated(policy)
     verifier = JwtVerifier(policy.oidc) if policy.oidc is not None else None
     return policy, verifier
+
+
+def _keystone(policy: Policy | None) -> KeystoneValidator | None:
+    if policy is None or policy.keystone is None:
+        return None
+    return KeystoneValidator(policy.keystone)
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

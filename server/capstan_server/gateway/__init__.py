@@ -14,6 +14,7 @@ from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.auth.openapi import add_security
 from capstan_server.gateway.app import Forward, Gateway
 from capstan_server.gateway.guard import GuardOptions, guard_middleware
+from capstan_server.gateway.kubeserver import CAPSTAN
 from capstan_server.gateway.openapi import build_openapi
 from capstan_server.gateway.operations import Operations
 from capstan_server.gateway.routes import Route, build_routes
@@ -58,6 +59,7 @@ def build_gateway(
     operations: Operations | None = None,
     guard: GuardOptions | None = None,
     forward: Forward | None = None,
+    dialect: str = CAPSTAN,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's);
     `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
@@ -70,7 +72,7 @@ def build_gateway(
         extra_paths={"/healthz": _HEALTHZ},
     )
     add_security(document)
-    return Gateway(
+    gateway = Gateway(
         channel,
         routes,
         is_ready=is_ready,
@@ -78,7 +80,9 @@ def build_gateway(
         operations=operations,
         middlewares=[guard_middleware(guard or GuardOptions())],
         forward=forward,
-    ).application()
+        dialect=dialect,
+    )
+    return gateway.application()
 
 
 __all__ = ["Operations", "build_gateway", "capstan_services"]

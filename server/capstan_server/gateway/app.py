@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -23,6 +23,13 @@ from google.rpc import status_pb2
 from capstan.client.messages import whole_numbers
 from capstan_server import request_ids
 from capstan_server.errors import http_status
+from capstan_server.gateway.kubeserver import (
+    CAPSTAN,
+    KUBESERVER,
+    KubeserverAnswers,
+    adapt_request,
+    kubeserver_errors,
+)
 from capstan_server.gateway.operations import Operations, install_request_ids, request_id
 from capstan_server.gateway.routes import Route
 from capstan_server.gateway.transcode import (
@@ -113,10 +120,14 @@ class Gateway:
         operations: Operations | None = None,
         middlewares: Sequence[Any] = (),
         forward: Forward | None = None,
+        dialect: str = CAPSTAN,
     ) -> None:
         self._middlewares = list(middlewares)
         self._channel = channel
         self._forward = forward
+        #: `--rest-dialect`: kubeserver's answers and error bodies when KUBESERVER.
+        self._dialect = dialect
+        self._answers = KubeserverAnswers(channel) if dialect == KUBESERVER else None
         self._routes = list(routes)
         self._is_ready = is_ready
         self._openapi = openapi
@@ -126,7 +137,9 @@ class Gateway:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         install_request_ids(app)
         # The given middlewares (the guard) wrap the error mapping, so that they see, and can
-        # add headers to, every answer, errors included.
+        # add headers to, every answer, errors included; kubeserver's error bodies wrap them all.
+        if self._answers is not None:
+            app.middlewares.append(kubeserver_errors)
         app.middlewares.extend([*self._middlewares, _json_errors])
         app.router.add_get("/healthz", self._healthz, allow_head=False)
         if self._operations is not None:
@@ -155,7 +168,7 @@ class Gateway:
             )
 
             async def stream(request: web.Request) -> web.StreamResponse:
-                message = await _request_message(route, request)
+                message = await _request_message(route, request, self._dialect)
                 call = stream_call(message, metadata=self._metadata(request))
                 return await _forward_stream(route, request, call)
 
@@ -168,12 +181,16 @@ class Gateway:
         )
 
         async def unary(request: web.Request) -> web.StreamResponse:
-            message = await _request_message(route, request)
+            message = await _request_message(route, request, self._dialect)
+            metadata = self._metadata(request)
             try:
-                answer = await unary_call(message, metadata=self._metadata(request))
+                answer = await unary_call(message, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 return _rpc_error_response(exc)
-            return web.json_response(response_json(route, answer), dumps=_dumps)
+            data = response_json(route, answer)
+            if self._answers is not None:
+                data = await self._answers.answer(route, data, metadata)
+            return web.json_response(data, dumps=_dumps)
 
         return unary
 
@@ -191,15 +208,28 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
-async def _request_message(route: Route, request: web.Request) -> Message:
-    body = await request.read() if route.body else b""
-    query = list(request.query.items())
+async def _request_message(route: Route, request: web.Request, dialect: str) -> Message:
+    # A body-less route may still get one (climc's DELETE); `adapt_request` reads it as query.
+    body = await request.read() if route.body or request.body_exists else b""
+    args = (route, request.match_info, list(request.query.items()), body, dialect == KUBESERVER)
     try:
         if len(body) > _THREAD_PARSE_BYTES:
-            return await asyncio.to_thread(build_request, route, request.match_info, query, body)
-        return build_request(route, request.match_info, query, body)
+            return await asyncio.to_thread(_build, *args)
+        return _build(*args)
     except TranscodeError as exc:
         raise _BadRequest(str(exc)) from None
+
+
+def _build(
+    route: Route,
+    path_params: Mapping[str, str],
+    query: list[tuple[str, str]],
+    body: bytes,
+    lenient: bool,
+) -> Message:
+    """kubeserver's request forms made the documented ones, then the request message."""
+    query, body = adapt_request(route, query, body, lenient=lenient)
+    return build_request(route, path_params, query, body)
 
 
 def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:

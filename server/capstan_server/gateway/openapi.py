@@ -337,11 +337,18 @@ def build_openapi(
     builder = _Builder(comments if comments is not None else load_comments())
     paths: dict[str, dict[str, Any]] = {}
     tags: dict[str, str] = {}
+    seen: dict[str, int] = {}
     for route in routes:
         service = route.method.containing_service
         tags.setdefault(service.name, builder.comments.get(service.full_name, ""))
         operations = paths.setdefault(openapi_path(route.template), {})
-        operations[route.http_method.lower()] = builder.operation(route)
+        operation = builder.operation(route)
+        # An `additional_bindings` entry is the same RPC again; operationIds must stay unique.
+        bindings = seen.get(operation["operationId"], 0)
+        seen[operation["operationId"]] = bindings + 1
+        if bindings:
+            operation["operationId"] = f"{service.name}_Binding{bindings + 1}_{route.method.name}"
+        operations[route.http_method.lower()] = operation
     paths.update(extra_paths or {})
     return {
         "openapi": "3.1.0",
