@@ -171,7 +171,8 @@ def test_the_server_sees_the_deadline(fake: FakeCapstan) -> None:
         client.upgrade_release("etcd", "bitnami-new/etcd", timeout=600)
 
     read, write = remaining
-    assert read is not None and 5 < read <= 10
+    # The client's 10 s, less what a loaded machine took to deliver the call.
+    assert read is not None and 1 < read <= 10
     # An upgrade may run 600 s on the server: the client does not give up before that.
     assert write is not None and write > 600
 
