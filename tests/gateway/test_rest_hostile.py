@@ -301,3 +301,14 @@ def test_unparsable_repository_urls_are_400(seeded: Rest, url: str) -> None:
     answer = seeded.post("/api/repos", {"name": "broken", "url": url})
     assert_error(answer, 400, "INVALID_ARGUMENT")
     assert state(seeded) == before
+
+
+@pytest.mark.parametrize("header", ["Authorization", "X-Auth-Token"])
+def test_credentials_grpc_cannot_carry_are_401(seeded: Rest, header: str) -> None:
+    # Found by `make fuzz`: such a header made the gRPC hop fail (500).
+    before = state(seeded)
+    answer = seeded.delete("/api/releases/etcd", headers={header: "Bearer caf\xe9"})
+    assert_error(answer, 401, "UNAUTHENTICATED")
+    assert answer.body["message"].startswith("malformed credential")
+    assert "caf" not in answer.text  # the token is never echoed
+    assert state(seeded) == before

@@ -232,12 +232,20 @@ def _build(
     return build_request(route, path_params, query, body)
 
 
+class _Unsendable(Exception):
+    """A credential header gRPC metadata cannot carry (answered 401 UNAUTHENTICATED)."""
+
+
 def _metadata(request: web.Request) -> tuple[tuple[str, str], ...]:
-    metadata = [
-        (key, request.headers[header])
-        for header, key in FORWARDED_HEADERS.items()
-        if header in request.headers
-    ]
+    metadata = []
+    for header, key in FORWARDED_HEADERS.items():
+        value = request.headers.get(header)
+        if value is None:
+            continue
+        # gRPC metadata holds printable ASCII only; anything else is no credential we issued.
+        if not all(" " <= ch <= "~" for ch in value):
+            raise _Unsendable(f"malformed credential: the {header} header is not printable ASCII")
+        metadata.append((key, value))
     if request.remote:
         metadata.append((FORWARDED_FOR, request.remote))
     metadata.append((request_ids.METADATA_KEY, request_id(request)))
@@ -297,6 +305,10 @@ async def _json_errors(request: web.Request, handler: _Handler) -> web.StreamRes
     except _BadRequest as exc:
         message = clip(str(exc), MAX_ERROR_MESSAGE_CHARS)
         return error_response(400, grpc.StatusCode.INVALID_ARGUMENT.name, message)
+    except _Unsendable as exc:
+        response = error_response(401, grpc.StatusCode.UNAUTHENTICATED.name, str(exc))
+        response.headers["WWW-Authenticate"] = 'Bearer realm="capstan"'
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
