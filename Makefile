@@ -46,7 +46,8 @@ unit: setup
 fuzz: setup
 	$(BIN)/python scripts/fuzz.py $(FUZZ_ARGS)
 
-test: setup protos-check lint unit fuzz
+# fuzz before unit: pytest's closing line ends the output, as CI reads it.
+test: setup protos-check lint fuzz unit
 
 # bench/run.py runs bench/kubesim_bench.py then bench/capstan_bench.py (BENCH_ARGS=--quick).
 bench: setup
