@@ -11,10 +11,10 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.auth.flags import add_security_flags, security_options
@@ -145,11 +145,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value >= 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {text}")
-    return value
 def repo_limits(args: argparse.Namespace) -> RepoLimits:
     """The chart repository budgets the flags ask for."""
     return RepoLimits(
@@ -163,28 +158,32 @@ def repo_limits(args: argparse.Namespace) -> RepoLimits:
     )
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+def _bounded(convert: Callable[[str], float], *, minimum: float | None = None,
+             above: float | None = None, maximum: float | None = None,
+             unit: str = "") -> Callable[[str], Any]:
+    """An argparse `type` for a number within the given bounds; one for every numeric flag,
+    so their refusals read alike."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}{unit}, got {text}")
+        if above is not None and not value > above:
+            raise argparse.ArgumentTypeError(f"must be more than {above:g}{unit}, got {text}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum:g}{unit}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
-def _message_bytes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1024 <= value <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be between 1024 and {2**31 - 1}, got {value}")
-    return value
+_positive_float = _bounded(float, above=0)
+_positive_int = _bounded(int, minimum=1)
+_positive = _bounded(float, minimum=1, unit=" second")  # Lease lifetimes
+_message_bytes = _bounded(int, minimum=1024, maximum=2**31 - 1)
 
 
 def helm_for(given: Path | None, *, driver: str, dev: bool) -> tuple[Path | None, str | None]:
