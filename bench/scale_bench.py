@@ -78,7 +78,7 @@ class Stack:
             [str(BIN / "capstan-server"), "--driver", "helm", "--helm-bin", str(self.helm_bin),
              "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen",
              f"127.0.0.1:{http_port}", "--data-dir", str(self.tmp / f"capstan-{self.count}"),
-             *flags], self.tmp / f"capstan-{self.count}.log"))
+             "--allow-repo-host", "127.0.0.1", *flags], self.tmp / f"capstan-{self.count}.log"))
         url = f"http://127.0.0.1:{http_port}"
         wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=2).status == 200,
                    "capstan")
