@@ -1,5 +1,6 @@
 """Deadlines and retries: idempotent calls are retried on UNAVAILABLE within their deadline,
-writes never are, and calls that start an operation wait at least as long as it may take."""
+writes never are (but any call a full helm queue refused is sent again after the server's
+hint), and calls that start an operation wait at least as long as it may take."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from capstan.client import (
     CapstanClient,
     DeadlineExceeded,
     NotFound,
+    ResourceExhausted,
     RetryPolicy,
     Unavailable,
 )
@@ -104,6 +106,59 @@ def test_other_errors_are_not_retried(fake: FakeCapstan) -> None:
         client.get_release("etcd")
 
     assert len(fake.received("GetRelease")) == 1
+
+
+def queue_full(retry_after_seconds: float) -> Failure:
+    """The server's answer when its helm queue is full (`drivers/helm/pool.py`)."""
+    return Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many helm operations", [
+        {"reason": "helm_queue_full", "retry_after_seconds": retry_after_seconds}])
+
+
+@pytest.mark.parametrize("method", sorted(WRITES))
+def test_writes_refused_by_a_full_queue_are_sent_again(fake: FakeCapstan, method: str) -> None:
+    # Refused before anything ran: sending it again is safe, after the server's hint.
+    fake.reply(method, queue_full(0.05), release_pb2.Release(name="etcd"))
+
+    started = time.monotonic()
+    with CapstanClient(fake.target, retries=FAST) as client:
+        WRITES[method](client)
+
+    assert len(fake.received(method)) == 2
+    assert time.monotonic() - started >= 0.05
+
+
+def test_a_full_queue_is_raised_once_the_retries_are_spent(fake: FakeCapstan) -> None:
+    fake.reply("CreateRelease", queue_full(0.01))
+
+    policy = RetryPolicy(retries=2, initial_backoff=0.01, max_backoff=0.01)
+    with CapstanClient(fake.target, retries=policy) as client, \
+            pytest.raises(ResourceExhausted) as caught:
+        WRITES["CreateRelease"](client)
+
+    assert len(fake.received("CreateRelease")) == 3
+    assert caught.value.details[0]["retry_after_seconds"] == 0.01
+
+
+def test_a_hint_past_the_deadline_is_not_waited_for(fake: FakeCapstan) -> None:
+    fake.reply("CreateRelease", queue_full(30))
+
+    started = time.monotonic()
+    client = CapstanClient(fake.target, timeout=2, retries=FAST)
+    with client, pytest.raises(ResourceExhausted):
+        client.create_release("bitnami-new/etcd", release_name="etcd", timeout=1)
+
+    assert len(fake.received("CreateRelease")) == 1
+    assert time.monotonic() - started < 5
+
+
+def test_other_resource_exhausted_errors_are_not_retried(fake: FakeCapstan) -> None:
+    # E.g. a message over the size limit: sending it again would fail the same way.
+    fake.reply("CreateRelease", Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "too large"))
+
+    with CapstanClient(fake.target, retries=FAST) as client, pytest.raises(ResourceExhausted):
+        WRITES["CreateRelease"](client)
+
+    assert len(fake.received("CreateRelease")) == 1
 
 
 def test_retries_share_the_call_s_deadline(fake: FakeCapstan) -> None:

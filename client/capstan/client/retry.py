@@ -1,8 +1,16 @@
 """When to retry a call and how long to wait: shared by the sync and the asyncio client.
 
-Only idempotent calls (reads, watch set-up, repository sync) are retried, and only on
-UNAVAILABLE, with exponential backoff and jitter. All attempts of one call share its deadline:
-a retry never extends how long the caller waits.
+Two kinds of failure are retried, with the same count of retries:
+
+- UNAVAILABLE, for idempotent calls only (reads, watch set-up, repository sync), with
+  exponential backoff and jitter: a write that met it may have run;
+- RESOURCE_EXHAUSTED that the server marks as "retry after" (its helm queue was full:
+  `reason: helm_queue_full`, `retry_after_seconds`), for every call: the server refused it
+  before anything ran, so even a write is safe to send again. The wait is the server's hint
+  (at least the backoff), with a little jitter so that refused callers do not return at once.
+
+All attempts of one call share its deadline: a retry never extends how long the caller waits,
+and a hint that points past the deadline is not waited for.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ import grpc
 
 from capstan.client.errors import CapstanError
 
-__all__ = ["Attempts", "RetryPolicy"]
+__all__ = ["Attempts", "RetryPolicy", "retry_after"]
 
 #: Never hand gRPC a zero or negative timeout: it would fail before sending anything useful.
 _MIN_ATTEMPT_TIMEOUT_S = 0.001
@@ -65,12 +73,28 @@ class Attempts:
 
     def next_delay(self, error: CapstanError) -> float | None:
         """How long to wait before retrying after `error`, or None to give up and raise it."""
-        if not self._idempotent or error.code != grpc.StatusCode.UNAVAILABLE:
+        hint = retry_after(error)
+        if hint is None and not (self._idempotent and error.code == grpc.StatusCode.UNAVAILABLE):
             return None
         if self._retries >= self._policy.retries:
             return None
         delay = self._policy.backoff(self._retries)
+        if hint is not None:
+            delay = max(delay, hint * random.uniform(1.0, 1.2))
         if self._deadline is not None and self._clock() + delay >= self._deadline:
             return None
         self._retries += 1
         return delay
+
+
+def retry_after(error: CapstanError) -> float | None:
+    """The seconds after which the server asks for `error`'s call to be sent again, when it
+    refused the call before running anything (RESOURCE_EXHAUSTED with `retry_after_seconds`);
+    None for any other error."""
+    if error.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for detail in error.details:
+        seconds = detail.get("retry_after_seconds")
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+            return float(seconds)
+    return None
