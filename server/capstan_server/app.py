@@ -202,7 +202,7 @@ class CapstanServer:
             async with asyncio.timeout(_READY_TIMEOUT):
                 await self.services.registry.list_clusters(limit=1)
             checks["registry"] = "ok"
-            await self._warm_caches()  # clusters registered since start have caches too
+            await self._sync_caches()  # clusters registered (or gone) since start
         except Exception as exc:  # any failure means not ready; say which
             checks["registry"] = f"error: {type(exc).__name__}: {exc}"
         caches = getattr(self._driver, "caches", None)
@@ -218,16 +218,22 @@ class CapstanServer:
         ready = bool(self._ready and checks["registry"] == "ok" and synced)
         return {"ready": ready, "checks": checks}
 
-    async def _warm_caches(self) -> None:
-        """Start every registered cluster's release cache, so readiness means synced caches."""
-        warm = getattr(self._driver, "warm", None)
-        if warm is None:
+    async def _sync_caches(self) -> None:
+        """Start every registered cluster's release cache, so readiness means synced caches,
+        and stop those of clusters no longer registered (another replica may have deleted
+        them: this replica learns it from the shared registry)."""
+        warm, caches, forget = (getattr(self._driver, name, None)
+                                for name in ("warm", "caches", "forget"))
+        if warm is None or caches is None or forget is None:
             return
         from capstan_server.services.addressing import target
 
         rows, _ = await self.services.registry.list_clusters()
         for row in rows:
             warm(target(row))
+        registered = {row.id for row in rows}
+        for cluster_id in set(caches()) - registered:
+            forget(cluster_id)
 
     async def start(self) -> None:
         """Open the services, serve gRPC, set up the dev environment if asked, serve HTTP; the
@@ -261,7 +267,7 @@ class CapstanServer:
         except CapstanError as exc:  # e.g. --registry kubernetes without a usable cluster
             raise StartupError(f"registry: {exc.message}") from None
         await self._start_grpc()
-        await self._warm_caches()
+        await self._sync_caches()
         loopback = f"127.0.0.1:{self._loopback_port}" if self._loopback_port else self.grpc_target
         self._channel = grpc.aio.insecure_channel(
             loopback, options=_grpc_options(options.max_message_bytes)

@@ -11,15 +11,18 @@ by both.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 from cryptography.fernet import Fernet
-from replica_procs import replicas
+from replica_procs import Replica, replicas
 
 from capstan_server.dev.chart_repo import ChartRepoServer
 from kubesim.testing import running_kubesim
@@ -101,3 +104,18 @@ def test_two_replicas_share_one_registry(tmp_path: Path, chart_repo: ChartRepoSe
             a.client.delete_cluster("prod", force=True)
             _within(3.0, lambda: None if any(
                 c.name == "prod" for c in b.client.list_clusters().clusters) else True)
+            # B stops the release cache it kept for prod once its readiness sync sees it gone
+            # (A, which deleted it, stopped its own at once).
+            assert "prod" not in _ready_caches(b)
+            assert "prod" not in _ready_caches(a)
+
+
+def _ready_caches(replica: Replica) -> dict[str, str]:
+    """The release caches a replica's `/readyz` reports, by cluster name."""
+    try:
+        with urllib.request.urlopen(f"{replica.http_url}/readyz", timeout=10) as answer:
+            body = answer.read()
+    except urllib.error.HTTPError as not_ready:  # 503: the body says why, just the same
+        body = not_ready.read()
+    caches: dict[str, str] = json.loads(body)["checks"]["release_caches"]
+    return caches

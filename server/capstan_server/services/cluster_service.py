@@ -17,6 +17,7 @@ from capstan_server.drivers.base import ClusterTarget, Driver
 from capstan_server.errors import AlreadyExists, FailedPrecondition, Unavailable
 from capstan_server.kubeconfig import parse_kubeconfig
 from capstan_server.names import validate_cluster_name
+from capstan_server.registry import ClusterRow
 from capstan_server.registry_store import RegistryStore
 from capstan_server.services import messages as msg
 from capstan_server.services.addressing import (
@@ -75,8 +76,7 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         row = await self.registry.get_cluster(request.id)
         if request.force:
             # Nothing is asked of the cluster, and nothing in it is changed: its releases stay.
-            await self.registry.delete_cluster(row.id)
-            return cluster_pb2.DeleteClusterResponse(cluster=msg.cluster_message(row))
+            return await self._unregistered(row)
         try:
             releases = await self.driver.list(target(row))
         except Unavailable as e:
@@ -98,7 +98,15 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
                 "it untouched, out of Capstan's sight)",
                 details=[{"release": n} for n in names],
             )
+        return await self._unregistered(row)
+
+    async def _unregistered(self, row: ClusterRow) -> cluster_pb2.DeleteClusterResponse:
+        """Unregister `row`; the driver stops watching it (other replicas stop theirs when
+        their readiness sync finds it gone from the registry)."""
         await self.registry.delete_cluster(row.id)
+        forget = getattr(self.driver, "forget", None)
+        if forget is not None:
+            forget(row.id)
         return cluster_pb2.DeleteClusterResponse(cluster=msg.cluster_message(row))
 
     async def ListNamespaces(

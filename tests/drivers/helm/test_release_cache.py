@@ -189,3 +189,22 @@ async def test_broken_watches_recover_without_missing_or_duplicating(
     _record(sim, ns, "c", 2, "failed")
     expected = {("c", 2), *((f"n{i}", 1) for i in range(8))}
     await eventually(listed_exactly, "the list after a compacted watch")
+
+
+async def test_an_unregistered_cluster_s_cache_stops(
+        driver: HelmDriver, kubesim: KubeSimThread) -> None:
+    # Nothing goes on watching a cluster (with its credentials) once it is unregistered.
+    cluster = cluster_of(kubesim)
+    await driver.list(cluster)
+    informer = driver.caches()[cluster.id]
+
+    driver.forget(cluster.id)
+
+    assert cluster.id not in driver.caches()
+    await eventually(lambda: _stopped(informer), "the cache's watches to end")
+    assert await driver.list(cluster) is not None  # registered again: a new cache starts
+    assert driver.caches()[cluster.id] is not informer
+
+
+async def _stopped(informer: Any) -> bool:
+    return all(task.done() for task in informer._tasks)

@@ -189,6 +189,15 @@ class HelmDriver:
         """The release caches started so far, by cluster id (metrics and readiness)."""
         return {cid: held[2] for cid, held in self._informers.items()}
 
+    def forget(self, cluster_id: str) -> None:
+        """A cluster was unregistered: stop its release cache and close its API clients, so
+        nothing keeps watching it (or holds its credentials) for the server's lifetime."""
+        held = self._informers.pop(cluster_id, None)
+        if held is not None and held[1] is asyncio.get_running_loop():
+            self._spawn_close(held[2].close())
+        for key in [k for k in self._clients if k[0] == cluster_id]:
+            self._spawn_close(self._clients.pop(key).close())
+
     def _spawn_close(self, closing_coro: Any) -> None:
         closing = asyncio.ensure_future(closing_coro)
         self._closing.add(closing)
