@@ -54,7 +54,7 @@ clusters:
 projects:
   team-a:
     - cluster: "test122*"
-      namespaces: ["team-a"]
+      namespaces: ["team-a", "team-a-unmade"]
   team-b:
     - cluster: "test122*"
       namespaces: ["team-b"]
@@ -83,10 +83,12 @@ class Env:
     releases: release_pb2_grpc.ReleaseServiceStub
 
     def install(self, who: str, chart: str, namespace: str, name: str, values: str = "",
-                dry_run: bool = False, cluster: str = "test122") -> release_pb2.Release:
+                dry_run: bool = False, cluster: str = "test122",
+                create_namespace: bool = False) -> release_pb2.Release:
         return self.releases.CreateRelease(release_pb2.CreateReleaseRequest(
             chart_name=f"tenancy/{chart}", cluster=cluster, namespace=namespace,
-            release_name=name, values=values, dry_run=dry_run, details=True),
+            release_name=name, values=values, dry_run=dry_run, details=True,
+            create_namespace=create_namespace),
             metadata=bearer(TOKENS[who]), timeout=120)
 
     def refused(self, code: grpc.StatusCode, *args: str, **kwargs: bool | str) -> str:
@@ -249,6 +251,21 @@ def test_rollback_checks_the_manifest_it_reapplies(env: Env) -> None:
     history = env.releases.GetReleaseHistory(release_pb2.GetReleaseHistoryRequest(
         id="legacy", cluster="test122-open"), metadata=editor)
     assert [r.revision for r in history.revisions] == [1, 2]
+
+
+def test_projects_do_not_create_namespaces(env: Env) -> None:
+    # A project's identity may not create Namespaces: one that exists needs no creating ...
+    done = env.install("editor-a", "reach-across", "team-a", "madeready",
+                       values="otherNamespace: team-a", create_namespace=True)
+    assert done.status == "deployed" and done.kube_user == "capstan:project:team-a"
+    # ... and one that does not is refused up front, naming who can make it.
+    text = env.refused(grpc.StatusCode.PERMISSION_DENIED, "editor-a", "reach-across",
+                       "team-a-unmade", "unmade", values="otherNamespace: team-a-unmade",
+                       create_namespace=True)
+    assert "may not create namespaces" in text and "administrator" in text
+    names = [o["metadata"]["name"] for o in env.sim.store.list("namespaces")]
+    assert "team-a-unmade" not in names
+    assert env.records("team-a-unmade", "unmade") == []
 
 
 def test_admin_keeps_the_stored_identity(env: Env) -> None:

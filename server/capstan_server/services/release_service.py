@@ -20,7 +20,7 @@ import grpc.aio
 from capstan.v1 import release_pb2, release_pb2_grpc
 from capstan_server import values as helm_values
 from capstan_server.auth.access import Action, current_access
-from capstan_server.auth.tenancy import tenancy_of
+from capstan_server.auth.tenancy import Tenancy, tenancy_of
 from capstan_server.charts.catalog import Catalog, ResolvedChart, parse_chart_reference
 from capstan_server.drivers.base import (
     LABEL_CHART_DIGEST,
@@ -42,6 +42,7 @@ from capstan_server.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unavailable,
 )
 from capstan_server.names import generate_release_name, validate_namespace, validate_release_name
@@ -279,11 +280,13 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         # Before anything else is looked up or run: a write outside the caller's projects.
         current_access().require(Action.WRITE, cluster.name, namespace)
         resolved = await self.catalog.resolve(request.chart_name, request.version)
+        tenancy = tenancy_of(current_access(), cluster.name, namespace)
+        create_namespace = await self._may_create_namespace(request, cluster, namespace, tenancy)
         # Without create_namespace the namespace must exist, and the UIDs read to check it
         # serve the answer; otherwise helm may create it, so they are read afterwards.
         uids = (
             None
-            if request.create_namespace
+            if create_namespace
             else await self.resolver.require_namespace(cluster, namespace)
         )
         name = request.release_name or await self._generated_name(
@@ -296,7 +299,6 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             LABEL_TYPE: kind,
             LABEL_CHART_DIGEST: chart_digest_label(resolved.source.archive),
         }
-        tenancy = tenancy_of(current_access(), cluster.name, namespace)
         with self.locks.hold(cluster.id, namespace, name, "install"):
             record = await rendered_and_admitted(
                 self.driver, self.driver.install,
@@ -310,12 +312,32 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                     atomic=request.atomic,
                     timeout=timeout,
                     description=request.description,
-                    create_namespace=request.create_namespace,
+                    create_namespace=create_namespace,
                 ),
                 tenancy, what="install",
             )
         return await self._message(
             cluster, record, details=request.details, dry_run=request.dry_run, namespace_uids=uids
+        )
+
+    async def _may_create_namespace(
+        self, request: release_pb2.CreateReleaseRequest, cluster: ClusterRow, namespace: str,
+        tenancy: Tenancy | None,
+    ) -> bool:
+        """Whether helm is to create the namespace. A project's own Kubernetes identity may not
+        create Namespaces (they are cluster-scoped; an admin makes a project's namespaces and
+        RoleBindings, docs/tenancy.md): for it, a namespace that exists needs no creating, and
+        one that does not is refused here rather than by a 403 from the cluster mid-install."""
+        if not request.create_namespace or tenancy is None or tenancy.identity is None:
+            return request.create_namespace
+        if namespace in await self.resolver.namespace_uids(cluster):
+            return False
+        raise PermissionDenied(
+            f"namespace {namespace!r} does not exist in cluster {cluster.name!r}, and project "
+            f"{tenancy.project!r} may not create namespaces: ask an administrator to create it "
+            "(and its RoleBinding for the project)",
+            details=[{"resource": "namespace", "name": namespace, "cluster": cluster.name,
+                      "project": tenancy.project}],
         )
 
     async def ListReleases(
