@@ -3,14 +3,17 @@
 A Secret's `data` (base64) and `stringData` (plain) values are replaced by their sizes, as
 `kubectl describe secret` shows them; its keys stay. This applies to live objects in
 `Release.resources` and to the Secret documents of every manifest the API returns (show with
-`details`, dry runs). A release's `config` (the values its users supplied) is not touched: it is
-shown to them as `helm get values` shows it.
+`details`, dry runs). A release's notes (NOTES.txt, which some charts use to print the
+password they generated) have every value of the manifest's Secrets blanked too. A release's
+`config` (the values its users supplied) is not touched: it is shown to them as
+`helm get values` shows it.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -20,13 +23,16 @@ import yaml
 from capstan_server.errors import InvalidArgument
 from capstan_server.values import load_yaml
 
-__all__ = ["is_secret", "redact_manifest", "redact_object", "secret_sizes"]
+__all__ = ["is_secret", "redact_manifest", "redact_object", "redact_text", "secret_sizes"]
 
 #: The annotation kubectl apply writes holds the whole object, values included.
 _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 #: A helm manifest is documents separated by `---` lines.
 _SEPARATOR = re.compile(r"^---[ \t]*$", re.MULTILINE)
 _KIND_SECRET = re.compile(r"kind:\s*[\"']?Secret\b")
+#: Secret values shorter than this are left in free text: "true", "admin" or a port number
+#: are in any chart's notes, and blanking them would say nothing about a secret.
+_MIN_TEXT_SECRET = 6
 
 
 def is_secret(obj: Mapping[str, Any]) -> bool:
@@ -85,6 +91,52 @@ def redact_manifest(manifest: str) -> str:
         return manifest
     parts = _SEPARATOR.split(manifest)
     return "---".join(_redact_document(part) for part in parts)
+
+
+def redact_text(text: str, manifest: str) -> str:
+    """`text` (a release's notes) with every value of `manifest`'s Secrets, plain or in its
+    base64 form, replaced by `<redacted>`; the longest first, so no part of one survives."""
+    if not text or "Secret" not in manifest:
+        return text
+    values: set[str] = set()
+    for part in _SEPARATOR.split(manifest):
+        if "Secret" not in part:
+            continue
+        try:
+            docs = load_yaml(part, what="manifest document")
+        except InvalidArgument:
+            continue
+        for doc in docs:
+            _collect_values(doc, values)
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= _MIN_TEXT_SECRET:
+            text = text.replace(value, "<redacted>")
+    return text
+
+
+def _collect_values(doc: Any, into: set[str]) -> None:
+    if not isinstance(doc, Mapping):
+        return
+    items = doc.get("items")
+    if isinstance(items, list) and not is_secret(doc):
+        for item in items:
+            _collect_values(item, into)
+        return
+    if not is_secret(doc):
+        return
+    for field, encoded in (("data", True), ("stringData", False)):
+        values = doc.get(field)
+        if not isinstance(values, Mapping):
+            continue
+        for value in values.values():
+            if not isinstance(value, str):
+                continue
+            into.add(value)
+            if encoded:
+                with contextlib.suppress(binascii.Error, ValueError):
+                    into.add(base64.b64decode(value, validate=True).decode())
+            else:
+                into.add(base64.b64encode(value.encode()).decode())
 
 
 def _has_secret(doc: Any) -> bool:

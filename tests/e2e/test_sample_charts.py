@@ -286,7 +286,8 @@ def test_secret_values_appear_in_no_answer_and_no_log(
     rest = Rest(server.http_url)
     where = f"cluster=sim&namespace={namespace}"
     answers: list[str] = []
-    config = {"auth": {"password": KNOWN}}
+    # The chart prints the password in its notes too, as some charts do.
+    config = {"auth": {"password": KNOWN, "showPassword": True}}
 
     status, dry, text = create(rest, "guarded", "secretive", namespace, values_json=config,
                                dry_run=True)
@@ -313,6 +314,7 @@ def test_secret_values_appear_in_no_answer_and_no_log(
     assert secret["object"]["data"] == {"password": f"<redacted: {len(KNOWN)} bytes>",
                                         "username": "<redacted: 5 bytes>"}
     assert "<redacted: " in created["manifest"]
+    assert "Admin password: <redacted>" in created["notes"]
     for answer in answers:
         try:
             documents = [json.loads(answer)]

@@ -13,7 +13,7 @@ from capstan.client import to_dict
 from capstan.v1 import release_pb2
 from capstan_server.drivers.base import LiveObject, ReleaseRecord, Status
 from capstan_server.drivers.helm.manifest import parse_manifest
-from capstan_server.redaction import redact_manifest
+from capstan_server.redaction import redact_manifest, redact_text
 from capstan_server.registry import ClusterRow
 from capstan_server.services.messages import MANIFEST_MAX, release_message
 from capstan_server.values import load_yaml
@@ -160,3 +160,24 @@ def test_a_huge_manifest_is_cut_at_a_document_boundary() -> None:
     assert message.manifest.endswith("y\n") and message.manifest.startswith("---\n")
     small = release_message(record(doc.format(0, "z")), CLUSTER, details=True)
     assert (small.manifest_truncated, small.manifest) == (False, doc.format(0, "z"))
+
+
+def test_notes_lose_every_secret_value_of_the_manifest() -> None:
+    encoded = base64.b64encode(b"s3cret-generated").decode()
+    manifest = (
+        "---\n# Source: c/templates/secret.yaml\napiVersion: v1\nkind: Secret\n"
+        f"metadata:\n  name: s\ndata:\n  password: {encoded}\n  flag: dHJ1ZQ==\n"
+        "  user: YWRtaW4=\n"
+        "stringData:\n  token: plain-token-value\n"
+        "---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n"
+        "  metadata:\n    name: t\n  stringData:\n    key: listed-value\n"
+    )
+    notes = ("Password: s3cret-generated\nBase64: " + encoded + "\nToken: plain-token-value\n"
+             "Listed: listed-value\nTLS is true, user admin\n")
+
+    shown = redact_text(notes, manifest)
+
+    assert shown == ("Password: <redacted>\nBase64: <redacted>\nToken: <redacted>\n"
+                     "Listed: <redacted>\nTLS is true, user admin\n")  # too short to blank
+    assert redact_text(notes, "apiVersion: v1\nkind: ConfigMap\n") == notes
+    assert redact_text("", manifest) == ""

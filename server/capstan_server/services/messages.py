@@ -222,7 +222,7 @@ def release_message(
         dry_run=dry_run,
     )
     if details or dry_run:
-        message.notes = record.notes
+        message.notes = redaction.redact_text(record.notes, record.manifest)
         message.manifest, message.manifest_truncated = shown_manifest(record.manifest)
     for obj in resources or ():
         message.resources[kind_key(obj.kind or "unparsed")].items.append(
