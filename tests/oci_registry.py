@@ -195,9 +195,8 @@ class OciRegistry:
         return digest
 
     def put_artifact(self, repository: str, tag: str, *, config_media_type: str,
-                     layer: bytes, layer_media_type: str) -> None:
+                     layer: bytes, layer_media_type: str, config: bytes = b"{}") -> None:
         """Push an artifact with the given config media type (e.g. a container image's)."""
-        config = b"{}"
         manifest = {
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": config_media_type, "size": len(config),

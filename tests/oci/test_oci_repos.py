@@ -4,6 +4,7 @@ registered or installed."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
@@ -21,6 +22,8 @@ from capstan_server.app import ServerHandle
 
 IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
 IMAGE_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
+HELM_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 
 
 @pytest.fixture
@@ -176,6 +179,31 @@ def test_version_that_is_not_a_chart(client: Any, oci_registry: Any, helm: Path,
                               release_name="etcd-release", version="9.0.0")
     assert client.list_releases().total == 0
     assert client.get_chart("bitnami-new/etcd", version="8.11.1").chart.version == "8.11.1"
+
+
+def test_a_layer_that_is_no_chart_is_not_kept(client: Any, capstan_server: ServerHandle,
+                                              oci_registry: Any, helm: Path,
+                                              packaged_charts: dict[str, Path],
+                                              fake_kubeconfig: str) -> None:
+    """A chart manifest whose layer is not a chart archive: refused, and nothing of it is kept
+    in the archive cache (it is read under the limits before it is written there)."""
+    oci_registry.push(helm, packaged_charts["etcd-8.11.1"])
+    layer = gzip.compress(b"not a tar archive " * 64)
+    oci_registry.put_artifact(
+        "charts/etcd", "9.1.0", config_media_type=HELM_CONFIG, layer_media_type=HELM_LAYER,
+        layer=layer, config=json.dumps({"apiVersion": "v2", "name": "etcd",
+                                        "version": "9.1.0"}).encode())
+    client.create_repository("bitnami-new", oci_registry.url(), plain_http=True)
+    client.create_cluster("test122", fake_kubeconfig)
+    with pytest.raises(CapstanError) as refused:
+        client.create_release("bitnami-new/etcd", cluster="test122", namespace="default",
+                              release_name="etcd-release", version="9.1.0")
+    assert refused.value.code in (grpc.StatusCode.FAILED_PRECONDITION,
+                                  grpc.StatusCode.INVALID_ARGUMENT), refused.value
+    assert "9.1.0" in refused.value.message
+    kept = [p.name for p in capstan_server.data_dir.rglob("*.tgz")]
+    assert f"{hashlib.sha256(layer).hexdigest()}.tgz" not in kept
+    assert client.list_releases().total == 0
 
 
 def test_rest_and_cli(capstan_server: ServerHandle, oci_registry_auth: Any, helm: Path,

@@ -222,7 +222,7 @@ class Catalog:
         oci = await self.oci_options(repo)
         fresh: ChartFiles | None = None
         if oci is not None:
-            archive, _ = await fetch_oci_archive(
+            archive, fresh = await fetch_oci_archive(
                 self.fetcher.session(),
                 repo.url,
                 entry.name,
@@ -231,6 +231,7 @@ class Catalog:
                 options=oci,
                 name=repo.name,
                 cache_dir=self.archives.directory / repo.id,  # per repository, as HTTP's
+                limits=self.limits,
             )
         else:
             archive, fresh = await self.archives.get(

@@ -32,6 +32,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 
+from capstan_server.charts.archive import ChartFiles, read_chart_files
+from capstan_server.charts.limits import RepoLimits
 from capstan_server.charts.repo_index import RepoIndex, parse_index, write_atomically
 from capstan_server.charts.semver import Version
 from capstan_server.errors import (
@@ -456,12 +458,18 @@ async def fetch_oci_archive(
     options: OciOptions,
     name: str,
     cache_dir: Path,
-) -> tuple[Path, ChartManifest]:
-    """The `.tgz` of a chart version, by the digest its tag names now (pulled once)."""
+    limits: RepoLimits,
+) -> tuple[Path, ChartFiles | None]:
+    """The `.tgz` of a chart version, by the digest its tag names now (pulled once), and its
+    files when it was just pulled. A pulled layer is read under `limits` before it is kept:
+    one that is no chart, or too big once unpacked, never reaches the cache."""
     client = OciClient(session, parse_oci_url(url), auth=auth, options=options, name=name)
     manifest = await client.manifest(chart, version)
     cached = cache_dir / f"{manifest.layer_digest.removeprefix('sha256:')}.tgz"
-    if not await asyncio.to_thread(cached.is_file):
-        body = await client.blob(chart, manifest.layer_digest, _MAX_CHART_BYTES)
-        await asyncio.to_thread(write_atomically, cached, body, prefix=".download-")
-    return cached, manifest
+    if await asyncio.to_thread(cached.is_file):
+        return cached, None
+    body = await client.blob(chart, manifest.layer_digest, _MAX_CHART_BYTES)
+    files = await asyncio.to_thread(read_chart_files, body, chart=f"{chart}-{version}",
+                                    limits=limits)
+    await asyncio.to_thread(write_atomically, cached, body, prefix=".download-")
+    return cached, files
