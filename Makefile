@@ -49,7 +49,8 @@ fuzz: setup
 # fuzz before unit: pytest's closing line ends the output, as CI reads it.
 test: setup protos-check lint fuzz unit
 
-# bench/run.py runs bench/kubesim_bench.py then bench/capstan_bench.py (BENCH_ARGS=--quick).
+# bench/run.py runs every bench/*_bench.py in turn (its docstring lists them; BENCH_ARGS=--quick
+# for a smoke run).
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 

@@ -184,7 +184,9 @@ def main() -> None:
         server_argv = [str(BIN / "capstan-server"), "--driver", "helm", "--helm-bin",
                        str(helm_bin), "--grpc-listen", f"127.0.0.1:{grpc_port}",
                        "--http-listen", f"127.0.0.1:{http_port}", "--data-dir",
-                       str(tmp / "capstan"), "--log-level", "DEBUG"]
+                       str(tmp / "capstan"), "--log-level", "DEBUG",
+                       # The sample repository is served on loopback (the address policy).
+                       "--allow-repo-host", "127.0.0.1"]
         repo = ChartRepoServer(SAMPLE_CHARTS_DIR, TOOLS / "helm", out_dir=tmp / "repo")
         log = tmp / "capstan.log"
         with process(sim_argv, tmp / "kubesim.log"), repo.serve_in_thread(), \

@@ -72,6 +72,14 @@ def http(base: str, method: str, path: str, body: bytes | None = None,
         return int(error.code)
 
 
+def setup(base: str, path: str, body: dict[str, str]) -> None:
+    """POST one object of the setup; a refusal stops the bench, which would otherwise measure
+    an empty server (the hostile inputs then fail for the wrong reason)."""
+    status = http(base, "POST", path, json.dumps(body).encode())
+    if not 200 <= status < 300:
+        raise SystemExit(f"setup POST {path} answered {status}")
+
+
 def alias_bomb() -> str:
     text = "a0: &a0 [" + ",".join(['"lol"'] * 9) + "]\n"
     for level in range(1, 6):
@@ -186,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         server = subprocess.Popen(
             [str(BIN / "capstan-server"), "--driver", "memory", "--data-dir", f"{tmp}/data",
              "--grpc-listen", grpc_target, "--http-listen", f"127.0.0.1:{http_port}",
-             "--log-level", "WARNING"],
+             "--log-level", "WARNING",
+             # The sample repository is served on loopback (the address policy).
+             "--allow-repo-host", "127.0.0.1"],
             stdout=log, stderr=subprocess.STDOUT,
         )
         try:
@@ -200,13 +210,11 @@ def main(argv: list[str] | None = None) -> int:
                 if time.monotonic() > deadline:
                     raise SystemExit("the server did not start")
                 time.sleep(0.2)
-            http(base, "POST", "/api/clusters",
-                 json.dumps({"name": "bench", "kubeconfig": KUBECONFIG}).encode())
-            http(base, "POST", "/api/repos",
-                 json.dumps({"name": "samples", "url": charts.url}).encode())
+            setup(base, "/api/clusters", {"name": "bench", "kubeconfig": KUBECONFIG})
+            setup(base, "/api/repos", {"name": "samples", "url": charts.url})
             for i in range(20):
-                http(base, "POST", "/api/releases", json.dumps(
-                    {"chart_name": "samples/etcd", "release_name": f"r{i}"}).encode())
+                setup(base, "/api/releases", {"chart_name": "samples/etcd",
+                                              "release_name": f"r{i}"})
             quiet, _ = measure(base, grpc_target, seconds, [], 0)
             hostile = hostile_inputs(base, grpc_target, large_values=args.large_values)
             loud, sent = measure(base, grpc_target, seconds, hostile, args.hostile_threads)

@@ -1,4 +1,6 @@
-"""`capstan-server` replicas as real processes (so a test can kill -9 one), on free ports."""
+"""`capstan-server` replicas as real processes (so a test can kill -9 one), on free ports; the
+helm binaries they run (`HELMS`, to parametrize over) and `within`, the bounded wait for what one
+replica wrote to show on another."""
 
 from __future__ import annotations
 
@@ -8,11 +10,38 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+import pytest
 
 from capstan.client import CapstanClient, Unavailable
+
+TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
+#: Both helm majors, for `@pytest.mark.parametrize("helm", HELMS)`; see `require`.
+HELMS = [pytest.param(TOOLS / "helm3", id="helm3"), pytest.param(TOOLS / "helm4", id="helm4")]
+T = TypeVar("T")
+
+
+def require(helm: Path) -> Path:
+    """Return `helm`, or skip the test when that pinned binary is not installed."""
+    if not os.access(helm, os.X_OK):
+        pytest.skip(f"{helm} is not installed; run `make setup`")
+    return helm
+
+
+def within(seconds: float, probe: Callable[[], T | None]) -> T:
+    """Poll `probe` until it returns something other than None; fail once `seconds` have
+    passed (a probe started before the bound still counts)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = probe()
+        if found is not None:
+            return found
+        assert time.monotonic() < deadline, f"not seen within {seconds} s"
+        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -51,6 +80,12 @@ class Replica:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+
+    def register(self, kubeconfig: str, repo_url: str) -> None:
+        """Register cluster `sim` and chart repository `samples` (each replica keeps its own
+        registry unless its flags share one)."""
+        self.client.create_cluster("sim", kubeconfig)
+        self.client.create_repository("samples", repo_url)
 
     def helm_pids(self, *words: str) -> list[int]:
         """helm processes this replica started (their working dir is under its data dir),

@@ -12,40 +12,25 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from cryptography.fernet import Fernet
-from replica_procs import Replica, replicas
+from replica_procs import TOOLS, Replica, replicas, require, within
 
 from capstan_server.dev.chart_repo import ChartRepoServer
 from kubesim.testing import running_kubesim
 
 pytestmark = pytest.mark.timeout(180)
 
-HELM3 = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm3"
-T = TypeVar("T")
-
-
-def _within(seconds: float, probe: Callable[[], T | None]) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = probe()
-        if found is not None:
-            return found
-        assert time.monotonic() < deadline, "not seen in time"
-        time.sleep(0.05)
+HELM3 = TOOLS / "helm3"
 
 
 def test_two_replicas_share_one_registry(tmp_path: Path, chart_repo: ChartRepoServer) -> None:
-    if not os.access(HELM3, os.X_OK):
-        pytest.skip(f"{HELM3} is not installed; run `make setup`")
+    require(HELM3)
     with running_kubesim(tls=True) as sim:
         sim.store.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                         "metadata": {"name": "capstan"}})
@@ -60,14 +45,14 @@ def test_two_replicas_share_one_registry(tmp_path: Path, chart_repo: ChartRepoSe
             cluster = a.client.create_cluster("sim", sim.kubeconfig)
             # Within a second (the watch normally delivers in milliseconds; measured: ~10 ms).
             started = time.monotonic()
-            seen = _within(3.0, lambda: next(
+            seen = within(3.0, lambda: next(
                 (c for c in b.client.list_clusters().clusters if c.name == "sim"), None))
             assert time.monotonic() - started < 1.0
             assert seen.id == cluster.id
             stored = sim.store.get("secrets", "capstan-cluster-sim", "capstan")
             assert base64.b64decode(stored["data"]["kubeconfig"]).startswith(b"fernet:")
             repo = a.client.create_repository("samples", chart_repo.url)
-            seen_repo = _within(3.0, lambda: next(
+            seen_repo = within(3.0, lambda: next(
                 (r for r in b.client.list_repositories().repos if r.name == "samples"),
                 None))
             assert seen_repo.id == repo.id
@@ -96,13 +81,13 @@ def test_two_replicas_share_one_registry(tmp_path: Path, chart_repo: ChartRepoSe
                 "data": {k: base64.b64encode(v.encode()).decode()
                          for k, v in {"name": "prod", "kubeconfig": sim.kubeconfig}.items()}})
             for replica in (a, b):
-                prod = _within(3.0, lambda r=replica: next(  # type: ignore[misc]
+                prod = within(3.0, lambda r=replica: next(  # type: ignore[misc]
                     (c for c in r.client.list_clusters().clusters if c.name == "prod"), None))
                 assert prod.id == "0b4e7a54-3d52-4f37-9a53-3c4c4f1f2b6e"
             assert b.client.list_releases(cluster="prod").releases[0].name == "shared"
 
             a.client.delete_cluster("prod", force=True)
-            _within(3.0, lambda: None if any(
+            within(3.0, lambda: None if any(
                 c.name == "prod" for c in b.client.list_clusters().clusters) else True)
             # B stops the release cache it kept for prod once its readiness sync sees it gone
             # (A, which deleted it, stopped its own at once).

@@ -11,13 +11,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from replica_procs import Replica, replicas
+from replica_procs import HELMS, Replica, replicas, require
 
 from capstan.client import Aborted, CapstanClient
 from capstan_server.dev.chart_repo import ChartRepoServer
@@ -25,15 +24,8 @@ from kubesim.testing import running_kubesim
 
 pytestmark = pytest.mark.timeout(240)
 
-TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
-HELMS = [pytest.param(TOOLS / "helm3", id="helm3"), pytest.param(TOOLS / "helm4", id="helm4")]
 CHART = "samples/never-ready"
 LEASE = 3.0
-
-
-def _register(replica: Replica, kubeconfig: str, repo_url: str) -> None:
-    replica.client.create_cluster("sim", kubeconfig)
-    replica.client.create_repository("samples", repo_url)
 
 
 def _install(client: CapstanClient, name: str) -> None:
@@ -44,11 +36,10 @@ def _install(client: CapstanClient, name: str) -> None:
 @pytest.mark.parametrize("helm", HELMS)
 def test_concurrent_upgrades_through_two_replicas(helm: Path, tmp_path: Path,
                                                   chart_repo: ChartRepoServer) -> None:
-    if not os.access(helm, os.X_OK):
-        pytest.skip(f"{helm} is not installed; run `make setup`")
+    require(helm)
     with running_kubesim(tls=True) as sim, replicas(tmp_path, helm, ["A", "B"]) as (a, b):
         for replica in (a, b):
-            _register(replica, sim.kubeconfig, chart_repo.url)
+            replica.register(sim.kubeconfig, chart_repo.url)
         _install(a.client, "contended")
         outcomes: list[str] = []
         lock = threading.Lock()
@@ -101,13 +92,12 @@ def test_concurrent_upgrades_through_two_replicas(helm: Path, tmp_path: Path,
 @pytest.mark.parametrize("helm", HELMS)
 def test_a_killed_replica_is_recovered_by_another(helm: Path, tmp_path: Path,
                                                   chart_repo: ChartRepoServer) -> None:
-    if not os.access(helm, os.X_OK):
-        pytest.skip(f"{helm} is not installed; run `make setup`")
+    require(helm)
     extra = ["--lease-duration", str(LEASE)]
     with (running_kubesim(tls=True) as sim,
           replicas(tmp_path, helm, ["A", "B"], extra) as (a, b)):
         for replica in (a, b):
-            _register(replica, sim.kubeconfig, chart_repo.url)
+            replica.register(sim.kubeconfig, chart_repo.url)
         _install(b.client, "orphan")
 
         def hanging_upgrade() -> None:
