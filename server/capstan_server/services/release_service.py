@@ -174,12 +174,21 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             return
         await admission.admit(self.driver, found.ref.cluster, old, tenancy, what="rollback")
 
-    def _row_message(self, row: LocatedRelease, uids: dict[str, str]) -> release_pb2.Release:
+    def _row_message(
+        self,
+        row: LocatedRelease,
+        uids: dict[str, str],
+        views: dict[tuple[str, str], tuple[tuple[str, Any], ...]],
+    ) -> release_pb2.Release:
         """A list row's message (no details), built once per record object: the driver's
         cache hands out the same record until it changes. The fields that depend on the
-        caller (project, Kubernetes identity) are part of the key."""
+        caller (project, Kubernetes identity) are part of the key; `views` keeps them per
+        cluster and namespace for one call (a page's rows share a few namespaces)."""
         uid = uids.get(row.record.namespace, "")
-        view = tuple(msg.caller_fields(row.cluster.name, row.record.namespace).items())
+        where = (row.cluster.name, row.record.namespace)
+        view = views.get(where)
+        if view is None:
+            view = views[where] = tuple(msg.caller_fields(*where).items())
         key = (id(row.record), row.cluster.id, row.cluster.name, uid, view)
         held = self._rows.get(key)
         if held is not None and held[0] is row.record:
@@ -367,7 +376,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 )
             )
         else:
-            releases = [self._row_message(r, uids.get(r.cluster.id, {})) for r in shown]
+            views: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {}
+            releases = [self._row_message(r, uids.get(r.cluster.id, {}), views) for r in shown]
         return release_pb2.ListReleasesResponse(
             releases=releases,
             total=len(rows),
