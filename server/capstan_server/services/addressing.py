@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from capstan_server.drivers.base import (
     LABEL_RELEASE_ID,
     ClusterTarget,
     Driver,
+    NamespaceInfo,
     ReleaseRecord,
     ReleaseRef,
     StaleCluster,
@@ -161,6 +162,8 @@ class Resolver:
         self._visible_memo: dict[
             tuple[int, tuple[Any, ...]], tuple[list[LocatedRelease], list[LocatedRelease], int]
         ] = {}
+        #: The last namespace UIDs per cluster id, with the driver's list they were made from.
+        self._uids: dict[str, tuple[list[NamespaceInfo], dict[str, str]]] = {}
 
     async def visible_cluster(self, id_or_name: str) -> ClusterRow:
         """A registered cluster by name or UUID that the caller may see (else NotFound, as for
@@ -207,14 +210,26 @@ class Resolver:
         rows, _ = await self.visible_clusters()
         return rows
 
-    async def namespace_uids(self, cluster: ClusterRow) -> dict[str, str]:
-        """Namespace name -> UID in a cluster."""
-        return {ns.name: ns.uid for ns in await self.driver.namespaces(target(cluster))}
+    async def namespace_uids(
+        self, cluster: ClusterRow, expect: Collection[str] = ()
+    ) -> dict[str, str]:
+        """Namespace name -> UID in a cluster (`expect`: see `Driver.namespaces`). Callers
+        must not change it: while the driver answers with the same list (from its cache),
+        the same map is returned."""
+        found = await self.driver.namespaces(target(cluster), expect=expect)
+        held = self._uids.get(cluster.id)
+        if held is not None and held[0] is found:
+            return held[1]
+        uids = {ns.name: ns.uid for ns in found}
+        if len(self._uids) > 1024:
+            self._uids.clear()
+        self._uids[cluster.id] = (found, uids)
+        return uids
 
     async def require_namespace(self, cluster: ClusterRow, namespace: str) -> dict[str, str]:
         """NotFound unless the namespace exists in the cluster; the cluster's namespace UIDs
         (as `namespace_uids`) when it does."""
-        uids = await self.namespace_uids(cluster)
+        uids = await self.namespace_uids(cluster, expect=(namespace,))
         if namespace not in uids:
             raise NotFound(
                 f"namespace {namespace!r} not found in cluster {cluster.name!r} "
