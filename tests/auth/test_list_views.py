@@ -15,24 +15,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
-from auth_kit import TOKENS, Signer, write_policy
-from auth_server import bearer
+from auth_kit import TOKENS
+from auth_server import bearer, on_helm
 
-from capstan.v1 import (
-    chart_pb2,
-    chart_pb2_grpc,
-    cluster_pb2,
-    cluster_pb2_grpc,
-    release_pb2,
-    release_pb2_grpc,
-)
-from capstan_server.app import start_server
-from capstan_server.auth.options import SecurityOptions
+from capstan.v1 import release_pb2, release_pb2_grpc
 from capstan_server.dev.chart_repo import ChartRepoServer
 from capstan_server.drivers.helm import records
-from kubesim.testing import KubeSimThread, running_kubesim
+from kubesim.testing import KubeSimThread
 
 pytestmark = [pytest.mark.helm, pytest.mark.timeout(240)]
 HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm3"
@@ -78,18 +68,7 @@ class Listed:
 def listed(chart_repo: ChartRepoServer, tmp_path: Path) -> Iterator[Listed]:
     if not os.access(HELM, os.X_OK):
         pytest.skip(f"{HELM} is not installed; run `make setup`")
-    policy = write_policy(tmp_path, Signer())
-    with running_kubesim(tls=True) as sim, start_server(
-        driver="helm", helm_bin=HELM, data_dir=tmp_path / "data", grace=5.0,
-        security=SecurityOptions(auth_policy=policy), allow_repo_hosts=("127.0.0.1",),
-    ) as server, grpc.insecure_channel(server.grpc_target) as channel:
-        admin = bearer(TOKENS["admin"])
-        cluster_pb2_grpc.ClusterServiceStub(channel).CreateCluster(
-            cluster_pb2.CreateClusterRequest(name="test122", kubeconfig=sim.kubeconfig),
-            metadata=admin, timeout=60)
-        chart_pb2_grpc.ChartServiceStub(channel).CreateRepository(
-            chart_pb2.CreateRepositoryRequest(name="samples", url=chart_repo.url),
-            metadata=admin, timeout=60)
+    with on_helm(HELM, chart_repo.url, tmp_path) as (sim, channel):
         yield Listed(sim, release_pb2_grpc.ReleaseServiceStub(channel))
 
 
