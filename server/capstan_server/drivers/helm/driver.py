@@ -79,6 +79,7 @@ from capstan_server.drivers.helm.manifest import (
 from capstan_server.drivers.helm.namespace_cache import NamespaceCache, namespace_info
 from capstan_server.drivers.helm.pool import DEFAULT_MAX_QUEUED
 from capstan_server.drivers.helm.records import StoredRecord
+from capstan_server.drivers.helm.release_index import ReleaseIndex, matches
 from capstan_server.errors import (
     AlreadyExists,
     CapstanError,
@@ -115,13 +116,6 @@ _C = TypeVar("_C", bound=_ClusterCache)
 _Caches = dict[str, tuple[str, asyncio.AbstractEventLoop, _C]]
 
 
-def _matches(record: ReleaseRecord, namespace: str, name: str,
-             labels: Mapping[str, str] | None) -> bool:
-    return ((not namespace or record.namespace == namespace)
-            and (not name or record.name == name)
-            and all(record.labels.get(k) == v for k, v in (labels or {}).items()))
-
-
 class HelmDriver:
     """The `helm` driver (see the module docstring). Safe to call concurrently."""
 
@@ -145,6 +139,8 @@ class HelmDriver:
         self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
         self._informers: _Caches[ReleaseInformer] = {}
         self._namespace_caches: _Caches[NamespaceCache] = {}
+        #: Lookups into the latest list of each cluster's release cache, by cluster id.
+        self._indexes: dict[str, ReleaseIndex] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._cache = records.RecordCache()
         self._namespace_reads: dict[tuple[str, asyncio.AbstractEventLoop],
@@ -349,12 +345,15 @@ class HelmDriver:
         except StaleCluster as stale:
             raise StaleCluster(
                 stale.message, records=[r for r in stale.records
-                                        if _matches(r, namespace, name, labels)],
+                                        if matches(r, namespace, name, labels)],
                 synced_at=stale.synced_at, stale_seconds=stale.stale_seconds,
                 details=stale.details) from None
         if not (namespace or name or labels):
             return cached  # the cache's own list, unchanged until the cache changes
-        found = [r for r in cached if _matches(r, namespace, name, labels)]
+        index = self._indexes.get(cluster.id)
+        if index is None or index.records is not cached:
+            index = self._indexes[cluster.id] = ReleaseIndex(cached)
+        found = index.matching(namespace, name, labels)
         if name and not found:
             # A release named moments ago by someone else (plain helm, another replica) may
             # not have come over the watch yet: a miss by name reads through.
