@@ -205,6 +205,11 @@ class KubeRegistry:
         self._box: Sealer = box or PlainText()
         self._client = client
         self._objects: dict[str, Obj] = {}  # by Secret name
+        #: `_clusters()` and `_repos()` as of the current `_objects`: every read of the
+        #: registry (each ListReleases lists the clusters) would otherwise decode, decrypt and
+        #: parse every Secret again. Dropped by every change of `_objects` (`_touched`).
+        self._rows: tuple[list[tuple[str, ClusterRow]], list[tuple[str, RepoRow, OciOptions]]
+                          ] | None = None
         self._version = ""
         self._watcher: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -239,17 +244,24 @@ class KubeRegistry:
         items, version = await self._client.list_objects(self._path(), label_selector=SELECTOR)
         self._objects = {str((o.get("metadata") or {}).get("name")): o for o in items}
         self._version = version
+        self._touched()
+
+    def _touched(self) -> None:
+        """`_objects` changed: the rows read from them are read again."""
+        self._rows = None
 
     def _apply(self, event: str, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
         name = str(meta.get("name", ""))
         if event == "DELETED":
             self._objects.pop(name, None)
+            self._touched()
         elif event in ("ADDED", "MODIFIED"):
             old = self._objects.get(name)
             # An event older than what a write already applied must not undo it.
             if _version(obj) >= _version(old or {}):
                 self._objects[name] = obj
+                self._touched()
         self._version = str(meta.get("resourceVersion") or self._version)
 
     async def _watch(self) -> None:
@@ -273,23 +285,29 @@ class KubeRegistry:
                     await self._relist()
 
     def _clusters(self) -> list[tuple[str, ClusterRow]]:
-        out = []
-        for name, obj in self._objects.items():
-            if ((obj.get("metadata") or {}).get("labels") or {}).get(KIND_LABEL) == "cluster":
-                row = _read(_cluster_of, obj, self._box)
-                if row is not None:
-                    out.append((name, row))
-        return sorted(out, key=lambda p: p[1].name)
+        return self._read_rows()[0]
 
     def _repos(self) -> list[tuple[str, RepoRow, OciOptions]]:
-        out = []
+        return self._read_rows()[1]
+
+    def _read_rows(self) -> tuple[list[tuple[str, ClusterRow]],
+                                  list[tuple[str, RepoRow, OciOptions]]]:
+        if self._rows is not None:
+            return self._rows
+        clusters, repos = [], []
         for name, obj in self._objects.items():
-            labels = (obj.get("metadata") or {}).get("labels") or {}
-            if labels.get(KIND_LABEL) == "repository":
+            kind = ((obj.get("metadata") or {}).get("labels") or {}).get(KIND_LABEL)
+            if kind == "cluster":
+                row = _read(_cluster_of, obj, self._box)
+                if row is not None:
+                    clusters.append((name, row))
+            elif kind == "repository":
                 found = _read(_repo_of, obj, self._box)
                 if found is not None:
-                    out.append((name, *found))
-        return sorted(out, key=lambda p: p[1].name)
+                    repos.append((name, *found))
+        self._rows = (sorted(clusters, key=lambda p: p[1].name),
+                      sorted(repos, key=lambda p: p[1].name))
+        return self._rows
 
     def _sealed(self, values: Mapping[str, str]) -> dict[str, str]:
         return {k: self._box.seal(v) if k in _SEALED_KEYS and v else v
@@ -333,6 +351,7 @@ class KubeRegistry:
         with contextlib.suppress(NotFound):
             await self._client.request("DELETE", self._path(secret_name))
         self._objects.pop(secret_name, None)
+        self._touched()
 
     # -- clusters ---------------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ __all__ = ["DEFAULT_KEY_FILE", "SecretBox", "SecretKeyError"]
 log = logging.getLogger("capstan.registry")
 
 DEFAULT_KEY_FILE = "secret.key"
+#: Opened values kept (`SecretBox.open`): well above the clusters and repositories of a server.
+_OPENED_MAX = 4096
 _PREFIX = "fernet:"
 _UNKNOWN_KEY = (
     "a registry secret does not decrypt with any key of the secret key file (was the key "
@@ -41,6 +43,11 @@ class SecretBox:
             raise SecretKeyError("no key")
         self._primary = keys[0]
         self._fernet = MultiFernet([Fernet(k) for k in keys])
+        #: Stored value -> plain text, of values opened before. The registry opens every
+        #: cluster's kubeconfig on each call that lists clusters (every ListReleases); a
+        #: stored value never changes its meaning (a change is a new token, with a fresh IV),
+        #: so this needs no invalidation, only a bound.
+        self._opened: dict[str, str] = {}
 
     @classmethod
     def from_file(cls, path: Path) -> SecretBox:
@@ -79,10 +86,17 @@ class SecretBox:
         """The plain text of a stored value (a legacy plain value as it is)."""
         if not stored.startswith(_PREFIX):
             return stored
+        plain = self._opened.get(stored)
+        if plain is not None:
+            return plain
         try:
-            return self._fernet.decrypt(stored[len(_PREFIX):].encode()).decode()
+            plain = self._fernet.decrypt(stored[len(_PREFIX):].encode()).decode()
         except InvalidToken:
             raise SecretKeyError(_UNKNOWN_KEY) from None
+        if len(self._opened) >= _OPENED_MAX:
+            self._opened.clear()
+        self._opened[stored] = plain
+        return plain
 
     def reseal(self, stored: str) -> str | None:
         """The value sealed with the primary key, or None when it already is."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 
 from capstan.client import CapstanClient
 from capstan_server.app import ServerHandle
@@ -47,6 +47,37 @@ async def test_secrets_are_encrypted_and_read_back(tmp_path: Path) -> None:
     assert (await again.get_cluster(cluster.id)).kubeconfig == KUBECONFIG
     assert (await again.get_repo(repo.id)).password == PASSWORD + "2"
     await again.close()
+
+
+async def test_each_stored_value_is_decrypted_once_and_changes_are_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ListReleases lists the clusters: an unchanged kubeconfig is not decrypted again,
+    and a changed one (a new token) is what the next read returns."""
+    decrypted: list[bytes] = []
+    decrypt = MultiFernet.decrypt
+
+    def counted(self: MultiFernet, token: bytes, ttl: int | None = None) -> bytes:
+        decrypted.append(token)
+        return decrypt(self, token, ttl)
+
+    monkeypatch.setattr(MultiFernet, "decrypt", counted)
+    registry = await Registry.open(tmp_path)
+    try:
+        cluster = await registry.add_cluster("c", KUBECONFIG, "https://c")
+        for _ in range(3):
+            rows, _ = await registry.list_clusters()
+            assert [r.kubeconfig for r in rows] == [KUBECONFIG]
+        assert len(decrypted) == 1
+
+        changed = KUBECONFIG.replace(TOKEN, TOKEN + "-rotated")
+        await registry.update_cluster(cluster.id, kubeconfig=changed)
+        assert [r.kubeconfig for r in (await registry.list_clusters())[0]] == [changed]
+        assert (await registry.get_cluster("c")).kubeconfig == changed
+        await registry.update_cluster(cluster.id, kubeconfig=KUBECONFIG)  # back again
+        assert (await registry.get_cluster("c")).kubeconfig == KUBECONFIG
+        assert len(decrypted) == 3
+    finally:
+        await registry.close()
 
 
 async def test_plain_rows_are_migrated_and_keys_rotate(tmp_path: Path) -> None:

@@ -12,22 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from auth_kit import TOKENS, Signer, write_policy
-from auth_server import bearer
+from auth_kit import TOKENS
+from auth_server import bearer, on_helm
 from tenancy_kit import apply_tenancy_doc
 
-from capstan.v1 import (
-    chart_pb2,
-    chart_pb2_grpc,
-    cluster_pb2,
-    cluster_pb2_grpc,
-    release_pb2,
-    release_pb2_grpc,
-)
-from capstan_server.app import start_server
-from capstan_server.auth.options import SecurityOptions
+from capstan.v1 import cluster_pb2, cluster_pb2_grpc, release_pb2, release_pb2_grpc
 from capstan_server.dev.chart_repo import ChartRepoServer
-from kubesim.testing import running_kubesim
 
 pytestmark = [pytest.mark.helm, pytest.mark.timeout(240)]
 TOOLS_BIN = Path(__file__).resolve().parents[2] / ".tools" / "bin"
@@ -45,20 +35,9 @@ def helm_bin(request: pytest.FixtureRequest) -> Path:
 def channel(
     helm_bin: Path, chart_repo: ChartRepoServer, tmp_path: Path
 ) -> Iterator[grpc.Channel]:
-    policy = write_policy(tmp_path, Signer())
-    with running_kubesim(tls=True) as sim, start_server(
-        driver="helm", helm_bin=helm_bin, data_dir=tmp_path / "data", grace=5.0,
-        security=SecurityOptions(auth_policy=policy), allow_repo_hosts=("127.0.0.1",),
-    ) as server, grpc.insecure_channel(server.grpc_target) as channel:
+    with on_helm(helm_bin, chart_repo.url, tmp_path) as (sim, channel):
         # helm acts as each project (docs/tenancy.md): its namespaces and RoleBindings exist.
         apply_tenancy_doc(sim)
-        admin = bearer(TOKENS["admin"])
-        cluster_pb2_grpc.ClusterServiceStub(channel).CreateCluster(
-            cluster_pb2.CreateClusterRequest(name="test122", kubeconfig=sim.kubeconfig),
-            metadata=admin, timeout=60)
-        chart_pb2_grpc.ChartServiceStub(channel).CreateRepository(
-            chart_pb2.CreateRepositoryRequest(name="samples", url=chart_repo.url),
-            metadata=admin, timeout=60)
         releases = release_pb2_grpc.ReleaseServiceStub(channel)
         for name, namespace, who in (("rel-a", "team-a", "editor-a"),
                                      ("rel-b", "team-b", "editor-b")):

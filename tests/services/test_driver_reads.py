@@ -27,9 +27,11 @@ class CountingDriver(MemoryDriver):
         super().__init__()
         self.reads: Counter[str] = Counter()
 
-    async def namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
+    async def namespaces(
+        self, cluster: ClusterTarget, **kwargs: Any
+    ) -> builtins.list[NamespaceInfo]:
         self.reads["namespaces"] += 1
-        return await super().namespaces(cluster)
+        return await super().namespaces(cluster, **kwargs)
 
     async def history(self, ref: ReleaseRef) -> builtins.list[ReleaseRecord]:
         self.reads["history"] += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Callable
 
 import pytest
 
@@ -70,6 +71,60 @@ async def test_sealed_shared_and_unique() -> None:
             assert await a.find_cluster("two") is None
             rows, total = await a.list_clusters(limit=1)
             assert ([r.name for r in rows], total) == (["one"], 1)
+        finally:
+            await a.close()
+            await b.close()
+
+
+async def test_reads_follow_every_change_of_the_secrets() -> None:
+    """The rows are kept decoded between changes; each change through the API (a write of
+    this replica, another replica's, an admin's `kubectl apply` or delete) shows in the next
+    read, and nothing else makes a read decode the Secrets again."""
+
+    class Counting(Reversed):
+        opened = 0
+
+        def open(self, stored: str) -> str:
+            Counting.opened += 1
+            return super().open(stored)
+
+    with running_kubesim() as sim:
+        sim.store.create("namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                        "metadata": {"name": "reg"}})
+        a = await KubeRegistry.open(sim.kubeconfig, "reg", Counting())
+        b = await KubeRegistry.open(sim.kubeconfig, "reg", Reversed())
+
+        async def seen_by_a(check: Callable[[], bool]) -> None:
+            for _ in range(200):  # a's watch delivers
+                if check():
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError("the change did not reach the other replica")
+
+        try:
+            row = await a.add_cluster("one", "first", "https://x")
+            assert [r.kubeconfig for r in (await a.list_clusters())[0]] == ["first"]
+            before = Counting.opened
+            for _ in range(5):
+                assert (await a.get_cluster("one")).kubeconfig == "first"
+                await a.list_clusters()
+            assert Counting.opened == before  # no change, nothing decoded again
+
+            await a.update_cluster(row.id, kubeconfig="second")  # this replica's write
+            assert (await a.list_clusters())[0][0].kubeconfig == "second"
+
+            await b.update_cluster(row.id, kubeconfig="third")  # another replica's
+            await seen_by_a(lambda: a._clusters()[0][1].kubeconfig == "third")
+            assert (await a.get_cluster(row.id)).kubeconfig == "third"
+
+            stored = sim.store.get("secrets", "capstan-cluster-one", "reg")
+            stored["data"]["kubeconfig"] = base64.b64encode(b"by-hand").decode()
+            sim.store.update("secrets", stored, "reg")  # an admin's
+            await seen_by_a(lambda: a._clusters()[0][1].kubeconfig == "by-hand")
+
+            sim.store.delete("secrets", "capstan-cluster-one", "reg")
+            await seen_by_a(lambda: not a._clusters())
+            assert await a.list_clusters() == ([], 0)
         finally:
             await a.close()
             await b.close()

@@ -69,6 +69,18 @@ class Access:
     def restricted(self) -> bool:
         return self.subject is not None
 
+    @property
+    def reads_everywhere(self) -> bool:
+        """Whether no release or namespace is hidden from the caller: no policy, or a binding
+        without grants (an admin's)."""
+        return self.subject is None or any(b.grants is None for b in self.subject.bindings)
+
+    @property
+    def read_scope(self) -> tuple[Binding, ...]:
+        """What decides which namespaces the caller may read: two calls with equal scopes
+        see the same releases (a key for views derived from `may(Action.READ, ...)`)."""
+        return self.subject.bindings if self.subject is not None else ()
+
     def may(self, action: Action, cluster: str, namespace: str) -> bool:
         """Whether the caller may do `action` in `namespace` of `cluster` (by name)."""
         if self.subject is None:

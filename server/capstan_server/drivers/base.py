@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import enum
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -407,8 +407,15 @@ class Driver(Protocol):
         """The objects of a release's manifest, read live from the cluster."""
         ...
 
-    async def namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
-        """The namespaces of a cluster; Unavailable when it cannot be reached."""
+    async def namespaces(
+        self, cluster: ClusterTarget, *, expect: Collection[str] = ()
+    ) -> builtins.list[NamespaceInfo]:
+        """The namespaces of a cluster, by name; Unavailable when it cannot be reached. The
+        list may be the driver's own (callers must not change it). A driver may answer from
+        a cache, as exact as `list`'s: with the namespaces this driver's writes created, and
+        others' changes within about a second; `expect` names namespaces the caller has
+        reason to believe exist (the namespaces of releases it shows, one it installs into):
+        when one of them is not in the cache, the driver reads the cluster."""
         ...
 
     async def namespaced(self, cluster: ClusterTarget, api_version: str, kind: str

@@ -19,7 +19,7 @@ import contextlib
 import copy
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -175,7 +175,8 @@ class MemoryDriver:
     def _has_namespace(self, cluster: ClusterTarget, name: str) -> bool:
         return name in DEFAULT_NAMESPACES or name in self._created_namespaces.get(cluster.id, {})
 
-    async def namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
+    async def namespaces(self, cluster: ClusterTarget, *, expect: Collection[str] = ()
+                         ) -> builtins.list[NamespaceInfo]:
         self._reach(cluster)
         out = [self._namespace_info(cluster, n, self._started) for n in DEFAULT_NAMESPACES]
         out += self._created_namespaces.get(cluster.id, {}).values()

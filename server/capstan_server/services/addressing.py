@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from capstan_server.drivers.base import (
     LABEL_RELEASE_ID,
     ClusterTarget,
     Driver,
+    NamespaceInfo,
     ReleaseRecord,
     ReleaseRef,
     StaleCluster,
@@ -156,6 +157,13 @@ class Resolver:
         #: made from: while a driver answers with the very same lists (its cache did not
         #: change), the same `found` list is returned, which callers may key derived views on.
         self._last: dict[tuple[Any, ...], tuple[list[Any], list[LocatedRelease]]] = {}
+        #: What a restricted caller may see of one such `found` list, per read scope (see
+        #: `_visible`): (found, visible, how many were hidden).
+        self._visible_memo: dict[
+            tuple[int, tuple[Any, ...]], tuple[list[LocatedRelease], list[LocatedRelease], int]
+        ] = {}
+        #: The last namespace UIDs per cluster id, with the driver's list they were made from.
+        self._uids: dict[str, tuple[list[NamespaceInfo], dict[str, str]]] = {}
 
     async def visible_cluster(self, id_or_name: str) -> ClusterRow:
         """A registered cluster by name or UUID that the caller may see (else NotFound, as for
@@ -202,14 +210,26 @@ class Resolver:
         rows, _ = await self.visible_clusters()
         return rows
 
-    async def namespace_uids(self, cluster: ClusterRow) -> dict[str, str]:
-        """Namespace name -> UID in a cluster."""
-        return {ns.name: ns.uid for ns in await self.driver.namespaces(target(cluster))}
+    async def namespace_uids(
+        self, cluster: ClusterRow, expect: Collection[str] = ()
+    ) -> dict[str, str]:
+        """Namespace name -> UID in a cluster (`expect`: see `Driver.namespaces`). Callers
+        must not change it: while the driver answers with the same list (from its cache),
+        the same map is returned."""
+        found = await self.driver.namespaces(target(cluster), expect=expect)
+        held = self._uids.get(cluster.id)
+        if held is not None and held[0] is found:
+            return held[1]
+        uids = {ns.name: ns.uid for ns in found}
+        if len(self._uids) > 1024:
+            self._uids.clear()
+        self._uids[cluster.id] = (found, uids)
+        return uids
 
     async def require_namespace(self, cluster: ClusterRow, namespace: str) -> dict[str, str]:
         """NotFound unless the namespace exists in the cluster; the cluster's namespace UIDs
         (as `namespace_uids`) when it does."""
-        uids = await self.namespace_uids(cluster)
+        uids = await self.namespace_uids(cluster, expect=(namespace,))
         if namespace not in uids:
             raise NotFound(
                 f"namespace {namespace!r} not found in cluster {cluster.name!r} "
@@ -243,7 +263,7 @@ class Resolver:
         last = self._last.get(scope)
         if last is not None and len(last[0]) == len(answers) and all(
                 a is b for a, b in zip(last[0], answers, strict=True)):
-            return _visible(last[1]), []
+            return self._visible(last[1]), []
         found: list[LocatedRelease] = []
         down: list[UnreachableCluster] = []
         for c, answer in zip(clusters, answers, strict=True):
@@ -259,7 +279,29 @@ class Resolver:
             if len(self._last) > 64:
                 self._last.clear()
             self._last[scope] = (list(answers), found)
-        return _visible(found), down
+        return self._visible(found), down
+
+    def _visible(self, found: list[LocatedRelease]) -> list[LocatedRelease]:
+        """The releases the caller may read (`auth.access`); the others do not exist for it.
+
+        `found` itself when nothing is hidden from the caller, so that views keyed on its
+        identity (ListReleases' sorted pages) stay valid; for a restricted caller, one list
+        per (`found`, read scope), so that its pages are views of an unchanging list too and
+        cost O(page) rather than a pass over every release."""
+        access = current_access()
+        if access.reads_everywhere:
+            return found
+        key = (id(found), access.read_scope)
+        held = self._visible_memo.get(key)
+        if held is None or held[0] is not found:
+            visible = [r for r in found
+                       if access.may(Action.READ, r.cluster.name, r.record.namespace)]
+            held = (found, visible, len(found) - len(visible))
+            if len(self._visible_memo) > 64:
+                self._visible_memo.clear()
+            self._visible_memo[key] = held
+        access.hidden_count += held[2]
+        return held[1]
 
     async def release(
         self, id_or_name: str, cluster: str = "", namespace: str = ""
@@ -358,12 +400,6 @@ class Resolver:
         found = await self.release(id_or_name, cluster, namespace)
         access.require(Action.WRITE, found.cluster.name, found.record.namespace)
         return found
-
-
-def _visible(found: list[LocatedRelease]) -> list[LocatedRelease]:
-    """The releases the caller may read (`auth.access`); the others do not exist for it."""
-    access = current_access()
-    return [r for r in found if not access.hidden(r.cluster.name, r.record.namespace)]
 
 
 class ReleaseLocks:

@@ -150,7 +150,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         if (resources or details) and not dry_run:
             live = await self.driver.resources(record, target(cluster, record.namespace))
         if namespace_uids is None:
-            namespace_uids = await self.resolver.namespace_uids(cluster)
+            namespace_uids = await self.resolver.namespace_uids(cluster, (record.namespace,))
         return msg.release_message(
             record,
             cluster,
@@ -175,12 +175,21 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             return
         await admission.admit(self.driver, found.ref.cluster, old, tenancy, what="rollback")
 
-    def _row_message(self, row: LocatedRelease, uids: dict[str, str]) -> release_pb2.Release:
+    def _row_message(
+        self,
+        row: LocatedRelease,
+        uids: dict[str, str],
+        views: dict[tuple[str, str], tuple[tuple[str, Any], ...]],
+    ) -> release_pb2.Release:
         """A list row's message (no details), built once per record object: the driver's
         cache hands out the same record until it changes. The fields that depend on the
-        caller (project, Kubernetes identity) are part of the key."""
+        caller (project, Kubernetes identity) are part of the key; `views` keeps them per
+        cluster and namespace for one call (a page's rows share a few namespaces)."""
         uid = uids.get(row.record.namespace, "")
-        view = tuple(msg.caller_fields(row.cluster.name, row.record.namespace).items())
+        where = (row.cluster.name, row.record.namespace)
+        view = views.get(where)
+        if view is None:
+            view = views[where] = tuple(msg.caller_fields(*where).items())
         key = (id(row.record), row.cluster.id, row.cluster.name, uid, view)
         held = self._rows.get(key)
         if held is not None and held[0] is row.record:
@@ -195,14 +204,17 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             self._rows.popitem(last=False)
         return message
 
-    async def _list_namespace_uids(self, cluster: ClusterRow) -> dict[str, str]:
-        """Namespace UIDs for a list page, bounded by the driver's read timeout: a cluster that
-        hangs right after its cache answered must not hold the list (its rows then have no
-        `namespace_id`; the next list reports the cluster stale)."""
+    async def _list_namespace_uids(
+        self, cluster: ClusterRow, namespaces: set[str]
+    ) -> dict[str, str]:
+        """Namespace UIDs for a list page (whose rows of `cluster` are in `namespaces`),
+        bounded by the driver's read timeout: a cluster that hangs right after its cache
+        answered must not hold the list (its rows then have no `namespace_id`; the next list
+        reports the cluster stale)."""
         bound = getattr(self.driver, "read_timeout", None)
         try:
             async with asyncio.timeout(bound):
-                return await self.resolver.namespace_uids(cluster)
+                return await self.resolver.namespace_uids(cluster, namespaces)
         except (TimeoutError, Unavailable):
             return {}
 
@@ -374,7 +386,10 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         # ids, resources): asking would wait on the cluster that just failed to answer.
         stale = {d.cluster.id for d in down}
         in_use = {r.cluster.id: r.cluster for r in shown if r.cluster.id not in stale}
-        uid_maps = await asyncio.gather(*(self._list_namespace_uids(c) for c in in_use.values()))
+        uid_maps = await asyncio.gather(*(
+            self._list_namespace_uids(
+                c, {r.record.namespace for r in shown if r.cluster.id == c.id})
+            for c in in_use.values()))
         uids = dict(zip(in_use, uid_maps, strict=True))
         if request.details:
             releases = await asyncio.gather(
@@ -389,7 +404,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 )
             )
         else:
-            releases = [self._row_message(r, uids.get(r.cluster.id, {})) for r in shown]
+            views: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {}
+            releases = [self._row_message(r, uids.get(r.cluster.id, {}), views) for r in shown]
         return release_pb2.ListReleasesResponse(
             releases=releases,
             total=len(rows),
@@ -544,7 +560,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             request.id, request.cluster, request.namespace
         )
         ref = found.ref
-        uids = await self.resolver.namespace_uids(found.cluster)
+        uids = await self.resolver.namespace_uids(found.cluster, (ref.namespace,))
         with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "uninstall"):
             record = await self.driver.uninstall(ref, timeout=timeout)
         release = msg.release_message(
@@ -577,7 +593,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             async for event in self._while_queued(found.ref, before, deadline):
                 yield event
         timeout = max(1.0, deadline - asyncio.get_running_loop().time())
-        uids = await self.resolver.namespace_uids(found.cluster)
+        uids = await self.resolver.namespace_uids(found.cluster, (found.record.namespace,))
         async for snapshot in self.driver.watch(found.ref, timeout=timeout):
             workloads = snapshot.workloads
             ready = sum(1 for _, _, ok, _ in workloads if ok)

@@ -96,6 +96,15 @@ def unique_namespace(kubesim: KubeSimThread) -> str:
     return name
 
 
+@pytest.fixture
+async def driver(tmp_path: Path) -> AsyncIterator[HelmDriver]:
+    """A HelmDriver on helm 3.17.2 (modules that need another define a `driver` of their
+    own)."""
+    driver = HelmDriver(data_dir=tmp_path / "a", helm_bin=helm_path("helm3"), term_grace=10)
+    yield driver
+    await driver.close()
+
+
 @pytest.fixture(params=["helm3", "helm4"])
 async def helm_driver(request: pytest.FixtureRequest,
                       tmp_path: Path) -> AsyncIterator[HelmDriver]:

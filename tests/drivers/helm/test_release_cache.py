@@ -65,13 +65,6 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 10.0)
 
 
 @pytest.fixture
-async def driver(tmp_path: Path) -> AsyncIterator[HelmDriver]:
-    driver = HelmDriver(data_dir=tmp_path / "a", helm_bin=helm_path("helm3"), term_grace=10)
-    yield driver
-    await driver.close()
-
-
-@pytest.fixture
 async def replica(tmp_path: Path) -> AsyncIterator[HelmDriver]:
     """A second driver with its own cache and helm: what another Capstan process is."""
     driver = HelmDriver(data_dir=tmp_path / "b", helm_bin=helm_path("helm3"), term_grace=10)

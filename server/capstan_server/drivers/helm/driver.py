@@ -26,9 +26,9 @@ import contextlib
 import dataclasses
 import hashlib
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from capstan_server import metrics
 from capstan_server.drivers.base import (
@@ -76,8 +76,10 @@ from capstan_server.drivers.helm.manifest import (
     parse_manifest,
     readiness,
 )
+from capstan_server.drivers.helm.namespace_cache import NamespaceCache, namespace_info
 from capstan_server.drivers.helm.pool import DEFAULT_MAX_QUEUED
 from capstan_server.drivers.helm.records import StoredRecord
+from capstan_server.drivers.helm.release_index import ReleaseIndex, matches
 from capstan_server.errors import (
     AlreadyExists,
     CapstanError,
@@ -102,11 +104,16 @@ def _highest(found: list[StoredRecord]) -> StoredRecord | None:
 _records_path = records_path
 
 
-def _matches(record: ReleaseRecord, namespace: str, name: str,
-             labels: Mapping[str, str] | None) -> bool:
-    return ((not namespace or record.namespace == namespace)
-            and (not name or record.name == name)
-            and all(record.labels.get(k) == v for k, v in (labels or {}).items()))
+class _ClusterCache(Protocol):
+    """A watch-fed cache of one cluster (releases, namespaces)."""
+
+    def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+_C = TypeVar("_C", bound=_ClusterCache)
+#: Caches by cluster id: (kubeconfig digest, loop, cache).
+_Caches = dict[str, tuple[str, asyncio.AbstractEventLoop, _C]]
 
 
 class HelmDriver:
@@ -130,8 +137,10 @@ class HelmDriver:
         #: The longest a list waits for a cluster before answering from its last state.
         self.read_timeout = read_timeout
         self._clients: dict[tuple[str, str, KubeIdentity | None], KubeClient] = {}
-        #: Release caches by cluster id: (kubeconfig digest, loop, informer).
-        self._informers: dict[str, tuple[str, asyncio.AbstractEventLoop, ReleaseInformer]] = {}
+        self._informers: _Caches[ReleaseInformer] = {}
+        self._namespace_caches: _Caches[NamespaceCache] = {}
+        #: Lookups into the latest list of each cluster's release cache, by cluster id.
+        self._indexes: dict[str, ReleaseIndex] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._cache = records.RecordCache()
         self._namespace_reads: dict[tuple[str, asyncio.AbstractEventLoop],
@@ -161,29 +170,44 @@ class HelmDriver:
         """The API client of a cluster (as its stored kubeconfig), shared with the driver."""
         return self._client(cluster)
 
-    def _informer(self, cluster: ClusterTarget) -> ReleaseInformer:
-        """The cluster's release cache, started on first use (one per kubeconfig and loop)."""
+    def _cluster_cache(self, caches: _Caches[_C], cluster: ClusterTarget,
+                       make: Callable[[KubeClient], _C]) -> _C:
+        """A cache of the cluster, started on first use (one per kubeconfig and loop)."""
         digest = hashlib.sha256(cluster.kubeconfig.encode()).hexdigest()
         loop = asyncio.get_running_loop()
-        held = self._informers.get(cluster.id)
+        held = caches.get(cluster.id)
         if held is not None and held[:2] == (digest, loop):
             return held[2]
         if held is not None and held[1] is loop:
             self._spawn_close(held[2].close())
-        # The cache reads as the stored kubeconfig, never as a caller it may be asked for.
-        informer = ReleaseInformer(self._client(dataclasses.replace(cluster, act_as=None)),
-                                   read_timeout=self.read_timeout)
-        self._informers[cluster.id] = (digest, loop, informer)
-        informer.start()
-        return informer
+        # A cache reads as the stored kubeconfig, never as a caller it may be asked for.
+        cache = make(self._client(dataclasses.replace(cluster, act_as=None)))
+        caches[cluster.id] = (digest, loop, cache)
+        cache.start()
+        return cache
+
+    def _informer(self, cluster: ClusterTarget) -> ReleaseInformer:
+        """The cluster's release cache."""
+        return self._cluster_cache(self._informers, cluster, lambda client: ReleaseInformer(
+            client, read_timeout=self.read_timeout))
+
+    def _namespace_cache(self, cluster: ClusterTarget) -> NamespaceCache:
+        """The cluster's namespace cache (`namespace_cache.py`)."""
+        return self._cluster_cache(self._namespace_caches, cluster, NamespaceCache)
+
+    def _loaded(self, caches: _Caches[_C], cluster: ClusterTarget) -> _C | None:
+        """The cluster's cache in `caches` if one runs on this loop (never starts one)."""
+        held = caches.get(cluster.id)
+        return held[2] if held is not None and held[1] is asyncio.get_running_loop() else None
 
     def queue_position(self, ref: ReleaseRef) -> int:
         """Where a write to `ref` waits for a helm process (1: next), 0 when it does not."""
         return self.command.pool.position(queue_key(ref))
 
     def warm(self, cluster: ClusterTarget) -> None:
-        """Start the cluster's release cache now (at server start), not at the first list."""
+        """Start the cluster's caches now (at server start), not at the first list."""
         self._informer(cluster)
+        self._namespace_cache(cluster)
 
     def caches(self) -> dict[str, ReleaseInformer]:
         """The release caches started so far, by cluster id (metrics and readiness)."""
@@ -204,11 +228,14 @@ class HelmDriver:
         closing.add_done_callback(self._closing.discard)
 
     async def _refresh(self, ref: ReleaseRef) -> None:
-        """After a write: the cache reads the release back, so the next list shows it."""
-        held = self._informers.get(ref.cluster.id)
-        if held is not None and held[1] is asyncio.get_running_loop():
-            with contextlib.suppress(Exception):
-                await held[2].refresh(ref.namespace, ref.name)
+        """After a write: the caches read the release (and its namespace, which helm may have
+        created) back, so the next list shows them."""
+        informer = self._loaded(self._informers, ref.cluster)
+        namespaces = self._loaded(self._namespace_caches, ref.cluster)
+        await asyncio.gather(
+            *([informer.refresh(ref.namespace, ref.name)] if informer else []),
+            *([namespaces.refresh(ref.namespace)] if namespaces else []),
+            return_exceptions=True)  # errors are left to the next read to report
 
     async def check_cluster(self, cluster: ClusterTarget) -> None:
         client = self._client(cluster)
@@ -220,17 +247,26 @@ class HelmDriver:
             raise InvalidArgument(f"the kubeconfig of cluster {cluster.name!r} cannot be "
                                   f"used: {e.message}") from e
 
-    async def namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
-        # Concurrent calls for one cluster share one API read (a page of 1,000 releases asks
-        # for namespace UIDs once per release). Nothing is cached past that read: a call gets
-        # the answer of a read that was in flight when it was made, or of a new one.
+    async def namespaces(self, cluster: ClusterTarget, *, expect: Collection[str] = ()
+                         ) -> builtins.list[NamespaceInfo]:
+        # From the watch-fed cache while it is live and holds every expected name (see
+        # namespace_cache.py); else a read of the cluster, which concurrent calls for one
+        # cluster share (a page of 1,000 releases asks for namespace UIDs once per release):
+        # a call gets the answer of a read that was in flight when it was made, or of a new one.
+        cache = self._namespace_cache(cluster) if cluster.act_as is None else None
+        if cache is not None and cache.live and not cache.misses(expect):
+            return cache.namespaces()
         key = (cluster.id, asyncio.get_running_loop())
         shared = self._namespace_reads.get(key)
         if shared is None:
             shared = asyncio.ensure_future(self._read_namespaces(cluster))
             self._namespace_reads[key] = shared
             shared.add_done_callback(lambda _: self._namespace_reads.pop(key, None))
-        return list(await asyncio.shield(shared))
+        found = list(await asyncio.shield(shared))
+        if cache is not None and expect:
+            names = {n.name for n in found}
+            cache.not_found([n for n in expect if n not in names])
+        return found
 
     async def namespaced(self, cluster: ClusterTarget, api_version: str, kind: str
                          ) -> bool | None:
@@ -239,14 +275,10 @@ class HelmDriver:
 
     async def _read_namespaces(self, cluster: ClusterTarget) -> builtins.list[NamespaceInfo]:
         items, _ = await self._client(cluster).list_objects("/api/v1/namespaces")
-        out = []
-        for ns in items:
-            meta = ns.get("metadata") or {}
-            out.append(NamespaceInfo(
-                name=str(meta.get("name", "")), uid=str(meta.get("uid", "")),
-                phase=str((ns.get("status") or {}).get("phase", "Active")),
-                created=records.parse_time(meta.get("creationTimestamp"))))
-        return sorted(out, key=lambda n: n.name)
+        cache = self._loaded(self._namespace_caches, cluster)
+        if cluster.act_as is None and cache is not None:
+            cache.absorb(items)
+        return sorted((namespace_info(ns) for ns in items), key=lambda n: n.name)
 
     # -- records --------------------------------------------------------------------------------
 
@@ -322,12 +354,15 @@ class HelmDriver:
         except StaleCluster as stale:
             raise StaleCluster(
                 stale.message, records=[r for r in stale.records
-                                        if _matches(r, namespace, name, labels)],
+                                        if matches(r, namespace, name, labels)],
                 synced_at=stale.synced_at, stale_seconds=stale.stale_seconds,
                 details=stale.details) from None
         if not (namespace or name or labels):
             return cached  # the cache's own list, unchanged until the cache changes
-        found = [r for r in cached if _matches(r, namespace, name, labels)]
+        index = self._indexes.get(cluster.id)
+        if index is None or index.records is not cached:
+            index = self._indexes[cluster.id] = ReleaseIndex(cached)
+        found = index.matching(namespace, name, labels)
         if name and not found:
             # A release named moments ago by someone else (plain helm, another replica) may
             # not have come over the watch yet: a miss by name reads through.
@@ -569,10 +604,12 @@ class HelmDriver:
         return self._cache.decode(written, stored.storage).record
 
     async def close(self) -> None:
-        informers, self._informers = list(self._informers.values()), {}
-        for _, loop, informer in informers:
+        caches: builtins.list[tuple[str, asyncio.AbstractEventLoop, _ClusterCache]] = [
+            *self._informers.values(), *self._namespace_caches.values()]
+        self._informers, self._namespace_caches = {}, {}
+        for _, loop, cache in caches:
             if loop is asyncio.get_running_loop():
-                await informer.close()
+                await cache.close()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             with contextlib.suppress(Exception):
