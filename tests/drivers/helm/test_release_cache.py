@@ -188,16 +188,21 @@ async def test_an_unregistered_cluster_s_cache_stops(
         driver: HelmDriver, kubesim: KubeSimThread) -> None:
     # Nothing goes on watching a cluster (with its credentials) once it is unregistered.
     cluster = cluster_of(kubesim)
+    driver.warm(cluster)
     await driver.list(cluster)
     informer = driver.caches()[cluster.id]
+    namespaces = driver._namespace_caches[cluster.id][2]
+    assert informer.running and namespaces.running
 
     driver.forget(cluster.id)
 
     assert cluster.id not in driver.caches()
-    await eventually(lambda: _stopped(informer), "the cache's watches to end")
+    assert cluster.id not in driver._namespace_caches
+    await eventually(lambda: _stopped(informer), "the release cache's watches to end")
+    await eventually(lambda: _stopped(namespaces), "the namespace cache's watch to end")
     assert await driver.list(cluster) is not None  # registered again: a new cache starts
     assert driver.caches()[cluster.id] is not informer
 
 
-async def _stopped(informer: Any) -> bool:
-    return all(task.done() for task in informer._tasks)
+async def _stopped(cache: Any) -> bool:
+    return not cache.running

@@ -214,11 +214,13 @@ class HelmDriver:
         return {cid: held[2] for cid, held in self._informers.items()}
 
     def forget(self, cluster_id: str) -> None:
-        """A cluster was unregistered: stop its release cache and close its API clients, so
-        nothing keeps watching it (or holds its credentials) for the server's lifetime."""
-        held = self._informers.pop(cluster_id, None)
-        if held is not None and held[1] is asyncio.get_running_loop():
-            self._spawn_close(held[2].close())
+        """A cluster was unregistered: stop its caches and close its API clients, so nothing
+        keeps watching it (or holds its credentials) for the server's lifetime."""
+        caches: list[_Caches[Any]] = [self._informers, self._namespace_caches]
+        for held in (c.pop(cluster_id, None) for c in caches):
+            if held is not None and held[1] is asyncio.get_running_loop():
+                self._spawn_close(held[2].close())
+        self._indexes.pop(cluster_id, None)
         for key in [k for k in self._clients if k[0] == cluster_id]:
             self._spawn_close(self._clients.pop(key).close())
 

@@ -113,6 +113,11 @@ class ReleaseInformer:
         if not self._tasks:
             self._tasks = [asyncio.ensure_future(self._reflect(s)) for s in STORAGES]
 
+    @property
+    def running(self) -> bool:
+        """Started and not closed: its watches are kept open (or being reopened)."""
+        return any(not task.done() for task in self._tasks)
+
     async def close(self) -> None:
         tasks = [*self._tasks, *([self._probe] if self._probe else [])]
         for task in tasks:

@@ -93,6 +93,11 @@ class NamespaceCache:
             self._task = None
 
     @property
+    def running(self) -> bool:
+        """Started and not closed: its watch is kept open (or being reopened)."""
+        return self._task is not None and not self._task.done()
+
+    @property
     def live(self) -> bool:
         """Listed, and the watch is open: what the cache holds is the cluster's state."""
         return self._watching
