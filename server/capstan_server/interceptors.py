@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -28,6 +27,7 @@ from grpc_status import rpc_status
 
 from capstan_server import limits, metrics, request_ids
 from capstan_server.errors import CapstanError
+from capstan_server.handlers import messages_of, result_of, rewrap
 
 log = logging.getLogger("capstan.rpc")
 
@@ -38,9 +38,7 @@ _QUIET_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 FORWARDED_FOR = "x-forwarded-for"
 
 if TYPE_CHECKING:
-    # Only the type stubs make RpcMethodHandler generic.
-    _Handler = grpc.RpcMethodHandler[Any, Any]
-    _Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]
+    from capstan_server.handlers import Continuation
 
 
 def status_for(error: CapstanError, request_id: str = "") -> grpc.Status:
@@ -86,26 +84,15 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
         self._draining.set()
 
     async def intercept_service(
-        self, continuation: _Continuation, handler_call_details: grpc.HandlerCallDetails
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._server_stream(method, handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        # Client-streaming RPCs: only server reflection has them; it maps its own errors.
-        return handler
+        # Client-streaming RPCs (only server reflection has them) map their own errors.
+        return rewrap(handler, unary=lambda b: self._unary(method, b),
+                      stream=lambda b: self._server_stream(method, b))
 
     def _unary(
         self, method: str, behavior: Callable[[Any, Any], Any]
@@ -114,10 +101,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             outcome = _Outcome(method, context)
             try:
                 await _send_request_id(context, outcome.request_id)
-                result = behavior(request, context)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
+                return await result_of(behavior, request, context)
             except BaseException as exc:
                 await outcome.fail(exc)
                 raise
@@ -138,7 +122,7 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
             try:
                 await _send_request_id(context, outcome.request_id)
                 result = behavior(request, context)
-                async for message in _until_drained(_messages(result), draining):
+                async for message in _until_drained(messages_of(result), draining):
                     outcome.messages += 1
                     yield message
                 if draining.is_set():
@@ -156,19 +140,6 @@ class RpcInterceptor(grpc.aio.ServerInterceptor):
 async def _send_request_id(context: grpc.aio.ServicerContext[Any, Any], request_id: str) -> None:
     # In the initial metadata, so a gRPC caller sees it whether the call succeeds or fails.
     await context.send_initial_metadata(((request_ids.METADATA_KEY, request_id),))
-
-
-async def _messages(result: Any) -> AsyncIterator[Any]:
-    """The messages of a streaming handler, whichever of grpc.aio's styles it uses: an async
-    generator, a coroutine writing with `context.write`, or a plain iterable."""
-    if hasattr(result, "__aiter__"):
-        async for message in result:
-            yield message
-    elif inspect.isawaitable(result):
-        await result
-    elif isinstance(result, Iterable):
-        for message in result:
-            yield message
 
 
 async def _until_drained(

@@ -11,7 +11,6 @@ trailers stay far below gRPC's metadata limit whatever the input was.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from capstan_server.errors import InvalidArgument
+from capstan_server.handlers import messages_of, result_of, rewrap
 
 # -- sizes ----------------------------------------------------------------------------------
 
@@ -264,8 +264,7 @@ def check_covered(requests: list[Descriptor]) -> None:
 # -- the gRPC interceptor -------------------------------------------------------------------
 
 if TYPE_CHECKING:
-    _Handler = grpc.RpcMethodHandler[Any, Any]
-    _Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]
+    from capstan_server.handlers import Continuation
     _Context = grpc.aio.ServicerContext[Any, Any]
 
 #: Services whose requests are checked (health and reflection are grpc's own).
@@ -311,31 +310,19 @@ class LimitsInterceptor(grpc.aio.ServerInterceptor):
     """
 
     async def intercept_service(
-        self, continuation: _Continuation, handler_call_details: grpc.HandlerCallDetails
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None or not handler_call_details.method.startswith(_CHECKED_PREFIX):
             return handler
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _checked_unary(handler.unary_unary),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _checked_stream(handler.unary_stream),
-                request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(handler, unary=_checked_unary, stream=_checked_stream,
+                      request_deserializer=_tolerant(handler.request_deserializer))
 
 
 def _checked_unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Awaitable[Any]]:
     async def unary(request: Any, context: _Context) -> Any:
         _check(request)
-        result = behavior(request, context)
-        return await result if inspect.isawaitable(result) else result
+        return await result_of(behavior, request, context)
 
     return unary
 
@@ -343,11 +330,7 @@ def _checked_unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], 
 def _checked_stream(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     async def stream(request: Any, context: _Context) -> Any:
         _check(request)
-        result = behavior(request, context)
-        if hasattr(result, "__aiter__"):
-            async for message in result:
-                yield message
-        elif inspect.isawaitable(result):
-            await result
+        async for message in messages_of(behavior(request, context)):
+            yield message
 
     return stream

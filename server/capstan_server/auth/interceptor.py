@@ -9,7 +9,6 @@ PERMISSION_DENIED and never reaches its servicer. The health service stays open.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,13 +21,13 @@ from capstan_server.auth.authenticate import Authenticator
 from capstan_server.auth.certs import identities_from_pem
 from capstan_server.auth.methods import OPEN_PREFIXES, action_of, is_write
 from capstan_server.errors import CapstanError
-from capstan_server.interceptors import _messages, status_for
+from capstan_server.handlers import messages_of, result_of, rewrap
+from capstan_server.interceptors import status_for
 
 __all__ = ["AuthInterceptor"]
 
 if TYPE_CHECKING:
-    _Handler = grpc.RpcMethodHandler[Any, Any]
-    _Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]]
+    from capstan_server.handlers import Continuation
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -40,34 +39,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self.authenticator = authenticator
 
     async def intercept_service(
-        self, continuation: _Continuation, handler_call_details: grpc.HandlerCallDetails
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(method, handler.unary_unary), **codec
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(method, handler.unary_stream), **codec
-            )
-        if handler.stream_stream is not None:  # server reflection
-            return grpc.stream_stream_rpc_method_handler(
-                self._stream(method, handler.stream_stream), **codec
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(method, handler.stream_unary), **codec
-            )
-        return handler
-
+        return rewrap(handler, unary=lambda b: self._unary(method, b),
+                      stream=lambda b: self._stream(method, b), client_streaming=True)
 
     def _unary(
         self, method: str, behavior: Callable[[Any, Any], Any]
@@ -76,10 +55,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             call = _Call(self, method, request, context)
             try:
                 use_access(await call.admit())
-                result = behavior(request, context)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
+                return await result_of(behavior, request, context)
             except BaseException as exc:
                 await call.fail(exc)
                 raise
@@ -95,7 +71,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             call = _Call(self, method, request, context)
             try:
                 access = await call.admit()
-                messages = _messages(behavior(request, context))
+                messages = messages_of(behavior(request, context))
                 while True:
                     # Each step may run in a task of its own (the outer interceptor's drain
                     # logic), which would not see a context variable set in an earlier step.
