@@ -4,8 +4,8 @@ under hostile input and at scale.
 `kubesim_bench.py` runs first, then `capstan_bench.py` (the helm driver vs helm itself),
 `hostile_bench.py` (latency of ordinary calls with and without issue 8's hostile inputs),
 `repo_attack_bench.py` (hostile chart repositories vs benign chart shows), then
-`scale_bench.py` (the release cache, a frozen cluster, the helm pool); this is what `make bench`
-runs.
+`scale_bench.py` (the release cache, a frozen cluster, the helm pool), and `encode_bench.py`
+(the gateway's JSON encoding of answers, in process); this is what `make bench` runs.
 
     .venv/bin/python bench/run.py [--quick]
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ("kubesim_bench.py", "capstan_bench.py", "hostile_bench.py", "repo_attack_bench.py",
-              "scale_bench.py")
+              "scale_bench.py", "encode_bench.py")
 
 
 def main(argv: list[str] | None = None) -> int:

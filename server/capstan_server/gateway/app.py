@@ -8,7 +8,6 @@ body `{code, status, message, details}` with the HTTP status of `errors.http_sta
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from google.rpc import status_pb2
 from capstan.client.messages import whole_numbers
 from capstan_server import request_ids
 from capstan_server.errors import http_status
+from capstan_server.gateway.json_body import dumps, json_response
 from capstan_server.gateway.kubeserver import (
     CAPSTAN,
     KUBESERVER,
@@ -67,7 +67,7 @@ def error_response(
     rid = request_ids.current()
     tagged = [*details, *([{"request_id": rid}] if rid else [])]
     body = error_body(http_code, status, message, tagged)
-    return web.json_response(body, status=http_code, dumps=_dumps)
+    return json_response(body, status=http_code)
 
 
 def rpc_error_body(error: grpc.aio.AioRpcError) -> Any:
@@ -78,7 +78,7 @@ def rpc_error_body(error: grpc.aio.AioRpcError) -> Any:
 
 def _rpc_error_response(error: grpc.aio.AioRpcError) -> web.Response:
     body = rpc_error_body(error)
-    response = web.json_response(body, status=body["code"], dumps=_dumps)
+    response = json_response(body, status=body["code"])
     if error.code() is grpc.StatusCode.UNAUTHENTICATED:
         response.headers["WWW-Authenticate"] = 'Bearer realm="capstan"'
     retry = [d["retry_after_seconds"] for d in body["details"]
@@ -190,7 +190,7 @@ class Gateway:
             data = response_json(route, answer)
             if self._answers is not None:
                 data = await self._answers.answer(route, data, metadata)
-            return web.json_response(data, dumps=_dumps)
+            return json_response(data)
 
         return unary
 
@@ -201,11 +201,6 @@ class Gateway:
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
-
-
-def _dumps(data: Any) -> str:
-    # Sorted keys, as the documented kubeserver API (a Go service) answers.
-    return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
 
 async def _request_message(route: Route, request: web.Request, dialect: str) -> Message:
@@ -270,12 +265,11 @@ async def _forward_stream(
     message: Any = first
     try:
         while message is not grpc.aio.EOF:
-            line = _dumps(response_json(route, message)) + "\n"
-            await response.write(line.encode())
+            await response.write(dumps(response_json(route, message)) + b"\n")
             message = await call.read()
         await response.write_eof()
     except grpc.aio.AioRpcError as exc:
-        await response.write((_dumps({"error": rpc_error_body(exc)}) + "\n").encode())
+        await response.write(dumps({"error": rpc_error_body(exc)}) + b"\n")
         await response.write_eof()
     except ConnectionResetError:
         # The HTTP client went away; ending the gRPC call (below) is all there is to do.
