@@ -110,11 +110,14 @@ def walk(url: str, page: int = 200) -> int:
     return seen
 
 
-def rss_mb(pid: int) -> float:
+def memory_mb(pid: int) -> tuple[float, float]:
+    """A process's resident memory now and at its peak (VmRSS, VmHWM), in MB."""
+    found = {"VmRSS:": 0.0, "VmHWM:": 0.0}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        key = line.split(" ", 1)[0].split("\t", 1)[0]
+        if key in found:
+            found[key] = int(line.split()[1]) / 1024
+    return found["VmRSS:"], found["VmHWM:"]
 
 
 def helm_children(pid: int) -> int:
@@ -198,7 +201,7 @@ def main() -> None:
 
         # -- lists: realistic and small records ------------------------------------------
         page20: dict[tuple[str, int], float] = {}
-        rss = 0.0
+        rss = started_full = (0.0, 0.0)
         for kind in ("realistic", "small"):
             _, kubeconfig_path = env.kubesim(f"list-{kind}")
             kubeconfig = kubeconfig_path.read_text()
@@ -229,14 +232,26 @@ def main() -> None:
                              f"{theirs:.1f}", f"{theirs / full:.1f}x faster (target >= "
                              f"{target_x}x at 1,000)"))
             if kind == "realistic":
-                rss = rss_mb(proc.pid)
+                rss = memory_mb(proc.pid)
+                # A server started on a cluster that is already full: its first list of
+                # every record (decoded page by page) is what peaks.
+                fresh, fresh_target, fresh_url = env.capstan()
+                with CapstanClient(fresh_target, timeout=600) as client:
+                    client.create_cluster("c", kubeconfig)
+                wait_until(lambda s=sizes[-1], u=fresh_url: get_json(
+                    f"{u}/api/releases?limit=1")["total"] == s,
+                    "a new server's first list", timeout=600)
+                started_full = memory_mb(fresh.pid)
+                fresh.terminate()
         small, large = sizes[0], sizes[-1]
         for kind in ("realistic", "small"):
             ratio = page20[(kind, large)] / page20[(kind, small)]
             rows.append((f"page of 20 at {large} vs {small}, {kind}", "", "",
                          f"{ratio:.2f}x (target <= 1.5x)"))
-        rows.append((f"server RSS, {large} x 3 realistic cached", f"{rss:.0f} MB", "",
-                     "target <= 300 MB at 10,000"))
+        rows.append((f"server RSS, {large} x 3 realistic cached", f"{rss[0]:.0f} MB", "",
+                     f"peak {rss[1]:.0f} MB (target <= 300 MB at 10,000)"))
+        rows.append((f"server RSS, started on {large} x 3 realistic", f"{started_full[0]:.0f} MB",
+                     "", f"peak {started_full[1]:.0f} MB (target <= 300 MB at 10,000)"))
 
         # -- a frozen cluster ---------------------------------------------------------------
         _, near_path = env.kubesim("near")

@@ -3,13 +3,14 @@ chart that hits one gets a clear FAILED_PRECONDITION (HTTP 409), on helm 3 and h
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import pytest
 
-from capstan_server.drivers.helm.command import HelmCommand, HelmLimits
-from capstan_server.errors import FailedPrecondition
+from capstan_server.drivers.helm.command import HelmCommand, HelmLimits, limit_or_stop
+from capstan_server.errors import FailedPrecondition, OperationFailed
 
 TOOLS = Path(__file__).resolve().parents[3] / ".tools" / "bin"
 
@@ -55,3 +56,20 @@ async def test_the_default_limits_leave_ordinary_charts_alone(helm: Path, tmp_pa
     result = await HelmCommand(helm, tmp_path / "data").run(
         ["template", "x", str(chart)], deadline=60, operation="install")
     assert "ConfigMap" in result.stdout
+
+
+async def test_a_helm_gone_before_its_limits_are_set_is_no_error() -> None:
+    proc = await asyncio.create_subprocess_exec("true")
+    await proc.wait()  # exited and reaped: prlimit(2) finds no such process
+    await limit_or_stop(proc, HelmLimits())
+    fresh = await asyncio.create_subprocess_exec("true")
+    await asyncio.sleep(0.3)  # exited, possibly reaped before we look
+    await limit_or_stop(fresh, HelmLimits())
+    await fresh.wait()
+
+
+async def test_a_limit_that_cannot_be_set_stops_helm() -> None:
+    proc = await asyncio.create_subprocess_exec("sleep", "30")
+    with pytest.raises(OperationFailed, match="cannot limit helm's memory"):
+        await limit_or_stop(proc, HelmLimits(memory_mib=1 << 60))
+    assert proc.returncode is not None  # stopped, not left running unbounded

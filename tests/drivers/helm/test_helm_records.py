@@ -90,6 +90,41 @@ def test_latest_per_release() -> None:
                   for o in latest) == [("a", "3"), ("b", "1")]
 
 
+def _object(name: str, manifest_bytes: int) -> dict[str, Any]:
+    doc = {**release_doc(name), "manifest": "x" * manifest_bytes}
+    obj = records.record_object(doc)
+    obj["metadata"].update(uid=f"uid-{name}", resourceVersion="7")
+    return obj
+
+
+def test_record_cache_is_bounded_by_bytes_and_keeps_the_recently_used() -> None:
+    cache = records.RecordCache(max_entries=100, max_bytes=40_000)
+    objs = [_object(f"r{i}", 9_000) for i in range(6)]
+    first = cache.decode(objs[0], "secret")
+    assert cache.decode(objs[0], "secret") is first  # a hit: the same decoded record
+    second = cache.decode(objs[1], "secret")
+    for obj in objs[2:4]:
+        cache.decode(obj, "secret")
+    cache.decode(objs[0], "secret")  # used again: r1 is now the least recently used
+    cache.decode(objs[4], "secret")
+    assert cache.bytes <= 40_000 and len(cache) == 4
+    assert cache.decode(objs[0], "secret") is first
+    assert cache.decode(objs[1], "secret") is not second  # r1 was the one let go
+    # a record bigger than a quarter of the budget is decoded but never kept
+    big = _object("big", 20_000)
+    assert cache.decode(big, "secret") is not cache.decode(big, "secret")
+    assert cache.bytes <= 40_000
+
+
+def test_record_cache_is_bounded_by_entries() -> None:
+    cache = records.RecordCache(max_entries=3)
+    for i in range(5):
+        cache.decode(_object(f"e{i}", 10), "secret")
+    assert len(cache) == 3
+    assert cache.bytes == sum(records.footprint(cache.decode(_object(f"e{i}", 10), "secret")
+                                                .record) for i in (2, 3, 4))
+
+
 # -- records written by the real helm -----------------------------------------------------------
 
 

@@ -206,3 +206,29 @@ async def test_an_unregistered_cluster_s_cache_stops(
 
 async def _stopped(cache: Any) -> bool:
     return not cache.running
+
+
+async def test_a_relist_in_many_pages_finds_every_release_once(
+        driver: HelmDriver, short_history_sim: KubeSimThread,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first list and every relist read page by page (decoding as they go); a release
+    # is neither lost nor doubled at a page boundary.
+    from capstan_server.drivers.helm import informer
+    monkeypatch.setattr(informer, "_LIST_PAGE", 2)
+    sim, ns = short_history_sim, "w"
+    cluster = cluster_of(sim)
+    for i in range(7):
+        _record(sim, ns, f"p{i}")
+    _record(sim, ns, "p0", 2, "failed")  # two latest-looking records of one release
+    expected = [("p0", 2), *((f"p{i}", 1) for i in range(1, 7))]
+    assert await names(driver, cluster, ns) == expected
+
+    sim.faults.fail("watch", "*", 410, count=2)  # relist, in pages again
+    _drop_watches(sim)
+    sim.store.delete("secrets", "sh.helm.release.v1.p3.v1", ns)
+    expected.remove(("p3", 1))
+
+    async def relisted() -> bool:
+        return await names(driver, cluster, ns) == expected
+
+    await eventually(relisted, "the list after a relist in pages")

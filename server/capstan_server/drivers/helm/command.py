@@ -378,6 +378,23 @@ def _apply_limits(pid: int, limits: HelmLimits) -> None:
         resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s + 2))
 
 
+async def limit_or_stop(proc: asyncio.subprocess.Process, limits: HelmLimits) -> None:
+    """Apply `limits` to a helm just started, or stop it: helm never runs unbounded. A helm
+    that already exited (a quick `helm version` can be gone, and reaped by the event loop's
+    child watcher, before its limits are set) has nothing left to limit."""
+    if proc.returncode is not None:
+        return
+    try:
+        _apply_limits(proc.pid, limits)
+    except ProcessLookupError:
+        return
+    except (OSError, ValueError, OverflowError) as e:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise OperationFailed(f"cannot limit helm's memory and CPU time: {e}") from e
+
+
 def _limit_error(result: HelmResult, limits: HelmLimits, operation: str) -> CapstanError | None:
     """The error for a helm that hit its limits, or None."""
     details: list[dict[str, Any]] = [{"operation": operation}]
@@ -580,14 +597,7 @@ class HelmCommand:
         except OSError as e:
             raise OperationFailed(f"cannot run helm {self.helm_bin}: {e} (install the pinned "
                                   "helm with `make setup`, or pass --helm-bin)") from e
-        try:
-            _apply_limits(proc.pid, self.limits)
-        except (OSError, ValueError) as e:
-            # Never run helm unbounded: a limit that cannot be set stops this run.
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-            raise OperationFailed(f"cannot limit helm's memory and CPU time: {e}") from e
+        await limit_or_stop(proc, self.limits)
         # The pipes are drained by a task of their own, which keeps running while helm is
         # being stopped (a full pipe would otherwise block helm's shutdown).
         comm = asyncio.ensure_future(proc.communicate())

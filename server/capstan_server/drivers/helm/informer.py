@@ -73,8 +73,9 @@ def _rv(obj: Mapping[str, Any]) -> int:
 
 
 def _summary(stored: StoredRecord) -> StoredRecord:
-    """The record without the parts lists never show (manifest, notes)."""
-    slim = dataclasses.replace(stored.record, manifest="", notes="", complete=False)
+    """The record without the parts lists never show (manifest, notes, hooks)."""
+    slim = dataclasses.replace(stored.record, manifest="", notes="", hook_manifests=(),
+                               complete=False)
     return dataclasses.replace(stored, record=slim)
 
 
@@ -263,7 +264,8 @@ class ReleaseInformer:
         for key in [k for k, objs in self._by_release.items() if not objs]:
             del self._by_release[key]
 
-    def _put(self, storage: Storage, obj: Mapping[str, Any]) -> None:
+    def _put(self, storage: Storage, obj: Mapping[str, Any],
+             into: dict[_ReleaseKey, dict[_ObjKey, StoredRecord]] | None = None) -> None:
         if not records.is_record_object(obj):
             return
         try:
@@ -277,7 +279,7 @@ class ReleaseInformer:
         key = (storage, stored.record.namespace or str(meta.get("namespace", "")),
                stored.object_name)
         release = (key[1], str((meta.get("labels") or {}).get("name", stored.record.name)))
-        self._by_release.setdefault(release, {})[key] = stored
+        (self._by_release if into is None else into).setdefault(release, {})[key] = stored
 
     def _apply(self, storage: Storage, event: str, obj: Mapping[str, Any]) -> None:
         meta = obj.get("metadata") or {}
@@ -294,8 +296,24 @@ class ReleaseInformer:
             self._put(storage, obj)
         self._changed()
 
-    def _replace(self, storage: Storage, items: list[dict[str, Any]], list_rv: int) -> None:
-        """A relist: the storage's records become `items`, except for releases read through
+    async def _relist(self, storage: Storage, path: str) -> str:
+        """List the storage's records page by page, decoding each page before the next is
+        asked for (a big cluster's raw list never sits in memory at once), then make them the
+        storage's part of the cache; the list's resourceVersion."""
+        listed: dict[_ReleaseKey, dict[_ObjKey, StoredRecord]] = {}
+        list_rv = ""
+        # In pages, also so that no single request runs into the request timeout.
+        async for items, version in self.client.list_pages(
+                path, label_selector=records.LATEST_SELECTOR, page_size=_LIST_PAGE):
+            list_rv = list_rv or version
+            for obj in items:
+                self._put(storage, obj, into=listed)
+        self._replace(storage, listed, _rv({"metadata": {"resourceVersion": list_rv}}))
+        return list_rv
+
+    def _replace(self, storage: Storage,
+                 listed: dict[_ReleaseKey, dict[_ObjKey, StoredRecord]], list_rv: int) -> None:
+        """A relist: the storage's records become `listed`, except for releases read through
         after the list was taken."""
         kept = {(ns, n) for (s, ns, n), floor in self._floors.items()
                 if s == storage and floor > list_rv}
@@ -305,12 +323,9 @@ class ReleaseInformer:
             if release not in kept:
                 for key in [k for k in objs if k[0] == storage]:
                     del objs[key]
-        for obj in items:
-            meta = obj.get("metadata") or {}
-            release = (str(meta.get("namespace", "")),
-                       str((meta.get("labels") or {}).get("name", "")))
+        for release, objs in listed.items():
             if release not in kept:
-                self._put(storage, obj)
+                self._by_release.setdefault(release, {}).update(objs)
         self._changed()
 
     async def _reflect(self, storage: Storage) -> None:
@@ -320,12 +335,7 @@ class ReleaseInformer:
         while True:
             try:
                 if not resource_version:
-                    # In pages, so that no single request of a big cluster's list runs into
-                    # the request timeout; every page is of the same snapshot.
-                    items, resource_version = await self.client.list_objects(
-                        path, label_selector=records.LATEST_SELECTOR, page_size=_LIST_PAGE)
-                    self._replace(storage, items, _rv({"metadata": {
-                        "resourceVersion": resource_version}}))
+                    resource_version = await self._relist(storage, path)
                     self._touch()
                     self._synced[storage].set()
                 resource_version = await self._watch(storage, path, resource_version)

@@ -267,10 +267,12 @@ class KubeClient:
         except NotFound:
             return None
 
-    async def list_objects(self, path: str, *, label_selector: str = "",
-                           field_selector: str = "", page_size: int = 0
-                           ) -> tuple[list[Obj], str]:
-        """All items of a collection (following `continue`) and the list's resourceVersion."""
+    async def list_pages(self, path: str, *, label_selector: str = "",
+                         field_selector: str = "", page_size: int = 0
+                         ) -> AsyncIterator[tuple[list[Obj], str]]:
+        """A collection page by page (following `continue`), each with the list's
+        resourceVersion: every page is of one snapshot, and a caller that decodes as it goes
+        never holds more than one page of raw objects."""
         params: dict[str, str] = {}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -278,15 +280,27 @@ class KubeClient:
             params["fieldSelector"] = field_selector
         if page_size:
             params["limit"] = str(page_size)
-        items: list[Obj] = []
         while True:
             doc = await self.request("GET", path, params=params)
-            items.extend(doc.get("items") or [])
             meta = doc.get("metadata") or {}
+            yield list(doc.get("items") or []), str(meta.get("resourceVersion", ""))
             token = meta.get("continue")
             if not token:
-                return items, str(meta.get("resourceVersion", ""))
+                return
             params["continue"] = str(token)
+
+    async def list_objects(self, path: str, *, label_selector: str = "",
+                           field_selector: str = "", page_size: int = 0
+                           ) -> tuple[list[Obj], str]:
+        """All items of a collection and the list's resourceVersion."""
+        items: list[Obj] = []
+        version = ""
+        async for page, page_version in self.list_pages(
+                path, label_selector=label_selector, field_selector=field_selector,
+                page_size=page_size):
+            items.extend(page)
+            version = version or page_version
+        return items, version
 
     async def replace(self, path: str, obj: Obj) -> Obj:
         """PUT an object (optimistic concurrency: Aborted on a stale resourceVersion)."""

@@ -248,13 +248,32 @@ def latest_per_release(objects: Iterable[Mapping[str, Any]]) -> list[Mapping[str
     return [obj for _, obj in best.values()]
 
 
+def footprint(record: ReleaseRecord) -> int:
+    """Roughly the bytes a decoded record holds: its texts, and its values at a few bytes of
+    Python objects per byte of JSON."""
+    config = len(json.dumps(record.config, separators=(",", ":"), default=str))
+    return (512 + len(record.manifest) + len(record.notes) + 4 * config
+            + sum(len(h) for h in record.hook_manifests))
+
+
 class RecordCache:
     """Decoded records keyed by (uid, resourceVersion): a record object never changes without
-    a new resourceVersion, so a hit is always exact and saves the gunzip and JSON parse."""
+    a new resourceVersion, so a hit is always exact and saves the gunzip and JSON parse.
+    Bounded by entries and by `footprint` bytes (whole records, manifests included, can be
+    large: a release of a big chart easily holds a megabyte), least recently used first out."""
 
-    def __init__(self, max_entries: int = 8192) -> None:
+    def __init__(self, max_entries: int = 8192, max_bytes: int = 32 << 20) -> None:
         self._max = max_entries
-        self._items: OrderedDict[tuple[str, str, str], StoredRecord] = OrderedDict()
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict[tuple[str, str, str], tuple[StoredRecord, int]] = OrderedDict()
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def decode(self, obj: Mapping[str, Any], storage: Storage) -> StoredRecord:
         meta = obj.get("metadata") or {}
@@ -263,10 +282,13 @@ class RecordCache:
             hit = self._items.get(key)
             if hit is not None:
                 self._items.move_to_end(key)
-                return hit
+                return hit[0]
         stored = stored_from_object(obj, storage)
-        if key[1] and key[2]:
-            self._items[key] = stored
-            if len(self._items) > self._max:
-                self._items.popitem(last=False)
+        size = footprint(stored.record)
+        if key[1] and key[2] and size <= self._max_bytes // 4:
+            self._items[key] = (stored, size)
+            self._bytes += size
+            while len(self._items) > self._max or self._bytes > self._max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
         return stored
