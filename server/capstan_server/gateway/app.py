@@ -32,6 +32,7 @@ from capstan_server.gateway.kubeserver import (
 )
 from capstan_server.gateway.operations import Operations, install_request_ids, request_id
 from capstan_server.gateway.routes import Route
+from capstan_server.gateway.row_memo import RowMemo
 from capstan_server.gateway.transcode import (
     TranscodeError,
     build_request,
@@ -128,6 +129,8 @@ class Gateway:
         #: `--rest-dialect`: kubeserver's answers and error bodies when KUBESERVER.
         self._dialect = dialect
         self._answers = KubeserverAnswers(channel) if dialect == KUBESERVER else None
+        #: Rows' JSON by their bytes, for Capstan's own answers (kubeserver's reshape them).
+        self._rows = RowMemo()
         self._routes = list(routes)
         self._is_ready = is_ready
         self._openapi = openapi
@@ -187,9 +190,9 @@ class Gateway:
                 answer = await unary_call(message, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 return _rpc_error_response(exc)
-            data = response_json(route, answer)
-            if self._answers is not None:
-                data = await self._answers.answer(route, data, metadata)
+            if self._answers is None:
+                return json_response(self._rows.response_json(route, answer))
+            data = await self._answers.answer(route, response_json(route, answer), metadata)
             return json_response(data)
 
         return unary

@@ -24,7 +24,14 @@ def dumps(data: Any) -> bytes:
     try:
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
-        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), default=_fragment).encode()
+
+
+def _fragment(value: Any) -> Any:
+    """json's view of an `orjson.Fragment` (a row's JSON kept by `row_memo`)."""
+    if isinstance(value, orjson.Fragment):
+        return json.loads(orjson.dumps(value))  # orjson writes a fragment as it is
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:
