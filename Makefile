@@ -36,7 +36,7 @@ protos-check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check client server kubesim tests scripts bench
-	$(BIN)/mypy server client/capstan/client client/capstan/cli kubesim/kubesim
+	$(BIN)/mypy server client/capstan/client client/capstan/cli kubesim/kubesim bench
 
 unit: setup
 	$(BIN)/pytest -q

@@ -165,12 +165,13 @@ def measure(
         Probe("ListReleases", lambda: client.list_releases(limit=20), 0.02),
     ]
     attackers = [Hostile(hostile, i) for i in range(threads if hostile else 0)]
-    for thread in [*attackers, *probes]:
+    everyone: list[Hostile | Probe] = [*attackers, *probes]
+    for thread in everyone:
         thread.start()
     time.sleep(seconds)
-    for thread in [*probes, *attackers]:
+    for thread in everyone:
         thread.stop_event.set()
-    for thread in [*probes, *attackers]:
+    for thread in everyone:
         thread.join(timeout=180)
     client.close()
     return {p.name: p.latencies for p in probes}, sum(a.sent for a in attackers)

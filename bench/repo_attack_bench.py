@@ -63,7 +63,7 @@ def call(base: str, method: str, path: str, payload: Any = None) -> int:
     try:
         with urllib.request.urlopen(request, timeout=300) as answer:
             answer.read()
-            return answer.status
+            return int(answer.status)
     except urllib.error.HTTPError as err:
         err.read()
         return err.code
@@ -160,7 +160,8 @@ def attacks(base: str, evil: HostileRepo) -> dict[str, list[Callable[[], int]]]:
     evil.index(index)
     assert call(base, "POST", "/api/repos", {"name": "evil", "url": evil.url}) == 200
     bomb = gzip_bomb(1 << 30, prefix=b"apiVersion: v1\nentries: {}\n#")
-    evil.route("/bomb/index.yaml", body(bomb, **{"Content-Encoding": "gzip"}))
+    gzipped: dict[str, Any] = {"Content-Encoding": "gzip"}  # a header (body's **headers)
+    evil.route("/bomb/index.yaml", body(bomb, **gzipped))
     aliases = b"apiVersion: v1\nentries: {}\na: &a [" + b",".join([b"x"] * 9) + b"]\n" + b"".join(
         f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n".encode()
         for p, c in zip("abcdefg", "bcdefgh", strict=True))

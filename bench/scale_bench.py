@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import http.client
 import json
 import os
@@ -89,6 +90,11 @@ class Stack:
         wait_until(lambda: urllib.request.urlopen(f"{url}/healthz", timeout=2).status == 200,
                    "capstan")
         return proc, f"127.0.0.1:{grpc_port}", url
+
+
+def listed(url: str, count: int) -> bool:
+    """Whether the server lists `count` releases."""
+    return bool(get_json(f"{url}/api/releases?limit=1")["total"] == count)
 
 
 def get_json(url: str) -> Any:
@@ -165,7 +171,7 @@ def helm_children(pid: int) -> int:
 
 def small_template(template: dict[str, Any]) -> dict[str, Any]:
     """The release record without manifest, chart files or templates: a few hundred bytes."""
-    doc = json.loads(json.dumps(template))
+    doc: dict[str, Any] = json.loads(json.dumps(template))
     doc["manifest"] = ""
     doc["chart"] = {"metadata": template["chart"]["metadata"]}
     doc["info"]["notes"] = ""
@@ -247,8 +253,8 @@ def main() -> None:
                 asyncio.run(seed(kubeconfig, template, seeded, size))
                 seeded = size
                 # (The lambdas run before the loop moves on: B023 does not apply.)
-                wait_until(lambda s=size: get_json(f"{url}/api/releases?limit=1")["total"] == s,  # noqa: B023
-                           f"{size} releases listed", timeout=600)
+                wait_until(functools.partial(listed, url, size), f"{size} releases listed",
+                           timeout=600)
                 rest = Rest(url)
                 page = median_ms(lambda: rest.get("/api/releases?limit=20"),  # noqa: B023
                                  10 * runs + 1)
@@ -269,9 +275,8 @@ def main() -> None:
                 fresh, fresh_target, fresh_url = env.capstan()
                 with CapstanClient(fresh_target, timeout=600) as client:
                     client.create_cluster("c", kubeconfig)
-                wait_until(lambda s=sizes[-1], u=fresh_url: get_json(
-                    f"{u}/api/releases?limit=1")["total"] == s,
-                    "a new server's first list", timeout=600)
+                wait_until(functools.partial(listed, fresh_url, sizes[-1]),
+                           "a new server's first list", timeout=600)
                 started_full = memory_mb(fresh.pid)
                 fresh.terminate()
         small, large = sizes[0], sizes[-1]
@@ -297,7 +302,7 @@ def main() -> None:
                 "config": {}, "chart": {"metadata": {"name": "etcd", "version": "8.11.1"}},
                 "info": {"status": "deployed"}})))
             asyncio.run(seed(path.read_text(), template, 0, 100))
-        wait_until(lambda: get_json(f"{url}/api/releases?limit=1")["total"] == 200,
+        wait_until(functools.partial(listed, url, 200),
                    "both clusters listed", timeout=120)
         far_proc.send_signal(signal.SIGSTOP)
         try:
@@ -339,8 +344,8 @@ def main() -> None:
     print(f"\nCapstan at scale vs helm {version} CLI, same kubesim, median of {runs} runs")
     print(f"{'case':<{width}}  {'Capstan ms':>10}  {'helm ms':>9}  result")
     print(f"{'-' * width}  {'-' * 10}  {'-' * 9}  {'-' * 40}")
-    for case, ours, theirs, result in rows:
-        print(f"{case:<{width}}  {ours:>10}  {theirs:>9}  {result}")
+    for case, our_ms, helm_ms, result in rows:
+        print(f"{case:<{width}}  {our_ms:>10}  {helm_ms:>9}  {result}")
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ DEFAULT_STUCK_AFTER = 300
 _GENERATE_ATTEMPTS = 5
 #: How often WatchRelease looks at a queued write's position.
 _QUEUE_POLL = 0.2
-#: List rows' messages kept (about one per release, for 20,000 releases).
+#: List rows kept as wire bytes (about one per release, for 20,000 releases).
 _ROW_MESSAGES = 20_000
 #: The field number of ListReleasesResponse.releases (its rows are spliced in as bytes).
 _RELEASES_FIELD = release_pb2.ListReleasesResponse.DESCRIPTOR.fields_by_name["releases"].number
