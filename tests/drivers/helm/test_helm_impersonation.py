@@ -4,6 +4,7 @@ against kubesim's RBAC with the real helm 3 and 4."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,21 @@ async def test_helm_acts_as_the_project(helm_driver: HelmDriver, kubesim: KubeSi
     assert (await helm_driver.get(ref)).revision == 1  # read back as the project too
     assert kubesim.store.list("secrets", unique_namespace, "owner=helm")
     await helm_driver.uninstall(ref, timeout=30)
+
+
+async def test_concurrent_namespace_reads_are_shared_per_identity_only(
+        kubesim: KubeSimThread, tmp_path: Path) -> None:
+    # Reads of one cluster in flight together are shared, but never across identities: the
+    # project (refused the cluster-wide list) gets its own refusal, the stored identity its
+    # own answer, whichever started first.
+    driver = HelmDriver(data_dir=tmp_path / "data")
+    admin = ClusterTarget("c-ns", "sim", kubesim.kubeconfig)
+    project = ClusterTarget("c-ns", "sim", kubesim.kubeconfig, act_as=PROJECT)
+    try:
+        kubesim.faults.add(verb="list", path="/api/v1/namespaces", latency=0.3, count=2)
+        theirs, ours = await asyncio.gather(driver.namespaces(project), driver.namespaces(admin),
+                                            return_exceptions=True)
+        assert isinstance(theirs, FailedPrecondition), theirs
+        assert isinstance(ours, list) and any(n.name == "default" for n in ours)
+    finally:
+        await driver.close()

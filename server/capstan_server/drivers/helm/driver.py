@@ -143,7 +143,7 @@ class HelmDriver:
         self._indexes: dict[str, ReleaseIndex] = {}
         self._closing: set[asyncio.Future[None]] = set()
         self._cache = records.RecordCache()
-        self._namespace_reads: dict[tuple[str, asyncio.AbstractEventLoop],
+        self._namespace_reads: dict[tuple[KubeClient, asyncio.AbstractEventLoop],
                                     asyncio.Future[builtins.list[NamespaceInfo]]] = {}
         #: Writes in flight in this server.
         self._inflight = InflightWrites()
@@ -258,7 +258,9 @@ class HelmDriver:
         cache = self._namespace_cache(cluster) if cluster.act_as is None else None
         if cache is not None and cache.live and not cache.misses(expect):
             return cache.namespaces()
-        key = (cluster.id, asyncio.get_running_loop())
+        # Per client, i.e. per kubeconfig and identity: what one identity may read (or is
+        # refused) is never another's answer.
+        key = (self._client(cluster), asyncio.get_running_loop())
         shared = self._namespace_reads.get(key)
         if shared is None:
             shared = asyncio.ensure_future(self._read_namespaces(cluster))
