@@ -201,8 +201,8 @@ class ReleaseRecord:
     #: The rendered manifests of the chart's hooks (Helm keeps them apart from `manifest`);
     #: a project's manifest policy checks them too.
     hook_manifests: tuple[str, ...] = ()
-    #: False for a summary kept by a driver's list cache: `manifest` and `notes` are left out
-    #: (empty); `Driver.get(ref, revision)` gives the whole record.
+    #: False for a summary kept by a driver's list cache: `config`, `manifest`, `notes` and
+    #: `hook_manifests` are left out (empty); `Driver.get(ref, revision)` gives the whole record.
     complete: bool = True
 
 

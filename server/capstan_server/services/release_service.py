@@ -488,7 +488,10 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             # The located record is the latest revision; when it is deployed it is also the
             # one the upgrade starts from, and the older revisions need not be read.
             deployed = found.record.status is Status.DEPLOYED
-            history = [found.record] if deployed else await self.driver.history(ref)
+            # (A summary from the driver's list cache has no values: read the whole record.)
+            latest = (found.record if found.record.complete
+                      else await self.driver.get(ref, found.record.revision))
+            history = [latest] if deployed else await self.driver.history(ref)
             current = history[-1]
             resolved = await self._upgrade_chart(request, current)
             base = upgrade_base(history)

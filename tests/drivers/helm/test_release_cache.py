@@ -90,12 +90,15 @@ async def test_every_write_shows_in_the_next_list(
     await driver.install(InstallOptions(ref=ref, chart=source(charts, "etcd", "8.11.1"),
                                         values={}, labels=LABELS))
     assert await names(driver, cluster, ns) == [("ours", 1)]  # at once, no waiting
+    values = {"commonLabels": {"team": "a"}}
     await driver.upgrade(UpgradeOptions(ref=ref, chart=source(charts, "etcd", "8.11.2"),
-                                        values={}, labels=LABELS))
+                                        values=values, labels=LABELS))
     assert await names(driver, cluster, ns) == [("ours", 2)]
     (listed,) = await driver.list(cluster, ns)
-    assert not listed.complete and listed.manifest == ""  # summaries only in memory
-    assert (await driver.get(ref)).manifest  # the whole record is read when asked for
+    # Summaries only in memory: no values, manifest, notes or hooks ...
+    assert not listed.complete and listed.manifest == "" and listed.config == {}
+    whole = await driver.get(ref)  # ... the whole record is read when asked for
+    assert whole.manifest and whole.config == values
 
     helm_cli("install", "plain", str(charts["etcd-8.11.1"]), "-n", ns)
     # A name lookup reads through on a miss; the whole list has it within a second or so.

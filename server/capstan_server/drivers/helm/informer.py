@@ -6,8 +6,8 @@ Per storage driver (Secrets, ConfigMaps) a reflector lists the records selected 
 list's resourceVersion, with bookmarks; a watch that ends is resumed from the last
 resourceVersion seen, `410 Gone` (as an HTTP status or as an ERROR event) means relisting, and
 errors back off exponentially (0.2 s to 10 s, with jitter). Each record is kept decoded without
-its manifest and notes (`ReleaseRecord.complete` is False; the driver reads the whole record
-when show or history need it), and the latest revision per release is served from memory.
+its values, manifest and notes (`ReleaseRecord.complete` is False; the driver reads the
+whole record when show, history or an upgrade need it), and the latest revision per release is served from memory.
 
 Exactness:
 
@@ -73,9 +73,10 @@ def _rv(obj: Mapping[str, Any]) -> int:
 
 
 def _summary(stored: StoredRecord) -> StoredRecord:
-    """The record without the parts lists never show (manifest, notes, hooks)."""
-    slim = dataclasses.replace(stored.record, manifest="", notes="", hook_manifests=(),
-                               complete=False)
+    """The record without the parts lists never show (values, manifest, notes, hooks): those
+    can be megabytes a release, and a cluster has thousands."""
+    slim = dataclasses.replace(stored.record, config={}, manifest="", notes="",
+                               hook_manifests=(), complete=False)
     return dataclasses.replace(stored, record=slim)
 
 
