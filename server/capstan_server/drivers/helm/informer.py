@@ -5,9 +5,10 @@ Per storage driver (Secrets, ConfigMaps) a reflector lists the records selected 
 `records.LATEST_SELECTOR` (never `superseded` ones: about one per release) and watches from the
 list's resourceVersion, with bookmarks; a watch that ends is resumed from the last
 resourceVersion seen, `410 Gone` (as an HTTP status or as an ERROR event) means relisting, and
-errors back off exponentially (0.2 s to 10 s, with jitter). Each record is kept decoded without
-its values, manifest and notes (`ReleaseRecord.complete` is False; the driver reads the
-whole record when show, history or an upgrade need it), and the latest revision per release is served from memory.
+errors back off exponentially (0.2 s to 10 s, with jitter). Each record is kept decoded
+without its values, manifest and notes (`ReleaseRecord.complete` is False; the driver reads
+the whole record when show, history or an upgrade need it), and the latest revision per
+release is served from memory.
 
 Exactness:
 
