@@ -25,9 +25,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "server"), str(REPO_ROOT / "client")]
 
-from capstan_server.app import start_server  # noqa: E402
 from capstan_server.auth.options import SecurityOptions  # noqa: E402
 from capstan_server.dev.chart_repo import SAMPLE_CHARTS_DIR, ChartRepoServer  # noqa: E402
+from capstan_server.threaded import start_server  # noqa: E402
 
 HELM = REPO_ROOT / ".tools" / "bin" / "helm"
 KUBECONFIG = """\

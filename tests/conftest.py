@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from capstan_server.app import ServerHandle, start_server
 from capstan_server.dev.chart_repo import SAMPLE_CHARTS_DIR, ChartRepoServer
 from capstan_server.drivers.base import Driver
+from capstan_server.threaded import ServerHandle, start_server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOOLS_BIN = REPO_ROOT / ".tools" / "bin"
@@ -68,7 +68,8 @@ def capstan_server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerHandl
     Each server gets free ports on 127.0.0.1 and its own data dir under ``tmp_path`` (unless
     ``data_dir=`` is given), and may fetch chart repositories on 127.0.0.1 (unless
     ``allow_repo_hosts=`` says otherwise); all of them stop when the test ends. See
-    `capstan_server.app.start_server` for the keyword arguments (``interceptors``, ``grace``...).
+    `capstan_server.threaded.start_server` for the keyword arguments (``interceptors``,
+    ``grace``...).
     """
     handles: list[ServerHandle] = []
 

@@ -20,8 +20,8 @@ from capstan.v1 import (
     release_pb2,
     release_pb2_grpc,
 )
-from capstan_server.app import ServerHandle, start_server
 from capstan_server.auth.options import SecurityOptions
+from capstan_server.threaded import ServerHandle, start_server
 from kubesim.testing import KubeSimThread, running_kubesim
 
 

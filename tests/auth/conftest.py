@@ -13,9 +13,9 @@ from auth_kit import Signer, write_policy
 from auth_server import Secured
 
 from capstan.v1 import chart_pb2, cluster_pb2
-from capstan_server.app import ServerHandle
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 
 
 @pytest.fixture

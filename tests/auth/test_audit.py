@@ -14,7 +14,7 @@ from auth_kit import TOKENS
 from auth_server import Secured, bearer
 
 from capstan.v1 import cluster_pb2, cluster_pb2_grpc, release_pb2
-from capstan_server.app import ServerHandle
+from capstan_server.threaded import ServerHandle
 
 
 def _audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:

@@ -12,10 +12,10 @@ import pytest
 from cryptography.fernet import Fernet, MultiFernet
 
 from capstan.client import CapstanClient
-from capstan_server.app import ServerHandle
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.registry import DB_FILE, Registry
 from capstan_server.secret_box import SecretKeyError
+from capstan_server.threaded import ServerHandle
 
 TOKEN = "kubeconfig-token-7f3a9c"
 PASSWORD = "repo-password-b81e4d"

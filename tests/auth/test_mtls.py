@@ -22,8 +22,8 @@ from auth_server import bearer
 from capstan.cli.main import run as capstan_cli
 from capstan.client import CapstanClient
 from capstan.v1 import cluster_pb2, cluster_pb2_grpc, release_pb2, release_pb2_grpc
-from capstan_server.app import ServerHandle
 from capstan_server.auth.options import SecurityOptions
+from capstan_server.threaded import ServerHandle
 
 
 @dataclass

@@ -17,8 +17,8 @@ from auth_kit import Signer, policy_yaml
 from auth_server import Secured, bearer
 
 from capstan.v1 import cluster_pb2, cluster_pb2_grpc
-from capstan_server.app import ServerHandle
 from capstan_server.auth.options import SecurityOptions
+from capstan_server.threaded import ServerHandle
 
 
 def _code(secured: Secured, token: str, call: str = "ListClusters") -> tuple[str, str]:

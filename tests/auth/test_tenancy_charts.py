@@ -34,9 +34,9 @@ from capstan.v1 import (
     release_pb2,
     release_pb2_grpc,
 )
-from capstan_server.app import start_server
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import start_server
 from kubesim.testing import KubeSimThread, running_kubesim
 
 pytestmark = [pytest.mark.helm, pytest.mark.timeout(300)]

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 
 from .runner import Result, capstan
 

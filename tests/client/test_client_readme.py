@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 from capstan.client import CapstanClient
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 
 README = Path(__file__).resolve().parents[2] / "client" / "README.md"
 

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from capstan.client import AsyncCapstanClient, CapstanClient, NotFound, to_dict
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 
 #: The seed's values.yaml: only the image tag changes.
 VALUES_YAML = 'image:\n  tag: "3.5.8-debian-11-r9"\n'

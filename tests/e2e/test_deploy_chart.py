@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from capstan.client import CapstanClient
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 from kubesim.testing import KubeSimThread, run_tool, running_kubesim
 
 pytestmark = pytest.mark.timeout(180)

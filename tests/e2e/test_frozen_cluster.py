@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from capstan.client import CapstanClient, Unavailable
-from capstan_server.app import ServerHandle
 from capstan_server.drivers.helm import records
 from capstan_server.kubeconfig import parse_kubeconfig
+from capstan_server.threaded import ServerHandle
 
 pytestmark = pytest.mark.timeout(180)
 

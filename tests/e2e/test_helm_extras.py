@@ -34,9 +34,9 @@ import pytest
 from capstan.cli.main import run as capstan_cli
 from capstan.client import CapstanClient, DeadlineExceeded, InvalidArgument, NotFound, to_dict
 from capstan.v1 import chart_pb2, cluster_pb2
-from capstan_server.app import ServerHandle, start_server
 from capstan_server.dev.chart_repo import ChartRepoServer
 from capstan_server.drivers.helm import records
+from capstan_server.threaded import ServerHandle, start_server
 from kubesim.testing import KubeSimThread, running_kubesim
 
 pytestmark = pytest.mark.timeout(180)

@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 
 from capstan.cli.main import run as capstan_cli
-from capstan_server.app import ServerHandle, start_server
 from capstan_server.dev.chart_repo import SAMPLE_CHARTS_DIR, ChartRepoServer
+from capstan_server.threaded import ServerHandle, start_server
 from kubesim.testing import KubeSimThread, running_kubesim
 
 pytestmark = pytest.mark.timeout(600)

@@ -19,8 +19,8 @@ import pytest
 
 from capstan.cli.main import run as capstan_cli
 from capstan.client import CapstanClient, Unavailable
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 from kubesim.testing import running_kubesim
 
 pytestmark = pytest.mark.timeout(120)

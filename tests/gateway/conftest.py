@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from capstan_server.app import ServerHandle
+from capstan_server.threaded import ServerHandle
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from cli.runner import capstan
 
 from capstan.client import to_dict
 from capstan.v1 import release_pb2
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 
 if TYPE_CHECKING:
     from conftest import Rest

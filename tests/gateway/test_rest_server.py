@@ -10,11 +10,11 @@ import grpc
 import grpc.aio
 from aiohttp.test_utils import TestClient, TestServer
 
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
 from capstan_server.gateway import build_gateway, capstan_services
 from capstan_server.gateway.openapi import openapi_path
 from capstan_server.gateway.routes import build_routes
+from capstan_server.threaded import ServerHandle
 
 if TYPE_CHECKING:
     from conftest import Rest

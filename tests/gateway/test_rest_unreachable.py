@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
 from capstan_server.drivers.memory import MemoryDriver
+from capstan_server.threaded import ServerHandle
 
 if TYPE_CHECKING:
     from conftest import Rest

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from capstan_server.app import ServerHandle
+from capstan_server.threaded import ServerHandle
 from kubeserver.climc import Climc
 
 

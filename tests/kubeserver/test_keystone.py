@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from keystone_server import KeystoneUser, LoopbackKeystone, run_keystone
 
-from capstan_server.app import ServerHandle
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.auth.policy import PolicyError, parse_policy
+from capstan_server.threaded import ServerHandle
 from kubeserver.climc import Climc, ClimcError, keystone_login, register_cluster
 
 POLICY = """\

@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 from kubeserver.climc import VALUES, register_cluster
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 from kubeserver.climc import VALUES, Climc, ClimcError, register_cluster
 
 

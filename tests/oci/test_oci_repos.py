@@ -18,7 +18,7 @@ from cli.runner import capstan
 from oci_registry import BUILD_VERSION, OCI_PASSWORD, OCI_USER, pinned_helm
 
 from capstan.client import CapstanClient, CapstanError, InvalidArgument, NotFound, to_dict
-from capstan_server.app import ServerHandle
+from capstan_server.threaded import ServerHandle
 
 IMAGE_CONFIG = "application/vnd.oci.image.config.v1+json"
 IMAGE_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from capstan_server.app import ServerHandle
 from capstan_server.charts.limits import MiB, RepoLimits
+from capstan_server.threaded import ServerHandle
 from repos.hostile_repo import CHART_YAML, HostileRepo, entry, sha256, tgz
 
 LIMITS = RepoLimits(

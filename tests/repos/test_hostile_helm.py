@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from capstan_server.app import ServerHandle
 from capstan_server.drivers.helm.command import HelmLimits
+from capstan_server.threaded import ServerHandle
 from kubesim.testing import running_kubesim
 from repos.harness import LIMITS, Rest, attack, serve_chart
 from repos.hostile_repo import CHART_YAML, HostileRepo, tgz

@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from capstan_server.app import ServerHandle
 from capstan_server.charts.limits import MiB
+from capstan_server.threaded import ServerHandle
 from repos.harness import LIMITS, Rest, attack, benign_chart, serve_chart
 from repos.hostile_repo import (
     CHART_YAML,

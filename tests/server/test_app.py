@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from capstan.v1 import release_pb2, release_pb2_grpc
-from capstan_server.app import ServerHandle
+from capstan_server.threaded import ServerHandle
 
 CAPSTAN_SERVICES = ["capstan.v1.ChartService", "capstan.v1.ClusterService",
                     "capstan.v1.ReleaseService"]

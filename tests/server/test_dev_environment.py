@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from capstan_server.app import ServerHandle
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.auth.setup import DEV_TOKEN_FILE
+from capstan_server.threaded import ServerHandle
 
 HELM = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "helm"
 

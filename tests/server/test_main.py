@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from capstan_server import helm_binary
-from capstan_server.app import ServerHandle, split_host_port
+from capstan_server.app import split_host_port
 from capstan_server.drivers.helm.driver import HelmDriver
 from capstan_server.helm_binary import HelmNotFound, resolve_helm_bin
 from capstan_server.main import build_parser, helm_for, repo_limits
+from capstan_server.threaded import ServerHandle
 
 SERVER_SCRIPT = Path(sys.executable).with_name("capstan-server")
 

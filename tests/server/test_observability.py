@@ -23,9 +23,9 @@ import pytest
 from capstan.client import CapstanClient, NotFound
 from capstan.v1 import release_pb2, release_pb2_grpc
 from capstan_server import request_ids
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
 from capstan_server.logs import RequestIdFilter, TextFormatter
+from capstan_server.threaded import ServerHandle
 from kubesim.testing import running_kubesim
 
 pytestmark = pytest.mark.timeout(180)

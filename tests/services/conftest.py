@@ -9,8 +9,8 @@ import pytest
 from grpc_api import Api
 
 from capstan.v1 import chart_pb2, cluster_pb2
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
+from capstan_server.threaded import ServerHandle
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from capstan.v1 import (
     release_pb2,
     release_pb2_grpc,
 )
-from capstan_server.app import ServerHandle
+from capstan_server.threaded import ServerHandle
 
 
 @dataclass(frozen=True)

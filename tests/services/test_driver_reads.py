@@ -13,11 +13,11 @@ from google.protobuf import json_format
 from grpc_api import Api
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
 from capstan_server.drivers.base import ClusterTarget, NamespaceInfo, ReleaseRecord, ReleaseRef
 from capstan_server.drivers.memory import MemoryDriver, Operation
 from capstan_server.errors import DeadlineExceeded
+from capstan_server.threaded import ServerHandle
 
 
 class CountingDriver(MemoryDriver):

@@ -19,10 +19,10 @@ import pytest
 from grpc_api import Api
 
 from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
 from capstan_server.drivers.base import ClusterTarget
 from capstan_server.drivers.memory import MemoryDriver
+from capstan_server.threaded import ServerHandle
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from capstan.client import CapstanClient, DeadlineExceeded
-from capstan_server.app import ServerHandle
 from capstan_server.dev.chart_repo import ChartRepoServer
 from capstan_server.drivers.helm.command import HelmCommand
 from capstan_server.drivers.helm.pool import HelmPool
 from capstan_server.errors import ResourceExhausted
+from capstan_server.threaded import ServerHandle
 from kubesim.testing import running_kubesim
 
 pytestmark = pytest.mark.timeout(180)
