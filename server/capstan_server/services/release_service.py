@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +58,7 @@ from capstan_server.services.addressing import (
     unreachable_error,
 )
 from capstan_server.services.admission import rendered_and_admitted
+from capstan_server.services.release_list import ReleaseRows, filters_of
 from capstan_server.values_schema import check_references, validate_schema_async
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -66,21 +66,6 @@ DEFAULT_STUCK_AFTER = 300
 _GENERATE_ATTEMPTS = 5
 #: How often WatchRelease looks at a queued write's position.
 _QUEUE_POLL = 0.2
-#: List rows kept as wire bytes (about one per release, for 20,000 releases).
-_ROW_MESSAGES = 20_000
-#: The field number of ListReleasesResponse.releases (its rows are spliced in as bytes).
-_RELEASES_FIELD = release_pb2.ListReleasesResponse.DESCRIPTOR.fields_by_name["releases"].number
-
-#: ListReleases status flags (OR-ed): `deleting` is `uninstalling`, `pending` any `pending-*`.
-_STATUS_FLAGS: dict[str, Callable[[Status], bool]] = {
-    "deployed": lambda s: s is Status.DEPLOYED,
-    "deleting": lambda s: s is Status.UNINSTALLING,
-    "failed": lambda s: s is Status.FAILED,
-    "superseded": lambda s: s is Status.SUPERSEDED,
-    "pending": lambda s: s.is_pending,
-}
-
-
 #: Values larger than this are parsed on a worker thread, so that the event loop keeps
 #: answering other calls meanwhile (the limits module bounds how long it can take).
 _THREAD_VALUES_BYTES = 64 * 1024
@@ -108,20 +93,6 @@ async def _check_schema(resolved: ResolvedChart, config: dict[str, Any]) -> None
     await validate_schema_async(coalesced, resolved.files.schema, chart=label)
 
 
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    """`payload` as field `number` of a message on the protobuf wire (tag, length, bytes)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
     """See release.proto for the contract of each call."""
 
@@ -133,10 +104,8 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         self.driver = driver
         self.resolver = resolver
         self.locks = ReleaseLocks()
-        #: List rows' wire bytes by record object (`_row_bytes`), least recently used first.
-        self._rows: OrderedDict[tuple[Any, ...], tuple[ReleaseRecord, bytes]] = OrderedDict()
-        #: ListReleases' filtered, sorted rows per (resolver answer, filters); see there.
-        self._views: dict[tuple[Any, ...], tuple[list[LocatedRelease], list[LocatedRelease]]] = {}
+        #: ListReleases' filtered lists and rows (release_list.py).
+        self._list = ReleaseRows()
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -189,38 +158,6 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             return
         await admission.admit(self.driver, found.ref.cluster, old, tenancy, what="rollback")
 
-    def _row_bytes(
-        self,
-        row: LocatedRelease,
-        uids: dict[str, str],
-        views: dict[tuple[str, str], tuple[tuple[str, Any], ...]],
-    ) -> bytes:
-        """A list row (no details) as a `releases` entry on the wire of ListReleasesResponse,
-        built once per record object: the driver's cache hands out the same record until it
-        changes. The fields that depend on the caller (project, Kubernetes identity) are part
-        of the key; `views` keeps them per cluster and namespace for one call (a page's rows
-        share a few namespaces). Bytes rather than messages: a page is then one parse of their
-        concatenation, not a deep copy of each, and they hold less memory."""
-        uid = uids.get(row.record.namespace, "")
-        where = (row.cluster.name, row.record.namespace)
-        view = views.get(where)
-        if view is None:
-            view = views[where] = tuple(msg.caller_fields(*where).items())
-        key = (id(row.record), row.cluster.id, row.cluster.name, uid, view)
-        held = self._rows.get(key)
-        if held is not None and held[0] is row.record:
-            self._rows.move_to_end(key)
-            return held[1]
-        message = msg.release_message(row.record, row.cluster, namespace_uid=uid)
-        # A page of many releases must not carry all their values (possibly megabytes each);
-        # GetRelease, or `details`, shows them.
-        message.ClearField("config")
-        wire = _length_delimited(_RELEASES_FIELD, message.SerializeToString())
-        self._rows[key] = (row.record, wire)
-        if len(self._rows) > _ROW_MESSAGES:
-            self._rows.popitem(last=False)
-        return wire
-
     async def _list_namespace_uids(
         self, cluster: ClusterRow, namespaces: set[str]
     ) -> dict[str, str]:
@@ -234,37 +171,6 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 return await self.resolver.namespace_uids(cluster, namespaces)
         except (TimeoutError, Unavailable):
             return {}
-
-    @staticmethod
-    def _filtered(
-        found: list[LocatedRelease],
-        kind: str,
-        flags: list[Callable[[Status], bool]],
-        search: str,
-    ) -> list[LocatedRelease]:
-        """ListReleases' rows: the filters that are not the driver's, newest first."""
-        rows = [
-            r
-            for r in found
-            if (not kind or msg.release_type_of(r.record) == kind)
-            and (not flags or any(check(r.record.status) for check in flags))
-            and (
-                not search
-                or search in r.record.name.lower()
-                or search in r.record.chart_name.lower()
-            )
-        ]
-        epoch = datetime.min.replace(tzinfo=UTC)
-        rows.sort(
-            key=lambda r: (
-                r.record.last_deployed or r.record.first_deployed or epoch,
-                r.record.name,
-                r.cluster.name,
-                r.record.namespace,
-            ),
-            reverse=True,
-        )
-        return rows
 
     def _queue_position(self, ref: ReleaseRef) -> int:
         """Where a write to `ref` waits for a helm process (drivers that queue writes expose
@@ -375,9 +281,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         limit, offset = msg.page(request.limit, request.offset)
         if request.namespace:
             validate_namespace(request.namespace)
-        kind = msg.release_type(request.type) if request.type else ""
-        flags = [check for flag, check in _STATUS_FLAGS.items() if getattr(request, flag)]
-        search = request.search.lower()
+        filters = filters_of(request)
         clusters = await self.resolver.clusters(request.cluster)
         # An unreachable cluster hides none of the others: its releases are left out and it is
         # named in the answer, unless no cluster in scope answered at all (with a `cluster`
@@ -389,15 +293,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
             raise unreachable_error(down)
         # Filtered and sorted once per state of the caches: a page then costs its own rows
         # only, however many releases there are.
-        view = (id(found), kind, tuple(f for f in _STATUS_FLAGS if getattr(request, f)), search)
-        memo = self._views.get(view)
-        if memo is not None and memo[0] is found:
-            rows = memo[1]
-        else:
-            rows = self._filtered(found, kind, flags, search)
-            if len(self._views) > 64:
-                self._views.clear()
-            self._views[view] = (found, rows)
+        rows = self._list.rows(found, filters)
         shown = rows[offset : offset + limit]
         # Rows of a cluster answered from its last state get nothing live from it (namespace
         # ids, resources): asking would wait on the cluster that just failed to answer.
@@ -421,9 +317,7 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 )
             ))
         else:
-            views: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {}
-            response = release_pb2.ListReleasesResponse.FromString(
-                b"".join(self._row_bytes(r, uids.get(r.cluster.id, {}), views) for r in shown))
+            response = self._list.page(shown, uids)
         response.total, response.limit, response.offset = len(rows), limit, offset
         response.unreachable_clusters.extend(msg.unreachable_message(d) for d in down)
         return response
