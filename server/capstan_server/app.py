@@ -47,7 +47,7 @@ from capstan_server.secret_box import SecretKeyError
 if TYPE_CHECKING:
     from capstan_server.dev.environment import DevEnvironment
     from capstan_server.drivers.base import ClusterTarget, Driver
-    from capstan_server.drivers.helm.command import HelmLimits
+    from capstan_server.drivers.helm.process_limits import HelmLimits
     from capstan_server.services import Services
 
 log = logging.getLogger("capstan.server")

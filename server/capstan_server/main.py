@@ -19,8 +19,8 @@ from typing import Any, cast
 from capstan_server.app import DEFAULT_GRACE, ServerOptions, StartupError, serve
 from capstan_server.auth.flags import add_security_flags, security_options
 from capstan_server.charts.limits import RepoLimits
-from capstan_server.drivers.helm.command import HelmLimits
 from capstan_server.drivers.helm.leases import DEFAULT_LEASE_DURATION
+from capstan_server.drivers.helm.process_limits import HelmLimits
 from capstan_server.gateway.kubeserver import CAPSTAN, DIALECTS
 from capstan_server.helm_binary import CHECKOUT_HELM, HelmNotFound, resolve_helm_bin
 from capstan_server.limits import DEFAULT_MAX_MESSAGE_BYTES

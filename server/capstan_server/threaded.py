@@ -21,7 +21,7 @@ from capstan_server.app import DEFAULT_GRACE, CapstanServer, ServerOptions
 from capstan_server.auth.options import SecurityOptions
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.drivers.base import Driver
-from capstan_server.drivers.helm.command import HelmLimits
+from capstan_server.drivers.helm.process_limits import HelmLimits
 from capstan_server.limits import DEFAULT_MAX_MESSAGE_BYTES
 
 __all__ = ["ServerHandle", "start_server"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from capstan_server.drivers.helm.command import HelmLimits
+from capstan_server.drivers.helm.process_limits import HelmLimits
 from capstan_server.threaded import ServerHandle
 from kubesim.testing import running_kubesim
 from repos.harness import LIMITS, Rest, attack, serve_chart

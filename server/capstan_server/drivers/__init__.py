@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from capstan_server.drivers.base import Driver
 
 if TYPE_CHECKING:
-    from capstan_server.drivers.helm.command import HelmLimits
+    from capstan_server.drivers.helm.process_limits import HelmLimits
 
 #: The driver names `capstan-server --driver` accepts.
 DRIVER_NAMES = ("helm", "memory")

@@ -18,17 +18,16 @@ from capstan_server.drivers.base import (
     RollbackOptions,
     UpgradeOptions,
 )
-from capstan_server.drivers.helm.command import (
-    HelmCommand,
+from capstan_server.drivers.helm.argv import (
     HelmVersion,
-    helm_error_message,
     install_argv,
-    map_helm_error,
     rollback_argv,
     uninstall_argv,
     upgrade_argv,
     validate_labels,
 )
+from capstan_server.drivers.helm.command import HelmCommand
+from capstan_server.drivers.helm.helm_errors import helm_error_message, map_helm_error
 from capstan_server.errors import (
     Aborted,
     AlreadyExists,

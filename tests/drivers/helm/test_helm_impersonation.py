@@ -18,7 +18,7 @@ from capstan_server.drivers.base import (
     RollbackOptions,
     UpgradeOptions,
 )
-from capstan_server.drivers.helm.command import (
+from capstan_server.drivers.helm.argv import (
     HelmVersion,
     install_argv,
     rollback_argv,

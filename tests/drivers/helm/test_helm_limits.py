@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from capstan_server.drivers.helm.command import HelmCommand, HelmLimits, limit_or_stop
+from capstan_server.drivers.helm.command import HelmCommand
+from capstan_server.drivers.helm.process_limits import HelmLimits, limit_or_stop
 from capstan_server.errors import FailedPrecondition, OperationFailed
 
 TOOLS = Path(__file__).resolve().parents[3] / ".tools" / "bin"

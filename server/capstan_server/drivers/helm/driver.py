@@ -51,13 +51,12 @@ from capstan_server.drivers.base import (
     refuse_pending,
 )
 from capstan_server.drivers.helm import records
+from capstan_server.drivers.helm.argv import validate_labels
 from capstan_server.drivers.helm.command import (
     DEFAULT_TERM_GRACE,
     HelmCommand,
-    HelmLimits,
     HelmStopped,
     queue_key,
-    validate_labels,
 )
 from capstan_server.drivers.helm.informer import (
     DEFAULT_READ_TIMEOUT,
@@ -78,6 +77,7 @@ from capstan_server.drivers.helm.manifest import (
 )
 from capstan_server.drivers.helm.namespace_cache import NamespaceCache, namespace_info
 from capstan_server.drivers.helm.pool import DEFAULT_MAX_QUEUED
+from capstan_server.drivers.helm.process_limits import HelmLimits
 from capstan_server.drivers.helm.records import StoredRecord
 from capstan_server.drivers.helm.release_index import ReleaseIndex, matches
 from capstan_server.errors import (
