@@ -183,17 +183,24 @@ async def fetch_index(
     what = f"chart repository {name!r}"
     # One growing buffer (not a list of pieces): freed at once, its memory goes back to the OS.
     buffer = bytearray()
-    await fetcher.fetch(
-        index_url(repo_url),
-        repo_key=repo_key,
-        repo_url=repo_url,
-        auth=auth,
-        what=what,
-        limit=fetcher.limits.max_index_bytes,
-        refused=refused,
-        sink=buffer.extend,
-        accept_encoding="gzip",
-    )
+    try:
+        await fetcher.fetch(
+            index_url(repo_url),
+            repo_key=repo_key,
+            repo_url=repo_url,
+            auth=auth,
+            what=what,
+            limit=fetcher.limits.max_index_bytes,
+            refused=refused,
+            sink=buffer.extend,
+            accept_encoding="gzip",
+        )
+    except BaseException:
+        # The error's traceback holds the frames that hold the buffer, in a cycle that lives
+        # until the garbage collector's next full pass: a bomb refused at the cap would keep
+        # its max_index_bytes that long, one per attempt. Let them go now.
+        buffer.clear()
+        raise
     raw = bytes(buffer)
     del buffer
     index = await asyncio.to_thread(
