@@ -168,6 +168,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int, what: str) -> b
     async for chunk in resp.content.iter_chunked(1 << 16):
         size += len(chunk)
         if size > limit:
+            chunks.clear()  # not kept alive by the error's traceback (see repo_index)
             raise FailedPrecondition(f"{what} is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
