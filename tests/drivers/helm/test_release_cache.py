@@ -22,7 +22,7 @@ from capstan_server.drivers.base import (
     ReleaseRef,
     UpgradeOptions,
 )
-from capstan_server.drivers.helm import records
+from capstan_server.drivers.helm import informer, records
 from capstan_server.drivers.helm.driver import HelmDriver
 from kubesim.store import Store
 from kubesim.testing import KubeSimThread, running_kubesim
@@ -216,7 +216,6 @@ async def test_a_relist_in_many_pages_finds_every_release_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # The first list and every relist read page by page (decoding as they go); a release
     # is neither lost nor doubled at a page boundary.
-    from capstan_server.drivers.helm import informer
     monkeypatch.setattr(informer, "_LIST_PAGE", 2)
     sim, ns = short_history_sim, "w"
     cluster = cluster_of(sim)
