@@ -500,7 +500,10 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
                 yield event
             found = await self.resolver.release(request.id, request.cluster, request.namespace)
         else:
+            # As a list row shows it (the located record may be a cache summary, without
+            # values): the events after the wait carry whole records.
             before = msg.release_message(found.record, found.cluster)
+            before.ClearField("config")
             async for event in self._while_queued(found.ref, before, deadline):
                 yield event
         timeout = max(1.0, deadline - asyncio.get_running_loop().time())
