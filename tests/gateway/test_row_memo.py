@@ -81,4 +81,4 @@ def test_the_memo_stays_within_its_bytes() -> None:
         for i in range(start, start + 50):
             page.releases.add(id=f"id-{i}", name=f"r{i}", config=struct_pb2.Struct())
         memo.response_json(route, page)
-    assert 0 < len(memo) < 400 and memo._bytes <= 40_000
+    assert 0 < len(memo) < 400 and memo.bytes <= 40_000

@@ -12,9 +12,9 @@ from repos.hostile_repo import CHART_YAML, raw_tgz, tar_header, tgz
 
 from capstan_server.charts.fetch import AddressPolicy, AddressRefused
 from capstan_server.charts.limits import RepoLimits
-from capstan_server.charts.lru import ByteLRU
 from capstan_server.charts.repo_index import IndexCache, parse_index
 from capstan_server.charts.tar import ArchiveError, read_tgz
+from capstan_server.lru import ByteLRU
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,13 @@ def test_the_lru_stays_under_its_budget() -> None:
     assert lru.get("huge") is None
     lru.discard_where(lambda k: k == "k9")
     assert lru.get("k9") is None and lru.used == 60
+
+
+def test_the_lru_can_count_items_too() -> None:
+    lru: ByteLRU[str, str] = ByteLRU(1000, max_items=2)
+    for key in ("a", "b", "c"):
+        lru.put(key, "v", 1)
+    assert len(lru) == 2 and lru.get("a") is None and lru.used == 2
 
 
 def _read(data: bytes, **limits: int) -> list[str]:

@@ -25,12 +25,12 @@ from capstan_server.charts.archive import (
 )
 from capstan_server.charts.fetch import Fetcher
 from capstan_server.charts.limits import RepoLimits
-from capstan_server.charts.lru import ByteLRU
 from capstan_server.charts.oci import OciOptions, fetch_oci_archive, fetch_oci_index, is_oci_url
 from capstan_server.charts.repo_index import IndexCache, IndexEntry, RepoIndex, fetch_index
 from capstan_server.charts.semver import SemverError, latest
 from capstan_server.drivers.base import ChartSource
 from capstan_server.errors import CapstanError, FailedPrecondition, InvalidArgument, NotFound
+from capstan_server.lru import ByteLRU
 from capstan_server.names import validate_repo_name
 from capstan_server.registry import RepoRow
 from capstan_server.registry_store import RegistryStore

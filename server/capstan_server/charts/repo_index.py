@@ -21,9 +21,9 @@ from typing import Any
 
 from capstan_server.charts.fetch import Fetcher
 from capstan_server.charts.limits import RepoLimits
-from capstan_server.charts.lru import ByteLRU
 from capstan_server.charts.semver import SemverError, Version
 from capstan_server.errors import CapstanError, InvalidArgument
+from capstan_server.lru import ByteLRU
 from capstan_server.values import load_yaml
 
 __all__ = [

@@ -11,7 +11,6 @@ sent (nothing crosses from one caller to another). Least recently used rows go f
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any, cast
 
 import orjson
@@ -21,9 +20,10 @@ from google.protobuf.message import Message
 from capstan_server.gateway.json_body import dumps
 from capstan_server.gateway.routes import Route
 from capstan_server.gateway.transcode import message_json
+from capstan_server.lru import ByteLRU
 
 DEFAULT_MAX_BYTES = 16 << 20
-_ENTRY_OVERHEAD = 200  # a key, a Fragment and an OrderedDict node, beyond their bytes
+_ENTRY_OVERHEAD = 200  # a key, a Fragment and an LRU node, beyond their bytes
 
 _row_fields_of: dict[Descriptor, tuple[FieldDescriptor, ...]] = {}
 
@@ -44,9 +44,11 @@ class RowMemo:
     """See the module docstring; one per gateway (one event loop: no locking)."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._bytes = 0
-        self._items: OrderedDict[tuple[str, bytes], tuple[orjson.Fragment, int]] = OrderedDict()
+        self._items: ByteLRU[tuple[str, bytes], orjson.Fragment] = ByteLRU(max_bytes)
+
+    @property
+    def bytes(self) -> int:
+        return self._items.used
 
     def __len__(self) -> int:
         return len(self._items)
@@ -67,15 +69,10 @@ class RowMemo:
                row.SerializeToString(deterministic=True))
         hit = self._items.get(key)
         if hit is not None:
-            self._items.move_to_end(key)
-            return hit[0]
+            return hit
         text = dumps(message_json(row))
         fragment = orjson.Fragment(text)
         size = len(key[1]) + len(text) + _ENTRY_OVERHEAD
-        if size <= self.max_bytes // 16:
-            self._items[key] = (fragment, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
+        if size <= self._items.budget // 16:  # no one row crowds the others out
+            self._items.put(key, fragment, size)
         return fragment

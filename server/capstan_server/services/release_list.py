@@ -14,7 +14,6 @@ so both memos are keyed on object identity, checked against the object they were
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import Any
 
 from capstan.v1 import release_pb2
 from capstan_server.drivers.base import ReleaseRecord, Status
+from capstan_server.lru import ByteLRU
 from capstan_server.services import messages as msg
 from capstan_server.services.addressing import LocatedRelease
 
@@ -78,8 +78,8 @@ class ReleaseRows:
     """The two memos of the module docstring; one per servicer (one event loop)."""
 
     def __init__(self, max_rows: int = MAX_ROWS) -> None:
-        self._max_rows = max_rows
-        self._rows: OrderedDict[tuple[Any, ...], tuple[ReleaseRecord, bytes]] = OrderedDict()
+        # (Counted, not weighed: each row costs 1.)
+        self._rows: ByteLRU[tuple[Any, ...], tuple[ReleaseRecord, bytes]] = ByteLRU(max_rows)
         self._views: dict[tuple[Any, ...], tuple[list[LocatedRelease], list[LocatedRelease]]] = {}
 
     def rows(self, found: list[LocatedRelease], filters: Filters) -> list[LocatedRelease]:
@@ -111,16 +111,13 @@ class ReleaseRows:
         key = (id(row.record), row.cluster.id, row.cluster.name, uid, caller)
         held = self._rows.get(key)
         if held is not None and held[0] is row.record:
-            self._rows.move_to_end(key)
             return held[1]
         message = msg.release_message(row.record, row.cluster, namespace_uid=uid)
         # A page of many releases must not carry all their values (possibly megabytes each);
         # GetRelease, or `details`, shows them.
         message.ClearField("config")
         wire = length_delimited(RELEASES_FIELD, message.SerializeToString())
-        self._rows[key] = (row.record, wire)
-        if len(self._rows) > self._max_rows:
-            self._rows.popitem(last=False)
+        self._rows.put(key, (row.record, wire), 1)
         return wire
 
 

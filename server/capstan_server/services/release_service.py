@@ -381,11 +381,12 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         with self.locks.hold(found.cluster.id, ref.namespace, ref.name, "upgrade"):
             # The located record is the latest revision; when it is deployed it is also the
             # one the upgrade starts from, and the older revisions need not be read.
-            deployed = found.record.status is Status.DEPLOYED
-            # (A summary from the driver's list cache has no values: read the whole record.)
-            latest = (found.record if found.record.complete
-                      else await self.driver.get(ref, found.record.revision))
-            history = [latest] if deployed else await self.driver.history(ref)
+            if found.record.status is not Status.DEPLOYED:
+                history = await self.driver.history(ref)
+            elif found.record.complete:
+                history = [found.record]
+            else:  # a summary from the driver's list cache has no values: read the whole record
+                history = [await self.driver.get(ref, found.record.revision)]
             current = history[-1]
             resolved = await self._upgrade_chart(request, current)
             base = upgrade_base(history)

@@ -17,7 +17,6 @@ import json
 import re
 import time
 import zlib
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,6 +24,7 @@ from typing import Any, Literal
 
 from capstan_server.drivers.base import ReleaseRecord, Status
 from capstan_server.errors import Internal
+from capstan_server.lru import ByteLRU
 
 #: Where helm keeps its records: the `secret` driver (helm's default) or `configmap`.
 Storage = Literal["secret", "configmap"]
@@ -260,17 +260,16 @@ class RecordCache:
     """Decoded records keyed by (uid, resourceVersion): a record object never changes without
     a new resourceVersion, so a hit is always exact and saves the gunzip and JSON parse.
     Bounded by entries and by `footprint` bytes (whole records, manifests included, can be
-    large: a release of a big chart easily holds a megabyte), least recently used first out."""
+    large: a release of a big chart easily holds a megabyte), least recently used first out;
+    a record over a quarter of the bytes is not kept."""
 
     def __init__(self, max_entries: int = 8192, max_bytes: int = 32 << 20) -> None:
-        self._max = max_entries
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._items: OrderedDict[tuple[str, str, str], tuple[StoredRecord, int]] = OrderedDict()
+        self._items: ByteLRU[tuple[str, str, str], StoredRecord] = ByteLRU(
+            max_bytes, max_items=max_entries)
 
     @property
     def bytes(self) -> int:
-        return self._bytes
+        return self._items.used
 
     def __len__(self) -> int:
         return len(self._items)
@@ -278,17 +277,12 @@ class RecordCache:
     def decode(self, obj: Mapping[str, Any], storage: Storage) -> StoredRecord:
         meta = obj.get("metadata") or {}
         key = (storage, str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
-        if key[1] and key[2]:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-                return hit[0]
+        exact = bool(key[1] and key[2])
+        hit = self._items.get(key) if exact else None
+        if hit is not None:
+            return hit
         stored = stored_from_object(obj, storage)
         size = footprint(stored.record)
-        if key[1] and key[2] and size <= self._max_bytes // 4:
-            self._items[key] = (stored, size)
-            self._bytes += size
-            while len(self._items) > self._max or self._bytes > self._max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
+        if exact and size <= self._items.budget // 4:
+            self._items.put(key, stored, size)
         return stored

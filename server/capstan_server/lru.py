@@ -1,6 +1,6 @@
-"""A least-recently-used map under a byte budget: what the catalog keeps in memory (parsed
-indexes, files read from archives) can never grow past its budget, however many repositories
-and charts are asked for."""
+"""A least-recently-used map under a byte budget (and, optionally, a number of items): what the
+server keeps in memory (parsed indexes, files read from archives, decoded release records, list
+rows and their JSON) can never grow past its budget, however much is asked for."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ V = TypeVar("V")
 
 class ByteLRU(Generic[K, V]):
     """`get`/`put`/`pop`; each value has a cost in bytes, and the least recently used values go
-    once the costs pass `budget`. A value costing more than the whole budget is not kept."""
+    once the costs pass `budget` (or their number passes `max_items`). A value costing more
+    than the whole budget is not kept."""
 
-    def __init__(self, budget: int) -> None:
+    def __init__(self, budget: int, *, max_items: int | None = None) -> None:
         self.budget = budget
+        self.max_items = max_items
         self.used = 0
         self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
 
@@ -39,7 +41,8 @@ class ByteLRU(Generic[K, V]):
             return
         self._items[key] = (value, cost)
         self.used += cost
-        while self.used > self.budget:
+        while self.used > self.budget or (
+                self.max_items is not None and len(self._items) > self.max_items):
             _, (_, dropped) = self._items.popitem(last=False)
             self.used -= dropped
 
