@@ -140,7 +140,10 @@ def test_a_full_queue_is_raised_once_the_retries_are_spent(fake: FakeCapstan) ->
 
 
 def test_a_hint_past_the_deadline_is_not_waited_for(fake: FakeCapstan) -> None:
-    fake.reply("CreateRelease", queue_full(30))
+    # The call's deadline is its operation timeout plus OPERATION_MARGIN_S (31 s here); the
+    # hint must lie past it even before jitter (up to +20 %) is added, or it may be waited for.
+    hint = 2 * (1 + OPERATION_MARGIN_S)
+    fake.reply("CreateRelease", queue_full(hint))
 
     started = time.monotonic()
     client = CapstanClient(fake.target, timeout=2, retries=FAST)
