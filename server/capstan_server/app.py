@@ -31,7 +31,7 @@ from capstan_server.auth.options import SecurityOptions
 from capstan_server.auth.setup import AuthSetupError, ServerAuth
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.errors import CapstanError
-from capstan_server.gateway import Operations, build_gateway, capstan_services
+from capstan_server.gateway import InProcessCalls, Operations, build_gateway, capstan_services
 from capstan_server.gateway.guard import GuardOptions
 from capstan_server.interceptors import RpcInterceptor
 from capstan_server.limits import (
@@ -150,6 +150,7 @@ class CapstanServer:
         self._grpc: grpc.aio.Server | None = None
         self._health: health_aio.HealthServicer | None = None
         self._channel: grpc.aio.Channel | None = None
+        self._local: InProcessCalls | None = None
         self._http: web.AppRunner | None = None
         self._dev: DevEnvironment | None = None
         self._recovery: asyncio.Task[None] | None = None
@@ -298,16 +299,22 @@ class CapstanServer:
     async def _start_grpc(self) -> None:
         services = self.services
         # LimitsInterceptor runs inside RpcInterceptor, which maps the errors it raises.
+        # Authentication first: a caller without a credential learns nothing else.
+        interceptors = [self._interceptor, self.auth.interceptor, LimitsInterceptor(),
+                        *self.options.interceptors]
         server = grpc.aio.server(
-            # Authentication first: a caller without a credential learns nothing else.
-            interceptors=[self._interceptor, self.auth.interceptor, LimitsInterceptor(),
-                          *self.options.interceptors],
+            interceptors=interceptors,
             options=[*_grpc_options(self.options.max_message_bytes), *_SERVER_ONLY_OPTIONS],
         )
         self._grpc = server
-        release_pb2_grpc.add_ReleaseServiceServicer_to_server(services.release, server)
-        chart_pb2_grpc.add_ChartServiceServicer_to_server(services.chart, server)
-        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(services.cluster, server)
+        # The gateway's unary calls: the same handlers behind the same interceptors.
+        self._local = InProcessCalls(interceptors,
+                                     max_message_bytes=self.options.max_message_bytes)
+        targets: tuple[Any, ...] = (server, self._local)
+        for target in targets:
+            release_pb2_grpc.add_ReleaseServiceServicer_to_server(services.release, target)
+            chart_pb2_grpc.add_ChartServiceServicer_to_server(services.chart, target)
+            cluster_pb2_grpc.add_ClusterServiceServicer_to_server(services.cluster, target)
         self._health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         # The health servicer starts out saying SERVING for "": not true until start() is done.
@@ -366,6 +373,7 @@ class CapstanServer:
             ),
             forward=self.auth.forward,
             dialect=self.options.rest_dialect,
+            local=self._local,
         )
         # One log line per call comes from the gRPC interceptor; an HTTP access log would double it.
         # aiohttp answers request lines and headers over its own limits in plain text, before

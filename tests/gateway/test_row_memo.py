@@ -30,17 +30,22 @@ def _page(count: int, *, status: str = "deployed") -> release_pb2.ListReleasesRe
     return page
 
 
+LIST = release_pb2.ListReleasesResponse
+HISTORY = release_pb2.GetReleaseHistoryResponse
+
+
 def _copy(page: release_pb2.ListReleasesResponse) -> release_pb2.ListReleasesResponse:
-    return release_pb2.ListReleasesResponse.FromString(page.SerializeToString())
+    return LIST.FromString(page.SerializeToString())
 
 
 def test_the_answer_is_what_encoding_the_whole_response_gives() -> None:
     memo, route = RowMemo(), _route("ListReleases")
     page = _page(5)
     expected = dumps(response_json(route, _copy(page)))
-    assert dumps(memo.response_json(route, _copy(page))) == expected  # rows encoded
+    wire = page.SerializeToString()
+    assert dumps(memo.response_json(route, LIST, wire)) == expected  # rows encoded
     assert len(memo) == 6  # the releases, and the unreachable cluster
-    assert dumps(memo.response_json(route, _copy(page))) == expected  # rows from the memo
+    assert dumps(memo.response_json(route, LIST, wire)) == expected  # rows from the memo
     body = json.loads(expected)
     assert body["releases"][0]["config"] == {"image": {"tag": "é"}, "replicaCount": 3}
     assert body["unreachable_clusters"][0]["name"] == "far" and body["total"] == 10
@@ -48,29 +53,24 @@ def test_the_answer_is_what_encoding_the_whole_response_gives() -> None:
 
 def test_a_changed_row_is_encoded_anew() -> None:
     memo, route = RowMemo(), _route("ListReleases")
-    memo.response_json(route, _page(3))
+    memo.response_json(route, LIST, _page(3).SerializeToString())
     failed = _page(3, status="failed")
-    body = json.loads(dumps(memo.response_json(route, _copy(failed))))
+    body = json.loads(dumps(memo.response_json(route, LIST, failed.SerializeToString())))
     assert [r["status"] for r in body["releases"]] == ["failed"] * 3
     assert len(memo) == 7  # 3 + 3 releases, 1 unreachable cluster
 
 
-def _revisions(history: release_pb2.GetReleaseHistoryResponse
-               ) -> release_pb2.GetReleaseHistoryResponse:
-    return release_pb2.GetReleaseHistoryResponse.FromString(history.SerializeToString())
-
-
 def test_a_bare_array_answer_and_json_s_fallback() -> None:
     memo, route = RowMemo(), _route("GetReleaseHistory")
-    history = release_pb2.GetReleaseHistoryResponse()
+    history = HISTORY()
     history.revisions.add(revision=1, status="superseded", chart="etcd-8.11.1")
     history.revisions.add(revision=2, status="deployed", description="é")
-    again = release_pb2.GetReleaseHistoryResponse.FromString(history.SerializeToString())
-    expected = dumps(response_json(route, again))
+    wire = history.SerializeToString()
+    expected = dumps(response_json(route, HISTORY.FromString(wire)))
     assert json.loads(expected)[1]["revision"] == 2  # the bare `revisions` array
-    assert dumps(memo.response_json(route, _revisions(history))) == expected
+    assert dumps(memo.response_json(route, HISTORY, wire)) == expected
     # What orjson refuses elsewhere in the answer is written by json, rows included.
-    data = {"rows": memo.response_json(route, _revisions(history)), "big": 2**64}
+    data = {"rows": memo.response_json(route, HISTORY, wire), "big": 2**64}
     assert json.loads(dumps(data)) == {"rows": json.loads(expected), "big": 2**64}
 
 
@@ -80,5 +80,12 @@ def test_the_memo_stays_within_its_bytes() -> None:
         page = release_pb2.ListReleasesResponse()
         for i in range(start, start + 50):
             page.releases.add(id=f"id-{i}", name=f"r{i}", config=struct_pb2.Struct())
-        memo.response_json(route, page)
+        memo.response_json(route, LIST, page.SerializeToString())
     assert 0 < len(memo) < 400 and memo.bytes <= 40_000
+
+
+def test_an_empty_answer_still_has_its_rows_key() -> None:
+    memo, route = RowMemo(), _route("ListReleases")
+    expected = dumps(response_json(route, LIST()))
+    assert dumps(memo.response_json(route, LIST, b"")) == expected
+    assert json.loads(expected)["releases"] == []

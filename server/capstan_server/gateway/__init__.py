@@ -14,6 +14,7 @@ from capstan.v1 import chart_pb2, cluster_pb2, release_pb2
 from capstan_server.auth.openapi import add_security
 from capstan_server.gateway.app import Forward, Gateway
 from capstan_server.gateway.guard import GuardOptions, guard_middleware
+from capstan_server.gateway.in_process import InProcessCalls
 from capstan_server.gateway.kubeserver import CAPSTAN
 from capstan_server.gateway.openapi import build_openapi
 from capstan_server.gateway.operations import Operations
@@ -60,9 +61,11 @@ def build_gateway(
     guard: GuardOptions | None = None,
     forward: Forward | None = None,
     dialect: str = CAPSTAN,
+    local: InProcessCalls | None = None,
 ) -> web.Application:
     """The aiohttp application serving the REST API of `services` (default: Capstan's);
-    `forward(request)` gives metadata to add to each gRPC call (the gateway's credential)."""
+    `forward(request)` gives metadata to add to each gRPC call (the gateway's credential);
+    `local`, the server's in-process calls, serves unary calls without the loopback hop."""
     routes: list[Route] = build_routes(services if services is not None else capstan_services())
     document = build_openapi(
         routes,
@@ -81,8 +84,9 @@ def build_gateway(
         middlewares=[guard_middleware(guard or GuardOptions())],
         forward=forward,
         dialect=dialect,
+        local=local,
     )
     return gateway.application()
 
 
-__all__ = ["Operations", "build_gateway", "capstan_services"]
+__all__ = ["InProcessCalls", "Operations", "build_gateway", "capstan_services"]

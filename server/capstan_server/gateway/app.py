@@ -1,8 +1,10 @@
 """The REST gateway: an aiohttp application that forwards each routed request to the gRPC server.
 
-Every call goes over a loopback `grpc.aio` channel to the server's own gRPC port, so REST and
-gRPC take exactly one path (interceptor, logging, error mapping). Errors come back as the JSON
-body `{code, status, message, details}` with the HTTP status of `errors.http_status`.
+Unary calls are served in-process by the server's own handlers behind its own interceptors
+(`in_process.py`); streams go over a loopback `grpc.aio` channel to the server's gRPC port.
+Either way REST and gRPC take exactly one path (interceptors, logging, error mapping). Errors
+come back as the JSON body `{code, status, message, details}` with the HTTP status of
+`errors.http_status`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from google.rpc import status_pb2
 from capstan.client.messages import whole_numbers
 from capstan_server import request_ids
 from capstan_server.errors import http_status
+from capstan_server.gateway.in_process import InProcessCalls, UnaryCall
 from capstan_server.gateway.json_body import dumps, json_response
 from capstan_server.gateway.kubeserver import (
     CAPSTAN,
@@ -109,7 +112,8 @@ def _detail_json(detail: Any) -> Any:
 
 
 class Gateway:
-    """Builds the aiohttp application for a route table and a loopback channel."""
+    """Builds the aiohttp application for a route table, a loopback channel and, when the
+    server runs in this process, its in-process calls (`local`)."""
 
     def __init__(
         self,
@@ -117,6 +121,7 @@ class Gateway:
         routes: Sequence[Route],
         *,
         is_ready: Callable[[], bool],
+        local: InProcessCalls | None = None,
         openapi: dict[str, Any],
         operations: Operations | None = None,
         middlewares: Sequence[Any] = (),
@@ -125,6 +130,7 @@ class Gateway:
     ) -> None:
         self._middlewares = list(middlewares)
         self._channel = channel
+        self._local = local
         self._forward = forward
         #: `--rest-dialect`: kubeserver's answers and error bodies when KUBESERVER.
         self._dialect = dialect
@@ -177,21 +183,24 @@ class Gateway:
 
             return stream
 
-        unary_call = self._channel.unary_unary(
-            route.grpc_path,
-            request_serializer=serialize,
-            response_deserializer=response_type.FromString,
-        )
+        # Capstan's answers are read from the wire (the row memo); kubeserver's reshape them.
+        deserialize = _raw if self._answers is None else response_type.FromString
+        unary_call: UnaryCall
+        if self._local is not None and self._local.serves(route.grpc_path):
+            unary_call = self._local.unary_unary(route.grpc_path, deserialize)
+        else:
+            unary_call = self._channel.unary_unary(
+                route.grpc_path, request_serializer=serialize, response_deserializer=deserialize)
 
         async def unary(request: web.Request) -> web.StreamResponse:
             message = await _request_message(route, request, self._dialect)
             metadata = self._metadata(request)
             try:
-                answer = await unary_call(message, metadata=metadata)
+                answer: Any = await unary_call(message, metadata=metadata)
             except grpc.aio.AioRpcError as exc:
                 return _rpc_error_response(exc)
             if self._answers is None:
-                return json_response(self._rows.response_json(route, answer))
+                return json_response(self._rows.response_json(route, response_type, answer))
             data = await self._answers.answer(route, response_json(route, answer), metadata)
             return json_response(data)
 
@@ -204,6 +213,10 @@ class Gateway:
 
 def _serialize(message: Message) -> bytes:
     return message.SerializeToString()
+
+
+def _raw(wire: bytes) -> bytes:
+    return wire
 
 
 async def _request_message(route: Route, request: web.Request, dialect: str) -> Message:

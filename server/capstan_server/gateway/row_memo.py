@@ -2,15 +2,17 @@
 
 A page of 200 releases costs ~12 us per row in `to_dict`, most of the gateway's time for a
 list. The rows of one state of the server's caches come back byte for byte the same on every
-page walk, so each row's JSON (by `json_body.dumps`, the one encoding) is kept against its
-deterministic wire bytes and spliced into the answer as an `orjson.Fragment`. The key is the
-whole row: a hit is exact, and the JSON is a function of nothing but the bytes the caller was
-sent (nothing crosses from one caller to another). Least recently used rows go first, past
-`max_bytes` of keys and JSON.
+page walk, so each row's JSON (by `json_body.dumps`, the one encoding) is kept against its wire
+bytes and spliced into the answer as an `orjson.Fragment`. The answer is read from the wire
+(`wire.split_fields`): a row found in the memo is never parsed. The key is the whole row: a hit
+is exact, and the JSON is a function of nothing but the bytes the caller was sent (nothing
+crosses from one caller to another). Least recently used rows go first, past `max_bytes` of
+keys and JSON.
 """
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, cast
 
 import orjson
@@ -19,21 +21,25 @@ from google.protobuf.message import Message
 
 from capstan_server.gateway.json_body import dumps
 from capstan_server.gateway.routes import Route
-from capstan_server.gateway.transcode import message_json
+from capstan_server.gateway.transcode import message_class, message_json
 from capstan_server.lru import ByteLRU
+from capstan_server.wire import split_fields
 
 DEFAULT_MAX_BYTES = 16 << 20
 _ENTRY_OVERHEAD = 200  # a key, a Fragment and an LRU node, beyond their bytes
 
-_row_fields_of: dict[Descriptor, tuple[FieldDescriptor, ...]] = {}
+#: (field, its message class, that message's full name)
+_Rows = tuple[tuple[FieldDescriptor, type[Message], str], ...]
+_row_fields_of: dict[Descriptor, _Rows] = {}
 
 
-def _row_fields(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
-    """A response's repeated message fields (its rows): their JSON key is their name."""
+def _row_fields(descriptor: Descriptor) -> _Rows:
+    """A response's repeated message fields (its rows); their JSON key is their name."""
     found = _row_fields_of.get(descriptor)
     if found is None:
         found = _row_fields_of[descriptor] = tuple(
-            f for f in descriptor.fields
+            (f, message_class(f.message_type), f.message_type.full_name)
+            for f in descriptor.fields
             if f.is_repeated and f.message_type is not None
             and not f.message_type.GetOptions().map_entry
             and not f.message_type.full_name.startswith("google.protobuf."))
@@ -44,7 +50,7 @@ class RowMemo:
     """See the module docstring; one per gateway (one event loop: no locking)."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self._items: ByteLRU[tuple[str, bytes], orjson.Fragment] = ByteLRU(max_bytes)
+        self._items: ByteLRU[tuple[str, builtins.bytes], orjson.Fragment] = ByteLRU(max_bytes)
 
     @property
     def bytes(self) -> int:
@@ -53,26 +59,26 @@ class RowMemo:
     def __len__(self) -> int:
         return len(self._items)
 
-    def response_json(self, route: Route, message: Message) -> Any:
-        """What `transcode.response_json` answers, rows spliced in from the memo. Consumes
-        `message` (its rows are cleared once encoded)."""
-        fields = _row_fields(cast(Descriptor, message.DESCRIPTOR))
-        rows = {f.name: [self._row(row) for row in getattr(message, f.name)] for f in fields}
-        for name in rows:
-            message.ClearField(name)
-        data = message_json(message)
-        data.update(rows)
+    def response_json(
+        self, route: Route, response_type: type[Message], wire: builtins.bytes
+    ) -> Any:
+        """What `transcode.response_json` answers for the `response_type` message `wire`, rows
+        spliced in from the memo. DecodeError when `wire` is no such message."""
+        fields = _row_fields(cast(Descriptor, response_type.DESCRIPTOR))
+        rest, rows = split_fields(wire, [f.number for f, _, _ in fields])
+        data = message_json(response_type.FromString(rest))
+        for field, row_type, kind in fields:
+            data[field.name] = [self._row(row_type, kind, row) for row in rows[field.number]]
         return data[route.response_body] if route.response_body else data
 
-    def _row(self, row: Message) -> orjson.Fragment:
-        key = (cast(Descriptor, row.DESCRIPTOR).full_name,
-               row.SerializeToString(deterministic=True))
+    def _row(self, row_type: type[Message], kind: str, wire: builtins.bytes) -> orjson.Fragment:
+        key = (kind, wire)
         hit = self._items.get(key)
         if hit is not None:
             return hit
-        text = dumps(message_json(row))
+        text = dumps(message_json(row_type.FromString(wire)))
         fragment = orjson.Fragment(text)
-        size = len(key[1]) + len(text) + _ENTRY_OVERHEAD
+        size = len(wire) + len(text) + _ENTRY_OVERHEAD
         if size <= self._items.budget // 16:  # no one row crowds the others out
             self._items.put(key, fragment, size)
         return fragment

@@ -14,6 +14,7 @@ so both memos are keyed on object identity, checked against the object they were
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,11 +25,14 @@ from capstan_server.drivers.base import ReleaseRecord, Status
 from capstan_server.lru import ByteLRU
 from capstan_server.services import messages as msg
 from capstan_server.services.addressing import LocatedRelease
+from capstan_server.wire import length_delimited
 
 #: Rows kept as wire bytes (about one per release, for 20,000 releases).
 MAX_ROWS = 20_000
 #: Filtered, ordered lists kept (one per filter combination in use).
 _MAX_VIEWS = 64
+#: Row views numbered (one per cluster, namespace and caller's fields in use).
+_MAX_ROW_VIEWS = 4096
 #: The field number of ListReleasesResponse.releases.
 RELEASES_FIELD = release_pb2.ListReleasesResponse.DESCRIPTOR.fields_by_name["releases"].number
 
@@ -42,20 +46,6 @@ STATUS_FLAGS: dict[str, Callable[[Status], bool]] = {
 }
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
-
-
-def length_delimited(number: int, payload: bytes) -> bytes:
-    """`payload` as field `number` of a message on the protobuf wire (tag, length, bytes)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -78,8 +68,12 @@ class ReleaseRows:
     """The two memos of the module docstring; one per servicer (one event loop)."""
 
     def __init__(self, max_rows: int = MAX_ROWS) -> None:
-        # (Counted, not weighed: each row costs 1.)
-        self._rows: ByteLRU[tuple[Any, ...], tuple[ReleaseRecord, bytes]] = ByteLRU(max_rows)
+        # A row is kept by (record, view): the view is what else its message shows (cluster,
+        # namespace UID, the caller's fields), numbered once a page, so that the key of each
+        # row is two integers. (Counted, not weighed: each row costs 1.)
+        self._rows: ByteLRU[tuple[int, int], tuple[ReleaseRecord, bytes]] = ByteLRU(max_rows)
+        self._row_views: dict[tuple[Any, ...], int] = {}
+        self._view_numbers = itertools.count()
         self._views: dict[tuple[Any, ...], tuple[list[LocatedRelease], list[LocatedRelease]]] = {}
 
     def rows(self, found: list[LocatedRelease], filters: Filters) -> list[LocatedRelease]:
@@ -97,28 +91,41 @@ class ReleaseRows:
     def page(self, shown: list[LocatedRelease],
              uids: dict[str, dict[str, str]]) -> release_pb2.ListReleasesResponse:
         """The rows `shown` (no details), `uids` the namespace UIDs by cluster id."""
-        callers: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {}
-        return release_pb2.ListReleasesResponse.FromString(
-            b"".join(self._row(r, uids.get(r.cluster.id, {}), callers) for r in shown))
+        views: dict[tuple[str, str], int] = {}
+        wires = []
+        for row in shown:
+            record, cluster = row.record, row.cluster
+            where = (cluster.id, record.namespace)
+            view = views.get(where)
+            if view is None:  # per cluster and namespace, once a page
+                view = views[where] = self._view_number(row, uids.get(cluster.id, {}))
+            key = (id(record), view)
+            held = self._rows.get(key)
+            if held is None or held[0] is not record:
+                held = (record, self._wire(row, uids.get(cluster.id, {})))
+                self._rows.put(key, held, 1)
+            wires.append(held[1])
+        return release_pb2.ListReleasesResponse.FromString(b"".join(wires))
 
-    def _row(self, row: LocatedRelease, uids: dict[str, str],
-             callers: dict[tuple[str, str], tuple[tuple[str, Any], ...]]) -> bytes:
-        uid = uids.get(row.record.namespace, "")
-        where = (row.cluster.name, row.record.namespace)
-        caller = callers.get(where)
-        if caller is None:  # per cluster and namespace, once a page
-            caller = callers[where] = tuple(msg.caller_fields(*where).items())
-        key = (id(row.record), row.cluster.id, row.cluster.name, uid, caller)
-        held = self._rows.get(key)
-        if held is not None and held[0] is row.record:
-            return held[1]
-        message = msg.release_message(row.record, row.cluster, namespace_uid=uid)
+    def _view_number(self, row: LocatedRelease, uids: dict[str, str]) -> int:
+        namespace = row.record.namespace
+        caller = tuple(msg.caller_fields(row.cluster.name, namespace).items())
+        view = (row.cluster.id, row.cluster.name, uids.get(namespace, ""), caller)
+        number = self._row_views.get(view)
+        if number is None:
+            if len(self._row_views) > _MAX_ROW_VIEWS:
+                self._row_views.clear()  # numbers are never reused: old rows just go unused
+            number = self._row_views[view] = next(self._view_numbers)
+        return number
+
+    @staticmethod
+    def _wire(row: LocatedRelease, uids: dict[str, str]) -> bytes:
+        message = msg.release_message(row.record, row.cluster,
+                                      namespace_uid=uids.get(row.record.namespace, ""))
         # A page of many releases must not carry all their values (possibly megabytes each);
         # GetRelease, or `details`, shows them.
         message.ClearField("config")
-        wire = length_delimited(RELEASES_FIELD, message.SerializeToString())
-        self._rows.put(key, (row.record, wire), 1)
-        return wire
+        return length_delimited(RELEASES_FIELD, message.SerializeToString())
 
 
 def _filtered(found: list[LocatedRelease], filters: Filters) -> list[LocatedRelease]:

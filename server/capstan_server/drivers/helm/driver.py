@@ -24,6 +24,7 @@ import base64
 import builtins
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
@@ -97,6 +98,12 @@ def _latest_selector(ref: ReleaseRef) -> str:
     return f"owner=helm,name={ref.name},status!=superseded"
 
 
+@functools.lru_cache(maxsize=256)
+def _digest(kubeconfig: str) -> str:
+    """What tells one kubeconfig of a cluster from the next (asked on every call)."""
+    return hashlib.sha256(kubeconfig.encode()).hexdigest()
+
+
 def _highest(found: list[StoredRecord]) -> StoredRecord | None:
     return max(found, key=lambda s: s.record.revision, default=None)
 
@@ -154,7 +161,7 @@ class HelmDriver:
     # -- clusters -------------------------------------------------------------------------------
 
     def _client(self, cluster: ClusterTarget) -> KubeClient:
-        digest = hashlib.sha256(cluster.kubeconfig.encode()).hexdigest()
+        digest = _digest(cluster.kubeconfig)
         key = (cluster.id, digest, cluster.act_as)
         client = self._clients.get(key)
         if client is None:
@@ -173,7 +180,7 @@ class HelmDriver:
     def _cluster_cache(self, caches: _Caches[_C], cluster: ClusterTarget,
                        make: Callable[[KubeClient], _C]) -> _C:
         """A cache of the cluster, started on first use (one per kubeconfig and loop)."""
-        digest = hashlib.sha256(cluster.kubeconfig.encode()).hexdigest()
+        digest = _digest(cluster.kubeconfig)
         loop = asyncio.get_running_loop()
         held = caches.get(cluster.id)
         if held is not None and held[:2] == (digest, loop):
