@@ -61,7 +61,7 @@ def answer(base: str, method: str, path: str, token: str | None, body: Any = Non
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(base + path, method=method, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
