@@ -81,7 +81,7 @@ def test_the_memo_stays_within_its_bytes() -> None:
         for i in range(start, start + 50):
             page.releases.add(id=f"id-{i}", name=f"r{i}", config=struct_pb2.Struct())
         memo.response_json(route, LIST, page.SerializeToString())
-    assert 0 < len(memo) < 400 and memo.bytes <= 40_000
+    assert 0 < len(memo) < 400 and memo.bytes <= 40_000  # rows and whole answers together
 
 
 def test_an_empty_answer_still_has_its_rows_key() -> None:
@@ -89,3 +89,18 @@ def test_an_empty_answer_still_has_its_rows_key() -> None:
     expected = dumps(response_json(route, LIST()))
     assert dumps(memo.response_json(route, LIST, b"")) == expected
     assert json.loads(expected)["releases"] == []
+
+
+def test_an_answer_asked_again_is_one_lookup_and_exact() -> None:
+    memo, route = RowMemo(), _route("ListReleases")
+    wire = _page(5).SerializeToString()
+    first = memo.response_json(route, LIST, wire)
+    held = memo.bytes
+    again = memo.response_json(route, LIST, bytes(wire))  # equal bytes, another object
+    assert again is first and memo.bytes == held
+    other = _page(5, status="failed").SerializeToString()
+    assert dumps(memo.response_json(route, LIST, other)) == dumps(
+        response_json(route, LIST.FromString(other)))
+    # The same bytes answered on another route are that route's answer, not this one's.
+    history = _route("GetReleaseHistory")
+    assert memo.response_json(history, HISTORY, b"") is not first

@@ -183,7 +183,7 @@ class Gateway:
 
             return stream
 
-        # Capstan's answers are read from the wire (the row memo); kubeserver's reshape them.
+        # Capstan's answers are read from the wire (row_memo); kubeserver's reshape them.
         deserialize = _raw if self._answers is None else response_type.FromString
         unary_call: UnaryCall
         if self._local is not None and self._local.serves(route.grpc_path):

@@ -1,13 +1,15 @@
-"""The JSON of listed rows, kept by their wire bytes.
+"""The JSON of listed rows, and of whole list answers, kept by their wire bytes.
 
 A page of 200 releases costs ~12 us per row in `to_dict`, most of the gateway's time for a
 list. The rows of one state of the server's caches come back byte for byte the same on every
 page walk, so each row's JSON (by `json_body.dumps`, the one encoding) is kept against its wire
 bytes and spliced into the answer as an `orjson.Fragment`. The answer is read from the wire
-(`wire.split_fields`): a row found in the memo is never parsed. The key is the whole row: a hit
-is exact, and the JSON is a function of nothing but the bytes the caller was sent (nothing
-crosses from one caller to another). Least recently used rows go first, past `max_bytes` of
-keys and JSON.
+(`wire.split_fields`): a row found in the memo is never parsed. A whole answer with rows is
+kept the same way, so a page asked again while nothing changed (a dashboard's poll, a second
+walk) is one lookup. The key is always the whole of the bytes: a hit is exact, and the JSON is
+a function of nothing but the bytes the caller was sent (nothing crosses from one caller to
+another). Least recently used entries go first, past `max_bytes` of keys and JSON (half of it
+for rows, half for whole answers).
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ from google.protobuf.message import Message
 
 from capstan_server.gateway.json_body import dumps
 from capstan_server.gateway.routes import Route
-from capstan_server.gateway.transcode import message_class, message_json
+from capstan_server.gateway.transcode import message_class, message_json, response_json
 from capstan_server.lru import ByteLRU
 from capstan_server.wire import split_fields
 
-DEFAULT_MAX_BYTES = 16 << 20
+#: Both memos together: half for rows, half for whole answers.
+DEFAULT_MAX_BYTES = 32 << 20
 _ENTRY_OVERHEAD = 200  # a key, a Fragment and an LRU node, beyond their bytes
 
 #: (field, its message class, that message's full name)
@@ -50,11 +53,14 @@ class RowMemo:
     """See the module docstring; one per gateway (one event loop: no locking)."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self._items: ByteLRU[tuple[str, builtins.bytes], orjson.Fragment] = ByteLRU(max_bytes)
+        self._items: ByteLRU[tuple[str, builtins.bytes], orjson.Fragment] = ByteLRU(
+            max_bytes // 2)
+        self._answers: ByteLRU[tuple[str, builtins.bytes], orjson.Fragment] = ByteLRU(
+            max_bytes // 2)
 
     @property
     def bytes(self) -> int:
-        return self._items.used
+        return self._items.used + self._answers.used
 
     def __len__(self) -> int:
         return len(self._items)
@@ -62,14 +68,26 @@ class RowMemo:
     def response_json(
         self, route: Route, response_type: type[Message], wire: builtins.bytes
     ) -> Any:
-        """What `transcode.response_json` answers for the `response_type` message `wire`, rows
-        spliced in from the memo. DecodeError when `wire` is no such message."""
+        """What `transcode.response_json` answers for the `response_type` message `wire` (for
+        an answer with rows, its JSON bytes as one `orjson.Fragment`), rows spliced in from
+        the memo. DecodeError when `wire` is no such message."""
         fields = _row_fields(cast(Descriptor, response_type.DESCRIPTOR))
+        if not fields:
+            return response_json(route, response_type.FromString(wire))
+        key = (route.grpc_path, wire)  # (the route says which part of the message is answered)
+        whole = self._answers.get(key)
+        if whole is not None:
+            return whole
         rest, rows = split_fields(wire, [f.number for f, _, _ in fields])
         data = message_json(response_type.FromString(rest))
         for field, row_type, kind in fields:
             data[field.name] = [self._row(row_type, kind, row) for row in rows[field.number]]
-        return data[route.response_body] if route.response_body else data
+        text = dumps(data[route.response_body] if route.response_body else data)
+        whole = orjson.Fragment(text)
+        size = len(wire) + len(text) + _ENTRY_OVERHEAD
+        if size <= self._answers.budget // 4:
+            self._answers.put(key, whole, size)
+        return whole
 
     def _row(self, row_type: type[Message], kind: str, wire: builtins.bytes) -> orjson.Fragment:
         key = (kind, wire)

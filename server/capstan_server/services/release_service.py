@@ -298,11 +298,12 @@ class ReleaseServicer(release_pb2_grpc.ReleaseServiceServicer):
         # Rows of a cluster answered from its last state get nothing live from it (namespace
         # ids, resources): asking would wait on the cluster that just failed to answer.
         stale = {d.cluster.id for d in down}
-        in_use = {r.cluster.id: r.cluster for r in shown if r.cluster.id not in stale}
+        in_use: dict[str, tuple[ClusterRow, set[str]]] = {}
+        for r in shown:
+            if r.cluster.id not in stale:
+                in_use.setdefault(r.cluster.id, (r.cluster, set()))[1].add(r.record.namespace)
         uid_maps = await asyncio.gather(*(
-            self._list_namespace_uids(
-                c, {r.record.namespace for r in shown if r.cluster.id == c.id})
-            for c in in_use.values()))
+            self._list_namespace_uids(c, namespaces) for c, namespaces in in_use.values()))
         uids = dict(zip(in_use, uid_maps, strict=True))
         if request.details:
             response = release_pb2.ListReleasesResponse(releases=await asyncio.gather(
