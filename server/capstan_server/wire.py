@@ -40,14 +40,12 @@ def split_fields(wire: bytes, numbers: Collection[int]) -> tuple[bytes, dict[int
         number, kind = tag >> 3, tag & 7
         if kind == _LENGTH_DELIMITED:
             length, pos = _read_varint(wire, pos)
-            stop = pos + length
-            if stop > end:
+            start_of_value, pos = pos, pos + length
+            if pos > end:
                 raise DecodeError("truncated message")
             if number in found:
-                found[number].append(wire[pos:stop])
-                pos = stop
+                found[number].append(wire[start_of_value:pos])
                 continue
-            pos = stop
         elif kind == _VARINT:
             _, pos = _read_varint(wire, pos)
         elif kind == _FIXED64:

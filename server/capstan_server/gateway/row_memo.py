@@ -34,6 +34,8 @@ _ENTRY_OVERHEAD = 200  # a key, a Fragment and an LRU node, beyond their bytes
 #: (field, its message class, that message's full name)
 _Rows = tuple[tuple[FieldDescriptor, type[Message], str], ...]
 _row_fields_of: dict[Descriptor, _Rows] = {}
+#: JSON by (message type or route, wire bytes).
+_Memo = ByteLRU[tuple[str, bytes], orjson.Fragment]
 
 
 def _row_fields(descriptor: Descriptor) -> _Rows:
@@ -53,17 +55,15 @@ class RowMemo:
     """See the module docstring; one per gateway (one event loop: no locking)."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self._items: ByteLRU[tuple[str, builtins.bytes], orjson.Fragment] = ByteLRU(
-            max_bytes // 2)
-        self._answers: ByteLRU[tuple[str, builtins.bytes], orjson.Fragment] = ByteLRU(
-            max_bytes // 2)
+        self._rows: _Memo = ByteLRU(max_bytes // 2)
+        self._answers: _Memo = ByteLRU(max_bytes // 2)
 
     @property
     def bytes(self) -> int:
-        return self._items.used + self._answers.used
+        return self._rows.used + self._answers.used
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._rows)
 
     def response_json(
         self, route: Route, response_type: type[Message], wire: builtins.bytes
@@ -83,20 +83,23 @@ class RowMemo:
         for field, row_type, kind in fields:
             data[field.name] = [self._row(row_type, kind, row) for row in rows[field.number]]
         text = dumps(data[route.response_body] if route.response_body else data)
-        whole = orjson.Fragment(text)
-        size = len(wire) + len(text) + _ENTRY_OVERHEAD
-        if size <= self._answers.budget // 4:
-            self._answers.put(key, whole, size)
-        return whole
+        return _kept(self._answers, key, text, share=4)
 
     def _row(self, row_type: type[Message], kind: str, wire: builtins.bytes) -> orjson.Fragment:
         key = (kind, wire)
-        hit = self._items.get(key)
+        hit = self._rows.get(key)
         if hit is not None:
             return hit
         text = dumps(message_json(row_type.FromString(wire)))
-        fragment = orjson.Fragment(text)
-        size = len(wire) + len(text) + _ENTRY_OVERHEAD
-        if size <= self._items.budget // 16:  # no one row crowds the others out
-            self._items.put(key, fragment, size)
-        return fragment
+        return _kept(self._rows, key, text, share=16)  # no one row crowds the others out
+
+
+def _kept(memo: _Memo, key: tuple[str, builtins.bytes], text: builtins.bytes, *, share: int
+          ) -> orjson.Fragment:
+    """`text` as a Fragment, kept in `memo` under `key` (whose bytes are the wire) unless key
+    and JSON together would take more than 1/`share` of its budget."""
+    fragment = orjson.Fragment(text)
+    size = len(key[1]) + len(text) + _ENTRY_OVERHEAD
+    if size <= memo.budget // share:
+        memo.put(key, fragment, size)
+    return fragment
