@@ -2,7 +2,8 @@
 frozen cluster, and the bounded helm pool.
 
     .venv/bin/python bench/scale_bench.py [--quick] [--sizes 1000,10000] [--runs 5]
-                                          [--creates 50] [--helm helm3|helm4]
+                                          [--creates 50] [--rounds 6] [--helm helm3|helm4]
+                                          [--cases lists,frozen,pool]
 
 Prints one table (targets of issue 12 in the last column):
 
@@ -19,9 +20,11 @@ Prints one table (targets of issue 12 in the last column):
 - ListReleases p50 with one of two clusters frozen (SIGSTOP of its kubesim; target <= 50 ms).
 - `--creates` concurrent creates with --max-helm-processes 4 against an unbounded server:
   helm processes sampled (target: never more than 4), all deployed, total time (target: no
-  worse than unbounded), the median of 3 rounds taken in turns.
+  worse than unbounded): 6 rounds, each runs both back to back on a settled machine, and the
+  median of the rounds' ratios is compared (`pool_rows`).
 
-kubesim and Capstan run as processes of their own. `--quick`: sizes 100,300, 3 runs, 8 creates.
+kubesim and Capstan run as processes of their own. `--quick`: sizes 100,300, 3 runs, 8 creates,
+2 rounds.
 """
 
 from __future__ import annotations
@@ -227,6 +230,196 @@ def creates(target: str, count: int, namespace: str) -> tuple[float, int]:
     return time.monotonic() - started, statuses.count("deployed")
 
 
+def children_cpu_s(pid: int) -> float:
+    """CPU seconds of a process's children that have exited and been waited for (helm runs)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(limit: float = 30.0) -> None:
+    """Wait (up to `limit` seconds) until the machine is idle: at least 90% of the CPU over
+    half a second, so that a run does not pay for the work its predecessor left behind."""
+    def idle() -> tuple[int, int]:
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        idle0, all0 = idle()
+        time.sleep(0.5)
+        idle1, all1 = idle()
+        if idle1 - idle0 >= 0.9 * max(1, all1 - all0):
+            return
+
+
+def pool_rows(env: Stack, repo_url: str, burst: int, rounds: int
+              ) -> list[tuple[str, str, str, str]]:
+    """`burst` concurrent creates with --max-helm-processes 4 and unbounded, side by side.
+
+    Both servers (each with a kubesim of its own) are up at once and warmed up (helm's version,
+    the chart, the cluster's caches). Each round runs both, one right after the other, on a
+    settled machine, and which goes first alternates: a round's two runs see the same minutes
+    of this machine, whose speed drifts by half. Their ratio is the round's result, and the
+    median over the rounds is compared with the target. helm's CPU time per create shows
+    where the difference comes from (fewer processes at once contend less).
+    """
+    pools: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    for label, flags in (("bounded", ("--max-helm-processes", "4",
+                                      "--max-queued-writes", str(burst))),
+                         ("unbounded", ("--max-helm-processes", "1000"))):
+        _, path = env.kubesim(f"pool-{label}")
+        proc, target, _ = env.capstan(*flags)
+        with CapstanClient(target, timeout=600) as client:
+            client.create_cluster("c", path.read_text())
+            client.create_repository("samples", repo_url)
+        creates(target, 4, "warm-up")
+        pools[label] = (proc, target)
+    took: dict[str, list[float]] = {label: [] for label in pools}
+    cpu = dict.fromkeys(pools, 0.0)
+    deployed = dict.fromkeys(pools, 0)
+    most = dict.fromkeys(pools, 0)
+    for round_ in range(rounds):
+        for label in list(pools) if round_ % 2 == 0 else list(reversed(pools)):
+            proc, target = pools[label]
+            settle()
+            before = children_cpu_s(proc.pid)
+            with sampling(proc.pid) as seen:
+                seconds, ok = creates(target, burst, f"burst-{round_}")
+            cpu[label] += children_cpu_s(proc.pid) - before
+            took[label].append(seconds)
+            deployed[label] += ok
+            most[label] = max(most[label], *seen, 0)
+    ratios = sorted(b / u - 1 for b, u in zip(took["bounded"], took["unbounded"], strict=True))
+    total = burst * rounds
+    rows = []
+    for label, limit, target in (("bounded", "--max-helm-processes 4", " (target <= 4)"),
+                                 ("unbounded", "unbounded", "")):
+        rows.append((f"{burst} concurrent creates, {limit}",
+                     f"{statistics.median(took[label]) * 1000:.0f}", "",
+                     f"max {most[label]} helm at once{target}, {deployed[label]}/{total} "
+                     f"deployed, helm CPU {cpu[label] / total * 1000:.0f} ms per create"))
+    rows.append(("bounded vs unbounded, same round", "", "",
+                 f"{100 * statistics.median(ratios):+.0f}% (target <= 0%; median of {rounds} "
+                 f"rounds, from {100 * ratios[0]:+.0f}% to {100 * ratios[-1]:+.0f}%)"))
+    return rows
+
+
+def list_rows(env: Stack, archive: Path, sizes: list[int], runs: int
+              ) -> list[tuple[str, str, str, str]]:
+    """ListReleases at each size, realistic and small records, against `helm list`; RSS."""
+    rows: list[tuple[str, str, str, str]] = []
+    # Each size has its own kubesim and server, all up at once, and a page of 20 is timed
+    # on each in turn: the ratio between sizes is not the machine's speed drifting while
+    # the next size is seeded.
+    page20: dict[tuple[str, int], float] = {}
+    rss = started_full = (0.0, 0.0)
+    for kind in ("realistic", "small"):
+        listing: dict[int, tuple[subprocess.Popen[bytes], str, Helm, str]] = {}
+        sims: list[subprocess.Popen[bytes]] = []
+        template: dict[str, Any] = {}
+        for size in sizes:
+            sim, kubeconfig_path = env.kubesim(f"list-{kind}-{size}")
+            sims.append(sim)
+            kubeconfig = kubeconfig_path.read_text()
+            helm = Helm(env.helm_bin, kubeconfig_path, env.tmp / f"helm-{kind}-{size}")
+            if not template:
+                template = json.loads(helm("install", "template", str(archive), "-n",
+                                           "default", "-o", "json"))
+                helm("uninstall", "template", "-n", "default")
+                if kind == "small":
+                    template = small_template(template)
+            proc, target, url = env.capstan()
+            with CapstanClient(target, timeout=600) as client:
+                client.create_cluster("c", kubeconfig)
+            asyncio.run(seed(kubeconfig, template, 0, size))
+            wait_until(functools.partial(listed, url, size), f"{size} releases listed",
+                       timeout=600)
+            listing[size] = (proc, url, helm, kubeconfig)
+        rests = {size: Rest(url) for size, (_, url, _, _) in listing.items()}
+        samples: dict[int, list[float]] = {size: [] for size in sizes}
+        for turn in range(10 * runs + 2):
+            for size, rest in rests.items():
+                started = time.perf_counter()
+                rest.get("/api/releases?limit=20")
+                if turn:  # the first turn warms up
+                    samples[size].append((time.perf_counter() - started) * 1000)
+        for size in sizes:
+            page20[(kind, size)] = page = statistics.median(samples[size])
+            # (The lambdas run before the loop moves on: B023 does not apply.)
+            full = median_ms(lambda: walk(rests[size]), runs)  # noqa: B023
+            helm = listing[size][2]
+            theirs = median_ms(lambda: helm("list", "-A", "-o", "json", "--max", "0"),  # noqa: B023
+                               max(1, runs // 2))
+            target_x = 100 if kind == "realistic" else 20
+            rows.append((f"page of 20, {size} x 3 {kind}", f"{page:.1f}", "", ""))
+            rows.append((f"full walk (pages of 200), {size} x 3 {kind}", f"{full:.1f}",
+                         f"{theirs:.1f}", f"{theirs / full:.1f}x faster (target >= "
+                         f"{target_x}x at 1,000)"))
+        for rest in rests.values():
+            rest.close()
+        if kind == "realistic":
+            proc, _, _, kubeconfig = listing[sizes[-1]]
+            rss = memory_mb(proc.pid)
+            # A server started on a cluster that is already full: its first list of
+            # every record (decoded page by page) is what peaks.
+            fresh, fresh_target, fresh_url = env.capstan()
+            with CapstanClient(fresh_target, timeout=600) as client:
+                client.create_cluster("c", kubeconfig)
+            wait_until(functools.partial(listed, fresh_url, sizes[-1]),
+                       "a new server's first list", timeout=600)
+            started_full = memory_mb(fresh.pid)
+            fresh.terminate()
+        # Each server holds its cache, each kubesim its records: one kind at a time.
+        for proc in [*(p for p, _, _, _ in listing.values()), *sims]:
+            proc.terminate()
+    small, large = sizes[0], sizes[-1]
+    for kind in ("realistic", "small"):
+        ratio = page20[(kind, large)] / page20[(kind, small)]
+        rows.append((f"page of 20 at {large} vs {small}, {kind}", "", "",
+                     f"{ratio:.2f}x (target <= 1.5x)"))
+    rows.append((f"server RSS, {large} x 3 realistic cached", f"{rss[0]:.0f} MB", "",
+                 f"peak {rss[1]:.0f} MB (target <= 300 MB at 10,000)"))
+    rows.append((f"server RSS, started on {large} x 3 realistic", f"{started_full[0]:.0f} MB",
+                 "", f"peak {started_full[1]:.0f} MB (target <= 300 MB at 10,000)"))
+    return rows
+
+
+def frozen_rows(env: Stack, runs: int) -> list[tuple[str, str, str, str]]:
+    """ListReleases p50 with one of two clusters frozen (SIGSTOP of its kubesim)."""
+    near_proc, near_path = env.kubesim("near")
+    far_proc, far_path = env.kubesim("far")
+    server, target, url = env.capstan("--cluster-read-timeout", "1")
+    with CapstanClient(target, timeout=600) as client:
+        client.create_cluster("near", near_path.read_text())
+        client.create_cluster("far", far_path.read_text())
+    for path in (near_path, far_path):
+        template = small_template(json.loads(json.dumps({
+            "name": "t", "namespace": "default", "version": 1, "manifest": "",
+            "config": {}, "chart": {"metadata": {"name": "etcd", "version": "8.11.1"}},
+            "info": {"status": "deployed"}})))
+        asyncio.run(seed(path.read_text(), template, 0, 100))
+    wait_until(functools.partial(listed, url, 200),
+               "both clusters listed", timeout=120)
+    far_proc.send_signal(signal.SIGSTOP)
+    try:
+        # An answer from the far cluster (the seed's last watch events) proves it live for
+        # a while: lists in that while rightly answer fresh.
+        time.sleep(DEFAULT_FRESH_FOR + 0.5)
+        started = time.perf_counter()
+        get_json(f"{url}/api/releases?limit=20")  # waits up to the read timeout once
+        first = (time.perf_counter() - started) * 1000
+        frozen = median_ms(lambda: get_json(f"{url}/api/releases?limit=20"), max(runs, 9))
+        body = get_json(f"{url}/api/releases?limit=20")
+        stale = body["unreachable_clusters"][0]["stale_seconds"]
+    finally:
+        far_proc.send_signal(signal.SIGCONT)
+    for proc in (server, near_proc, far_proc):  # nothing left running for the next case
+        proc.terminate()
+    return [("list p50, one of two clusters frozen", f"{frozen:.1f}", "",
+                 f"target <= 50 ms; first list {first:.0f} ms, far reported "
+                 f"{stale:.1f}s stale")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--helm", choices=("helm3", "helm4"), default="helm3")
@@ -234,12 +427,16 @@ def main() -> None:
     parser.add_argument("--sizes", help="release counts (default 1000,10000)")
     parser.add_argument("--runs", type=int, help="runs per timed case (default 5)")
     parser.add_argument("--creates", type=int, help="concurrent creates (default 50)")
+    parser.add_argument("--rounds", type=int, help="rounds of creates (default 6)")
+    parser.add_argument("--cases", default="lists,frozen,pool",
+                        help="which parts to run (default lists,frozen,pool)")
     args = parser.parse_args()
+    cases = set(args.cases.split(","))
     sizes = [int(s) for s in (args.sizes or ("100,300" if args.quick else "1000,10000"))
              .split(",")]
     runs = args.runs or (3 if args.quick else 5)
     burst = args.creates or (8 if args.quick else 50)
-    rounds = 1 if args.quick else 3
+    rounds = args.rounds or (2 if args.quick else 6)
     helm_bin = TOOLS / args.helm
     rows: list[tuple[str, str, str, str]] = []
 
@@ -248,149 +445,13 @@ def main() -> None:
         env = Stack(tmp, helm_bin, stack)
         repo = ChartRepoServer(SAMPLE_CHARTS_DIR, TOOLS / "helm", out_dir=tmp / "repo")
         stack.enter_context(repo.serve_in_thread())
-        archive = next((tmp / "repo").glob("etcd-8.11.1.tgz"))
-
-        # -- lists: realistic and small records ------------------------------------------
-        # Each size has its own kubesim and server, all up at once, and a page of 20 is timed
-        # on each in turn: the ratio between sizes is not the machine's speed drifting while
-        # the next size is seeded.
-        page20: dict[tuple[str, int], float] = {}
-        rss = started_full = (0.0, 0.0)
-        for kind in ("realistic", "small"):
-            listing: dict[int, tuple[subprocess.Popen[bytes], str, Helm, str]] = {}
-            sims: list[subprocess.Popen[bytes]] = []
-            template: dict[str, Any] = {}
-            for size in sizes:
-                sim, kubeconfig_path = env.kubesim(f"list-{kind}-{size}")
-                sims.append(sim)
-                kubeconfig = kubeconfig_path.read_text()
-                helm = Helm(helm_bin, kubeconfig_path, tmp / f"helm-{kind}-{size}")
-                if not template:
-                    template = json.loads(helm("install", "template", str(archive), "-n",
-                                               "default", "-o", "json"))
-                    helm("uninstall", "template", "-n", "default")
-                    if kind == "small":
-                        template = small_template(template)
-                proc, target, url = env.capstan()
-                with CapstanClient(target, timeout=600) as client:
-                    client.create_cluster("c", kubeconfig)
-                asyncio.run(seed(kubeconfig, template, 0, size))
-                wait_until(functools.partial(listed, url, size), f"{size} releases listed",
-                           timeout=600)
-                listing[size] = (proc, url, helm, kubeconfig)
-            rests = {size: Rest(url) for size, (_, url, _, _) in listing.items()}
-            samples: dict[int, list[float]] = {size: [] for size in sizes}
-            for turn in range(10 * runs + 2):
-                for size, rest in rests.items():
-                    started = time.perf_counter()
-                    rest.get("/api/releases?limit=20")
-                    if turn:  # the first turn warms up
-                        samples[size].append((time.perf_counter() - started) * 1000)
-            for size in sizes:
-                page20[(kind, size)] = page = statistics.median(samples[size])
-                # (The lambdas run before the loop moves on: B023 does not apply.)
-                full = median_ms(lambda: walk(rests[size]), runs)  # noqa: B023
-                helm = listing[size][2]
-                theirs = median_ms(lambda: helm("list", "-A", "-o", "json", "--max", "0"),  # noqa: B023
-                                   max(1, runs // 2))
-                target_x = 100 if kind == "realistic" else 20
-                rows.append((f"page of 20, {size} x 3 {kind}", f"{page:.1f}", "", ""))
-                rows.append((f"full walk (pages of 200), {size} x 3 {kind}", f"{full:.1f}",
-                             f"{theirs:.1f}", f"{theirs / full:.1f}x faster (target >= "
-                             f"{target_x}x at 1,000)"))
-            for rest in rests.values():
-                rest.close()
-            if kind == "realistic":
-                proc, _, _, kubeconfig = listing[sizes[-1]]
-                rss = memory_mb(proc.pid)
-                # A server started on a cluster that is already full: its first list of
-                # every record (decoded page by page) is what peaks.
-                fresh, fresh_target, fresh_url = env.capstan()
-                with CapstanClient(fresh_target, timeout=600) as client:
-                    client.create_cluster("c", kubeconfig)
-                wait_until(functools.partial(listed, fresh_url, sizes[-1]),
-                           "a new server's first list", timeout=600)
-                started_full = memory_mb(fresh.pid)
-                fresh.terminate()
-            # Each server holds its cache, each kubesim its records: one kind at a time.
-            for proc in [*(p for p, _, _, _ in listing.values()), *sims]:
-                proc.terminate()
-        small, large = sizes[0], sizes[-1]
-        for kind in ("realistic", "small"):
-            ratio = page20[(kind, large)] / page20[(kind, small)]
-            rows.append((f"page of 20 at {large} vs {small}, {kind}", "", "",
-                         f"{ratio:.2f}x (target <= 1.5x)"))
-        rows.append((f"server RSS, {large} x 3 realistic cached", f"{rss[0]:.0f} MB", "",
-                     f"peak {rss[1]:.0f} MB (target <= 300 MB at 10,000)"))
-        rows.append((f"server RSS, started on {large} x 3 realistic", f"{started_full[0]:.0f} MB",
-                     "", f"peak {started_full[1]:.0f} MB (target <= 300 MB at 10,000)"))
-
-        # -- a frozen cluster ---------------------------------------------------------------
-        _, near_path = env.kubesim("near")
-        far_proc, far_path = env.kubesim("far")
-        _, target, url = env.capstan("--cluster-read-timeout", "1")
-        with CapstanClient(target, timeout=600) as client:
-            client.create_cluster("near", near_path.read_text())
-            client.create_cluster("far", far_path.read_text())
-        for path in (near_path, far_path):
-            template = small_template(json.loads(json.dumps({
-                "name": "t", "namespace": "default", "version": 1, "manifest": "",
-                "config": {}, "chart": {"metadata": {"name": "etcd", "version": "8.11.1"}},
-                "info": {"status": "deployed"}})))
-            asyncio.run(seed(path.read_text(), template, 0, 100))
-        wait_until(functools.partial(listed, url, 200),
-                   "both clusters listed", timeout=120)
-        far_proc.send_signal(signal.SIGSTOP)
-        try:
-            # An answer from the far cluster (the seed's last watch events) proves it live for
-            # a while: lists in that while rightly answer fresh.
-            time.sleep(DEFAULT_FRESH_FOR + 0.5)
-            started = time.perf_counter()
-            get_json(f"{url}/api/releases?limit=20")  # waits up to the read timeout once
-            first = (time.perf_counter() - started) * 1000
-            frozen = median_ms(lambda: get_json(f"{url}/api/releases?limit=20"), max(runs, 9))
-            body = get_json(f"{url}/api/releases?limit=20")
-            stale = body["unreachable_clusters"][0]["stale_seconds"]
-        finally:
-            far_proc.send_signal(signal.SIGCONT)
-        rows.append(("list p50, one of two clusters frozen", f"{frozen:.1f}", "",
-                     f"target <= 50 ms; first list {first:.0f} ms, far reported "
-                     f"{stale:.1f}s stale"))
-
-        # -- the bounded pool ---------------------------------------------------------------
-        # Both servers are up at once and take turns (the first of a round alternates), so
-        # that neither gets the machine's better minutes; the median round is compared.
-        pools = {}
-        for label, flags in (("bounded", ("--max-helm-processes", "4",
-                                          "--max-queued-writes", str(burst))),
-                             ("unbounded", ("--max-helm-processes", "1000"))):
-            _, path = env.kubesim(f"pool-{label}")
-            proc, target, _ = env.capstan(*flags)
-            with CapstanClient(target, timeout=600) as client:
-                client.create_cluster("c", path.read_text())
-                client.create_repository("samples", repo.url)
-            pools[label] = (proc, target)
-        took: dict[str, list[float]] = {label: [] for label in pools}
-        deployed = dict.fromkeys(pools, 0)
-        most = dict.fromkeys(pools, 0)
-        for round_ in range(rounds):
-            order = list(pools) if round_ % 2 == 0 else list(reversed(pools))
-            for label in order:
-                proc, target = pools[label]
-                with sampling(proc.pid) as seen:
-                    seconds, ok = creates(target, burst, f"burst-{round_}")
-                took[label].append(seconds)
-                deployed[label] += ok
-                most[label] = max(most[label], *seen, 0)
-        b_s, u_s = statistics.median(took["bounded"]), statistics.median(took["unbounded"])
-        total = burst * rounds
-        rows.append((f"{burst} concurrent creates, --max-helm-processes 4", f"{b_s * 1000:.0f}",
-                     "", f"max {most['bounded']} helm at once (target <= 4), "
-                     f"{deployed['bounded']}/{total} deployed"))
-        rows.append((f"{burst} concurrent creates, unbounded", f"{u_s * 1000:.0f}", "",
-                     f"max {most['unbounded']} helm at once, {deployed['unbounded']}/{total} "
-                     f"deployed; bounded {100 * (b_s - u_s) / u_s:+.0f}% (target <= 0%); "
-                     f"median of {rounds} rounds"))
+        if "lists" in cases:
+            archive = next((tmp / "repo").glob("etcd-8.11.1.tgz"))
+            rows += list_rows(env, archive, sizes, runs)
+        if "frozen" in cases:
+            rows += frozen_rows(env, runs)
+        if "pool" in cases:
+            rows += pool_rows(env, repo.url, burst, rounds)
 
     version = subprocess.run([str(helm_bin), "version", "--template", "{{.Version}}"],
                              capture_output=True, text=True).stdout

