@@ -173,18 +173,22 @@ def memory_mb(pid: int) -> tuple[float, float]:
     return found["VmRSS:"], found["VmHWM:"]
 
 
+def proc_stat(pid: int | str) -> tuple[str, list[str]]:
+    """A process's name and the fields of /proc/<pid>/stat after it (field 3, the state, on)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+
+
 def helm_children(pid: int) -> int:
     count = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
+            name, fields = proc_stat(entry)
         except OSError:
             continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        parent = int(stat[stat.rindex(")") + 2:].split()[1])
-        count += name.startswith("helm") and parent == pid  # helm3/helm4 symlinks too
+        count += name.startswith("helm") and int(fields[1]) == pid  # helm3/helm4 symlinks too
     return count
 
 
@@ -232,8 +236,7 @@ def creates(target: str, count: int, namespace: str) -> tuple[float, int]:
 
 def children_cpu_s(pid: int) -> float:
     """CPU seconds of a process's children that have exited and been waited for (helm runs)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = proc_stat(pid)[1]  # cutime and cstime
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 

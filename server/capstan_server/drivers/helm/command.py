@@ -2,9 +2,10 @@
 environment, processes and how they are stopped.
 
 Argv comes from `argv.py`, what a process may use from `process_limits.py`, what its failure
-means from `helm_errors.py`. Helm runs as an asyncio subprocess, never through a shell, with a
-minimal environment, private cache/config/data homes and a per-cluster kubeconfig file that only
-the service user can read; values travel in a private file.
+means from `helm_errors.py`. Helm runs as an asyncio subprocess, never through a shell, at a
+lower CPU priority than the server, with a minimal environment, private cache/config/data homes
+and a per-cluster kubeconfig file that only the service user can read; values travel in a
+private file.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def _below_server() -> tuple[str, ...]:
     return (nice, "-n", "10") if nice else ()
 
 
-DIE_WITH_SERVER = (*_below_server(), *_die_with_server())
+#: What every helm argv starts with: niced below the server, and killed with it.
+HELM_PREFIX = (*_below_server(), *_die_with_server())
 
 
 class HelmCommand:
@@ -272,7 +274,7 @@ class HelmCommand:
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *DIE_WITH_SERVER, str(self.helm_bin), *argv,
+                *HELM_PREFIX, str(self.helm_bin), *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
