@@ -47,6 +47,19 @@ def _named(config: dict[str, Any], section: str, name: str, field: str) -> dict[
     raise InvalidArgument(f"kubeconfig has no {section} entry named {name!r}")
 
 
+def _is_http_url(url: str) -> bool:
+    """An http(s) URL with a host and, if given, a port in range; no blanks or control
+    characters."""
+    if not url.isprintable() or " " in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # ValueError when out of range
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def parse_kubeconfig(text: str) -> KubeconfigInfo:
     """Check a kubeconfig and return its current context's cluster; InvalidArgument otherwise."""
     if not text.strip():
@@ -64,11 +77,7 @@ def parse_kubeconfig(text: str) -> KubeconfigInfo:
         raise InvalidArgument(f"kubeconfig context {context_name!r} names no cluster")
     cluster = _named(config, "clusters", cluster_name, "cluster")
     server = cluster.get("server")
-    if (
-        not isinstance(server, str)
-        or urlsplit(server).scheme not in ("http", "https")
-        or not urlsplit(server).hostname
-    ):
+    if not isinstance(server, str) or not _is_http_url(server):
         raise InvalidArgument(f"kubeconfig cluster {cluster_name!r} has no http(s) server URL")
     for key in _UNSAFE_CLUSTER_KEYS:
         if cluster.get(key):

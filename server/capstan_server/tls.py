@@ -16,7 +16,7 @@ import grpc
 
 from capstan_server.auth.options import SecurityOptions
 
-__all__ = ["TlsError", "grpc_server_credentials", "http_ssl_context"]
+__all__ = ["TlsError", "grpc_server_credentials", "http_ssl_context", "trusting"]
 
 
 class TlsError(RuntimeError):
@@ -60,3 +60,15 @@ def http_ssl_context(options: SecurityOptions) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise TlsError(f"cannot load the TLS certificate, key or client CA: {exc}") from None
     return context
+
+
+def trusting(ca_pem: str | bytes) -> ssl.SSLContext:
+    """A client context that trusts the PEM certificates in `ca_pem` (a registration's CA, from
+    a request or a kubeconfig); ValueError, with ssl's reason, when it holds none."""
+    try:
+        return ssl.create_default_context(
+            cadata=ca_pem.decode("ascii") if isinstance(ca_pem, bytes) else ca_pem)
+    except (UnicodeDecodeError, TypeError):  # TypeError: ssl's answer to non-ASCII in a str
+        raise ValueError("it holds characters outside ASCII, which PEM never does") from None
+    except ssl.SSLError as err:
+        raise ValueError(str(err)) from None

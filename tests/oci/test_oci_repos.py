@@ -151,6 +151,7 @@ def test_bad_input_registers_nothing(client: Any, oci_registry: Any, helm: Path,
         ({"url": "http://127.0.0.1:1/charts"}, grpc.StatusCode.INVALID_ARGUMENT,
          "OCI registries"),
         ({"ca_pem": "not a certificate"}, grpc.StatusCode.INVALID_ARGUMENT, "ca_pem"),
+        ({"ca_pem": "\x1f\U000beda7\u00eb"}, grpc.StatusCode.INVALID_ARGUMENT, "outside ASCII"),
     ]
     for change, code, said in cases:
         request = {"url": oci_registry.url(), "plain_http": True, **change}

@@ -44,6 +44,7 @@ from capstan_server.errors import (
     PermissionDenied,
     Unavailable,
 )
+from capstan_server.tls import trusting
 
 __all__ = [
     "HELM_CONFIG_MEDIA_TYPE",
@@ -193,7 +194,7 @@ class OciClient:
         self.what = f"OCI registry {location.host} of repository {name!r}"
         self._scheme = "http" if options.plain_http else "https"
         self._ssl: ssl.SSLContext | bool = (
-            ssl.create_default_context(cadata=options.ca_pem) if options.ca_pem else True)
+            trusting(options.ca_pem) if options.ca_pem else True)
         self._tokens: dict[str, str] = {}
         self._basic = False  # the registry asked for Basic once: send it up front from then on
 

@@ -6,7 +6,6 @@ credentials are reported at once and leave nothing behind.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +29,7 @@ from capstan_server.registry import RepoRow
 from capstan_server.registry_store import RegistryStore
 from capstan_server.services import messages as msg
 from capstan_server.services.addressing import Resolver, unreachable_detail
+from capstan_server.tls import trusting
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -67,8 +67,8 @@ def _oci_options(request: chart_pb2.CreateRepositoryRequest) -> OciOptions | Non
         if request.plain_http:
             raise InvalidArgument("ca_pem is for TLS: it cannot go with plain_http")
         try:
-            ssl.create_default_context(cadata=request.ca_pem)
-        except (ssl.SSLError, ValueError) as err:
+            trusting(request.ca_pem)
+        except ValueError as err:
             raise InvalidArgument(f"ca_pem holds no usable PEM certificates: {err}") from None
     charts = tuple(dict.fromkeys(validate_chart_name(c) for c in request.charts))
     return OciOptions(plain_http=request.plain_http, ca_pem=request.ca_pem, charts=charts)

@@ -47,6 +47,23 @@ def test_kubeconfigs_that_run_or_read_things_are_refused(user: dict[str, object]
         load_kubeconfig(kubeconfig("https://k:6443", user))
 
 
+@pytest.mark.parametrize(("server", "user", "cluster", "said"), [
+    ("https://[::1:6443", {"token": "t"}, {}, "server URL"),  # urlsplit's ValueError
+    ("https://k:99999", {"token": "t"}, {}, "server URL"),
+    ("https://k:6443/a\nb", {"token": "t"}, {}, "server URL"),
+    ("https://k:6443", {"token": "a\r\nX-Injected: 1"}, {}, "token"),  # a header smuggled
+    ("https://k:6443", {"token": ["t"]}, {}, "token"),
+    ("https://k:6443", {"username": "u", "password": "p\x00"}, {}, "password"),
+    ("https://k:6443", {"token": "t"}, {"tls-server-name": "a\tb"}, "tls-server-name"),
+    ("https://k:6443", {"client-certificate-data": "!!!", "client-key-data": "a2V5"}, {},
+     "client-certificate-data is not base64"),
+])
+def test_kubeconfigs_that_cannot_make_a_request_are_refused(
+        server: str, user: dict[str, object], cluster: dict[str, object], said: str) -> None:
+    with pytest.raises(InvalidArgument, match=said):
+        load_kubeconfig(kubeconfig(server, user, cluster))
+
+
 async def test_tls_token_discovery_and_concurrent_reads(kubesim: KubeSimThread,
                                                         unique_namespace: str) -> None:
     client = KubeClient(load_kubeconfig(kubesim.kubeconfig), cluster_name="sim")
@@ -102,6 +119,10 @@ async def test_errors(kubesim: KubeSimThread, tmp_path: Path) -> None:
             await driver.check_cluster(nowhere)
         with pytest.raises(InvalidArgument):
             await driver.check_cluster(ClusterTarget("c-bad", "bad", "clusters: [oops"))
+        not_ascii = base64.b64encode("é".encode()).decode()  # a CA that is no PEM, nor ASCII
+        with pytest.raises(InvalidArgument, match="CA data"):
+            await driver.check_cluster(ClusterTarget("c-ca", "ca", kubeconfig(
+                "https://127.0.0.1:9", {"token": "t"}, {"certificate-authority-data": not_ascii})))
         # Concurrent namespace reads of one cluster share one API call and one answer.
         good = ClusterTarget("c-good", "good", kubesim.kubeconfig)
         answers = await asyncio.gather(*(driver.namespaces(good) for _ in range(50)))

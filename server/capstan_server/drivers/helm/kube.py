@@ -42,6 +42,7 @@ from capstan_server.errors import (
     Unavailable,
 )
 from capstan_server.kubeconfig import parse_kubeconfig
+from capstan_server.tls import trusting
 
 Obj = dict[str, Any]
 
@@ -73,7 +74,7 @@ class KubeConfig:
 
 def _b64(value: Any, what: str) -> bytes:
     try:
-        return base64.b64decode(str(value), validate=False)
+        return base64.b64decode("".join(str(value).split()), validate=True)
     except (binascii.Error, ValueError) as e:
         raise InvalidArgument(f"kubeconfig {what} is not base64") from e
 
@@ -86,18 +87,26 @@ def load_kubeconfig(text: str) -> KubeConfig:
     def data(section: Mapping[str, Any], key: str) -> bytes | None:
         return _b64(section[key], key) if section.get(key) else None
 
+    def string(section: Mapping[str, Any], key: str) -> str | None:
+        """A string setting; one that would break (or smuggle) an HTTP header is refused."""
+        value = section.get(key)
+        if not value:
+            return None
+        if not isinstance(value, str) or not value.isprintable():
+            raise InvalidArgument(f"kubeconfig {key} must be a string of printable characters")
+        return value
+
     return KubeConfig(
         server=info.server.rstrip("/"),
         namespace=info.namespace or "default",
-        token=str(user["token"]) if user.get("token") else None,
-        username=str(user["username"]) if user.get("username") else None,
-        password=str(user["password"]) if user.get("password") else None,
+        token=string(user, "token"),
+        username=string(user, "username"),
+        password=string(user, "password"),
         ca_pem=data(cluster, "certificate-authority-data"),
         cert_pem=data(user, "client-certificate-data"),
         key_pem=data(user, "client-key-data"),
         insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        tls_server_name=str(cluster["tls-server-name"]) if cluster.get("tls-server-name")
-        else None,
+        tls_server_name=string(cluster, "tls-server-name"),
     )
 
 
@@ -110,9 +119,8 @@ def _ssl_context(cfg: KubeConfig) -> ssl.SSLContext | bool:
         ctx.verify_mode = ssl.CERT_NONE
     else:
         try:
-            ctx = ssl.create_default_context(
-                cadata=cfg.ca_pem.decode() if cfg.ca_pem else None)
-        except (ssl.SSLError, ValueError) as e:
+            ctx = trusting(cfg.ca_pem) if cfg.ca_pem else ssl.create_default_context()
+        except ValueError as e:
             raise InvalidArgument(f"kubeconfig CA data is not a PEM certificate: {e}") from e
     if cfg.cert_pem and cfg.key_pem:
         # ssl only loads client certificates from files; they live for the blink of a load
