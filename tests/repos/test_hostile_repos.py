@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -387,3 +388,37 @@ def test_row12_a_url_port_above_65535_is_a_4xx(
         status, _ = rest.show("evil")
     assert status == 409
 
+
+
+def test_row12_urls_that_do_not_parse_are_a_4xx(
+    capstan: ServerHandle, rest: Rest, hostile: HostileRepo
+) -> None:
+    hostile.route("/moved/index.yaml", redirect("http://[::1/index.yaml"))
+    status, answer = rest.register("moved", hostile.url + "/moved")
+    assert status == 400 and "not a valid http(s) URL" in answer["message"], answer
+    hostile.index({"evil": [entry("evil", "1.0.0", digest="0" * 64,
+                                  urls=["http://[::1/evil.tgz"])]})
+    assert rest.register("evil", hostile.url)[0] == 200
+    with attack(capstan):
+        status, answer = rest.show("evil")
+    assert status == 409, answer
+
+
+def test_row12_a_registry_naming_urls_that_do_not_parse_is_a_4xx(
+    rest: Rest, hostile: HostileRepo
+) -> None:
+    oci = f"oci://127.0.0.1:{hostile.port}/charts"
+
+    def register() -> tuple[int, Any]:
+        return rest.call("POST", "/api/repos", {"name": "reg", "url": oci, "plain_http": True,
+                                                "charts": ["evil"]})
+
+    challenge = 'Bearer realm="http://[::1/token",service="x"'
+    hostile.route("/v2/", body(b"{}", status=401, **{"WWW-Authenticate": challenge}))
+    status, answer = register()
+    assert status == 409 and "token realm" in answer["message"], answer
+    hostile.route("/v2/", body(b"{}"))
+    hostile.route("/v2/charts/evil/tags/list", body(
+        b'{"tags": []}', Link='<http://[::1/v2/charts/evil/tags/list?n=1>; rel="next"'))
+    status, answer = register()
+    assert status == 409 and "next page elsewhere" in answer["message"], answer

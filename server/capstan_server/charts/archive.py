@@ -25,9 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
 
-from capstan_server.charts.fetch import Fetcher
+from capstan_server.charts.fetch import Fetcher, join_url
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.charts.repo_index import IndexEntry
 from capstan_server.charts.tar import ArchiveError, read_tgz
@@ -90,7 +89,7 @@ def archive_url(entry: IndexEntry, repo_url: str) -> str:
         raise FailedPrecondition(
             f"the index lists no download URL for {entry.name} {entry.version}"
         )
-    return urljoin(repo_url.rstrip("/") + "/", entry.urls[0])
+    return join_url(repo_url.rstrip("/") + "/", entry.urls[0])
 
 
 def _is_subchart_archive(name: str) -> bool:

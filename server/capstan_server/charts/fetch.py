@@ -42,7 +42,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from capstan_server.charts.limits import RepoLimits
 from capstan_server.errors import CapstanError, Unavailable
 
-__all__ = ["AddressPolicy", "Fetcher", "same_origin"]
+__all__ = ["AddressPolicy", "Fetcher", "join_url", "same_origin"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -53,6 +53,15 @@ _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 #: One thread inflates for every fetch: what it allocates stays in one malloc arena (a pool
 #: of threads would each keep the peak of a bomb in an arena of its own, for good).
 _INFLATE_THREAD = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inflate")
+
+
+def join_url(base: str, ref: str) -> str:
+    """`ref` (a redirect's Location, an index's chart URL) resolved against `base`; a `ref` that
+    does not parse is kept as it is, for the fetch to refuse as not a valid URL."""
+    try:
+        return urljoin(base, ref)
+    except ValueError:  # an unclosed "[" of an IPv6 host
+        return ref
 
 
 def same_origin(a: str, b: str) -> bool:
@@ -289,7 +298,7 @@ class Fetcher:
                     ),
                 ) as resp:
                     if resp.status in _REDIRECTS and "Location" in resp.headers:
-                        url = urljoin(url, resp.headers["Location"])
+                        url = join_url(url, resp.headers["Location"])
                         continue
                     self._check_status(resp.status, first, what, auth, refused)
                     await self._read(resp, request)
@@ -313,13 +322,13 @@ class Fetcher:
                       f"({_shown(first)})")
 
     def _check_url(self, url: str, first: str, what: str, refused: type[CapstanError]) -> None:
-        parts = urlsplit(url)
         redirected = "" if url == first else " (after a redirect)"
         try:
+            parts = urlsplit(url)
             port = parts.port
-        except ValueError:
+        except ValueError:  # an unclosed "[" of an IPv6 host, a port out of range
             port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        if port == -1 or parts.scheme not in ("http", "https") or not parts.hostname:
             raise refused(f"{what}: {_shown(first)}{redirected} is not a valid http(s) URL")
         try:
             self.policy.check_literal(parts.hostname)

@@ -204,7 +204,10 @@ class OciClient:
 
     async def _token(self, params: dict[str, str], scope: str) -> str:
         realm = params.get("realm", "")
-        scheme = urlsplit(realm).scheme
+        try:
+            scheme = urlsplit(realm).scheme
+        except ValueError:  # an unclosed "[" of an IPv6 host
+            scheme = ""
         # The realm is the registry's choice; its credentials never travel in the clear to it
         # unless the registry itself was registered as plain HTTP.
         if scheme != "https" and not (scheme == "http" and self.options.plain_http):
@@ -303,7 +306,10 @@ class OciClient:
             if not link:
                 return found
             # Relative as distribution sends it, or absolute on the same registry.
-            following = urlsplit(urljoin(path, link[1]))
+            try:
+                following = urlsplit(urljoin(path, link[1]))
+            except ValueError:  # an unclosed "[" of an IPv6 host
+                following = urlsplit("")
             path = following.path + (f"?{following.query}" if following.query else "")
             elsewhere = following.netloc.lower() not in ("", self.location.host)
             if elsewhere or not path.startswith("/v2/"):
