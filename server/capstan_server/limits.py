@@ -191,6 +191,13 @@ def check_string(field: str, value: str, limit: int) -> None:
             f"(starts {echo(value, 40)})",
             details=[{"field": field, "reason": "too long", "max_chars": limit}],
         )
+    # No field means anything with a NUL in it (not names, URLs, YAML, PEM or free text), and
+    # it would end a helm argument or an HTTP header short (Python refuses both outright).
+    if "\x00" in value:
+        raise InvalidArgument(
+            f"{field} holds a NUL character",
+            details=[{"field": field, "reason": "NUL character"}],
+        )
 
 
 def check_int(field: str, value: int) -> None:

@@ -77,6 +77,15 @@ def test_string_lengths(field: str, limit: int) -> None:
         assert len(err.value.message) < 200
 
 
+@pytest.mark.parametrize("field", sorted(limits.FIELD_MAX_CHARS))
+def test_no_string_holds_a_nul(field: str) -> None:
+    for cls in _messages_with(field):
+        repeated = cls.DESCRIPTOR.fields_by_name[field].is_repeated
+        text = "a\x00b"
+        with pytest.raises(InvalidArgument, match=f"{field} holds a NUL character"):
+            limits.check_request(_request(cls, **{field: [text] if repeated else text}))
+
+
 def test_repeated_fields_are_bounded() -> None:
     many = ["c"] * (limits.MAX_REPEATED_ITEMS + 1)
     with pytest.raises(InvalidArgument, match="charts has 1001 items"):
