@@ -1,5 +1,6 @@
 """TLS for the server's two ports: gRPC credentials and the gateway's HTTPS context, from
-`--tls-cert`, `--tls-key` and (for mutual TLS) `--client-ca`.
+`--tls-cert`, `--tls-key` and (for mutual TLS) `--client-ca`; and `trusting`, the one way a
+CA someone registered (a kubeconfig's, an OCI registry's `ca_pem`) becomes a client context.
 
 gRPC can only require client certificates or not ask for them, so with `--client-ca` every
 gRPC client presents one; HTTPS asks for one and checks it when sent (browsers and scripts may

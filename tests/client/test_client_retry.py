@@ -23,6 +23,7 @@ from capstan.client import (
 )
 from capstan.client.calls import OPERATION_MARGIN_S, call_timeout
 from capstan.client.releases import create_release, get_release, watch_release
+from capstan.client.retry import Attempts
 from capstan.v1 import chart_pb2, release_pb2
 
 from .fake_capstan import Failure, FakeCapstan
@@ -175,6 +176,18 @@ def test_retries_share_the_call_s_deadline(fake: FakeCapstan) -> None:
 
     assert time.monotonic() - started < 1.5
     assert 2 <= len(fake.received("ListCharts")) < 1000
+
+
+def test_no_retry_is_started_without_time_left_to_finish() -> None:
+    now = [0.0]
+    policy = RetryPolicy(retries=5, initial_backoff=0.05, max_backoff=0.05)
+    attempts = Attempts(policy, idempotent=True, timeout=0.5, clock=lambda: now[0])
+    unavailable = Unavailable(grpc.StatusCode.UNAVAILABLE, "no server")
+    assert attempts.next_delay(unavailable) is not None
+    now[0] = 0.34  # after the wait (0.025 to 0.05 s), at least 0.11 s is left: one more
+    assert attempts.next_delay(unavailable) is not None
+    now[0] = 0.38  # at most 0.095 s would be left: the error is raised as it is
+    assert attempts.next_delay(unavailable) is None
 
 
 def test_an_unreachable_server_is_unavailable_after_the_retries() -> None:

@@ -28,6 +28,10 @@ __all__ = ["Attempts", "RetryPolicy", "retry_after"]
 
 #: Never hand gRPC a zero or negative timeout: it would fail before sending anything useful.
 _MIN_ATTEMPT_TIMEOUT_S = 0.001
+#: A retry is only made when at least this much of the call's deadline is left for it after
+#: the wait: an attempt started with a few milliseconds left ends in DEADLINE_EXCEEDED, which
+#: would hide the error that was being retried.
+_MIN_RETRY_ATTEMPT_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ class Attempts:
         delay = self._policy.backoff(self._retries)
         if hint is not None:
             delay = max(delay, hint * random.uniform(1.0, 1.2))
-        if self._deadline is not None and self._clock() + delay >= self._deadline:
+        if (self._deadline is not None
+                and self._clock() + delay + _MIN_RETRY_ATTEMPT_S > self._deadline):
             return None
         self._retries += 1
         return delay
