@@ -96,3 +96,15 @@ def test_lengths_and_patterns_are_stated(document: Any) -> None:
     assert path_id["required"] is True
     assert path_id["schema"]["maxLength"] == 53  # a UUID or a release name
     assert re.match(path_id["schema"]["pattern"], "7E4FEDA2-3EBD-550F-B330-40BC4CABA110")
+
+
+def test_no_request_string_is_documented_to_take_a_nul(document: Any) -> None:
+    """limits.check_string refuses a NUL in any request string; the document says so, or a
+    client generating valid requests from it (schemathesis does) sends one and gets a 400."""
+    cluster = _parameter(document, "/api/releases/{id}/history", "get", "cluster")["schema"]
+    description = _schema(document, "CreateReleaseRequest")["properties"]["description"]
+    upgrade = _schema(document, "UpgradeReleaseRequestBody")["properties"]["description"]
+    charts = _schema(document, "CreateRepositoryRequest")["properties"]["charts"]["items"]
+    for schema in (cluster, description, upgrade, charts):
+        assert re.match(schema["pattern"], "any text\n at all")
+        assert not re.match(schema["pattern"], "cut\x00short")

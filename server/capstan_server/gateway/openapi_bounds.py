@@ -24,6 +24,8 @@ _RELEASE_ID = (f"^(?:{_UUID}|{_RELEASE})$", 53)
 _CHART_REF = (f"^{_REPO}/{_CHART}$", limits.MAX_CHART_REF_CHARS)
 #: What chart_service accepts: http(s) or oci, a host, no credentials in the URL.
 _URL = (r"^(?:https?|oci)://[^\s/?#@]+(?:[/?#]\S*)?$", limits.MAX_URL_CHARS)
+#: Every other request string (limits.check_string refuses a NUL anywhere).
+_NO_NUL = r"^[^\u0000]*$"
 _RELEASE_REQUESTS = (
     "GetReleaseRequest",
     "UpgradeReleaseRequest",
@@ -65,10 +67,15 @@ def field_bounds(message: Descriptor, field: FieldDescriptor) -> dict[str, Any]:
     bounds: dict[str, Any] = {}
     if field.type == FieldDescriptor.TYPE_STRING and field.is_repeated:
         bounds["maxItems"] = limits.MAX_REPEATED_ITEMS
-        bounds["items"] = {"type": "string", "maxLength": limits.FIELD_MAX_CHARS[field.name]}
+        bounds["items"] = {
+            "type": "string",
+            "maxLength": limits.FIELD_MAX_CHARS[field.name],
+            "pattern": _NO_NUL,
+        }
     elif field.type == FieldDescriptor.TYPE_STRING:
         is_required = field.name in limits.required_fields(message)
         bounds["maxLength"] = limits.FIELD_MAX_CHARS[field.name]
+        bounds["pattern"] = _NO_NUL
         if is_required:
             bounds["minLength"] = 1
         rule = _NAME_RULES.get((message.name, field.name)) or _NAME_RULES.get(("*", field.name))
