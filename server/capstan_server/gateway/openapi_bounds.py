@@ -22,9 +22,10 @@ _CHART = "[A-Za-z0-9][A-Za-z0-9._-]*"
 _RELEASE_ID = (f"^(?:{_UUID}|{_RELEASE})$", 53)
 #: `<repo>/<chart>` (catalog.parse_chart_reference).
 _CHART_REF = (f"^{_REPO}/{_CHART}$", limits.MAX_CHART_REF_CHARS)
-#: What chart_service accepts: http(s) or oci, a host, no credentials in the URL.
-_URL = (r"^(?:https?|oci)://[^\s/?#@]+(?:[/?#]\S*)?$", limits.MAX_URL_CHARS)
-#: Every other request string (limits.check_string refuses a NUL anywhere).
+#: What chart_service accepts: http(s) or oci, a host, no credentials in the URL (and, as in
+#: every string, no NUL: `\S` alone would let one through).
+_URL = (r"^(?:https?|oci)://[^\s\u0000/?#@]+(?:[/?#][^\s\u0000]*)?$", limits.MAX_URL_CHARS)
+#: A request string without a rule of its own: limits.check_string refuses a NUL in any.
 _NO_NUL = r"^[^\u0000]*$"
 _RELEASE_REQUESTS = (
     "GetReleaseRequest",
@@ -74,12 +75,13 @@ def field_bounds(message: Descriptor, field: FieldDescriptor) -> dict[str, Any]:
         }
     elif field.type == FieldDescriptor.TYPE_STRING:
         is_required = field.name in limits.required_fields(message)
-        bounds["maxLength"] = limits.FIELD_MAX_CHARS[field.name]
-        bounds["pattern"] = _NO_NUL
         if is_required:
             bounds["minLength"] = 1
         rule = _NAME_RULES.get((message.name, field.name)) or _NAME_RULES.get(("*", field.name))
-        if rule is not None:
+        if rule is None:
+            bounds["pattern"] = _NO_NUL
+            bounds["maxLength"] = limits.FIELD_MAX_CHARS[field.name]
+        else:
             pattern, longest, empty_ok = rule
             body = pattern.removeprefix("^").removesuffix("$")
             bounds["pattern"] = f"^(?:{body})?$" if empty_ok else f"^{body}$"
